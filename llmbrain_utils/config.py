@@ -1,0 +1,92 @@
+"""Every parameter of a run, its default, its reason and its check.
+
+The notebooks' ``parameters`` cells declare these names (papermill overrides them); the stages
+take a plain dict of them. :func:`validate` checks a dict before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ParameterError
+
+REPO_RUNS = Path(__file__).resolve().parents[1] / "runs"
+
+#: name -> (default, allowed type(s), check or choices, reason)
+PARAMS: dict[str, tuple] = {
+    # common
+    "runs_dir": (None, (str, type(None)), None, "artifact store; None = $LLMBRAIN_RUNS or ./runs"),
+    "story": ("harrowpoint", str, None,
+              "the project's own story (no download); any Narratives story by name with narratives_dir"),
+    "narratives_dir": (None, (str, type(None)), None,
+                       "folder with stimuli/STORY/align.csv or stimuli/gentle/STORY/align.json"),
+    "tr_s": (1.5, (int, float), lambda v: v > 0, "Narratives' TR"),
+    "seed": (0, int, lambda v: v >= 0, "every random choice is seeded"),
+    # extraction
+    "model": ("all-MiniLM-L6-v2", str, None, "a real BERT-architecture model a package carries"),
+    "untrained": (False, bool, None, "control: same architecture, fresh random weights"),
+    "shuffle_words": (False, bool, None, "control: the story's words in random order, same timings"),
+    "units": ("output", str, ("output", "hidden"),
+              "the method's AN: an output unit of the FFN's second linear layer"),
+    "context": ("bidirectional", str, ("bidirectional", "causal"),
+                "encoders read a window around the word; causal = only the past, like a listener"),
+    "context_tokens": (128, int, lambda v: v >= 1, "preceding tokens every word sees at least"),
+    "word_pool": ("mean", str, ("mean", "last"), "sub-tokens -> word"),
+    "tr_pool": ("mean", str, ("mean", "sum", "last"), "words -> TR"),
+    "hrf": ("spm", str, ("spm", "glover", "fir"), "canonical SPM HRF, as in most encoding work"),
+    # dictionary
+    "k": (64, int, lambda v: v >= 1, "the paper's 64 atoms"),
+    "lam": (0.15, (int, float), lambda v: v > 0,
+            "L1 weight on loadings; gives the paper's dictionary R2 of ~0.5-0.6 on z-scored ANs"),
+    "solver": ("spams", str, ("spams", "sklearn", "torch"), "SPAMS trainDL, the paper's tool"),
+    "dict_iter": (300, int, lambda v: v >= 1, "iterations (minibatches) of online learning"),
+    # fMRI data
+    "fmri_source": ("synthetic", str, ("synthetic", "narratives"),
+                    "synthetic twin with planted truth, or the real data set (download)"),
+    "n_subjects": (8, int, lambda v: v >= 2, "subjects of the synthetic twin"),
+    "resolution_mm": (6.0, (int, float), lambda v: 2 <= v <= 12, "grid of the analysis"),
+    "snr": (None, (int, float, type(None)), None, "None = the generator's calibrated default"),
+    "plant_atlas": ("Seitzman2018", str, None, "networks that carry the planted signals"),
+    # encoding
+    "n_folds": (5, int, lambda v: v >= 2, "contiguous cross-validation folds"),
+    "trim": (5, int, lambda v: v >= 0, "TRs dropped around each test fold (autocorrelation)"),
+    "n_perm": (1000, int, lambda v: v >= 10, "permutations of every null"),
+    "alpha": (0.05, (int, float), lambda v: 0 < v < 1, "FDR level"),
+    # FBN mapping
+    "atlas": ("Seitzman2018", str, None, "offline network templates (nilearn's Seitzman ROIs)"),
+    "threshold": (3.0, (int, float), lambda v: v > 0, "|group t| defining an atom's active/deactive part"),
+}
+
+
+def defaults() -> dict:
+    return {k: v[0] for k, v in PARAMS.items()}
+
+
+def validate(params: dict, *, names: list[str] | None = None) -> dict:
+    """Fill defaults and check types and ranges; raise ParameterError naming the first bad one."""
+    out = defaults()
+    unknown = set(params) - set(PARAMS)
+    if unknown:
+        raise ParameterError(sorted(unknown)[0], "unknown parameter", expected=f"one of {sorted(PARAMS)}")
+    out.update({k: v for k, v in params.items()})
+    for name in names or list(out):
+        default, types, check, _ = PARAMS[name]
+        v = out[name]
+        if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+            raise ParameterError(name, f"{v!r} is a bool", expected=str(types))
+        if not isinstance(v, types):
+            raise ParameterError(name, f"{v!r} has type {type(v).__name__}",
+                                 expected=getattr(types, "__name__", str(types)))
+        if isinstance(check, tuple) and v not in check:
+            raise ParameterError(name, f"{v!r} is not allowed", expected=f"one of {check}")
+        if callable(check) and not check(v):
+            raise ParameterError(name, f"{v!r} is out of range", expected=PARAMS[name][3])
+    if out["runs_dir"] is None:
+        out["runs_dir"] = os.environ.get("LLMBRAIN_RUNS", str(REPO_RUNS))
+    return out
+
+
+def collect(namespace: dict) -> dict:
+    """The run parameters among a notebook's variables (its parameters cell), validated."""
+    return validate({k: namespace[k] for k in PARAMS if k in namespace})

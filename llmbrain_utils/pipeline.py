@@ -1,0 +1,218 @@
+"""Runs the book's notebooks with papermill, in stage order, with a parameter set.
+
+Each notebook in ``notebooks/`` has a papermill ``parameters`` cell. A parameter set (YAML) has
+a ``common`` section, given to every notebook that declares the parameter, and one section per
+stage. The runner checks every parameter against the notebook's declared parameters (unknown
+names and wrong types are errors before anything runs), executes each notebook into
+``book/executed/`` (the copies the book renders), and skips a notebook whose executed copy was
+made from the same notebook, parameters and package version (the stages' own artifacts are
+cached in the store besides, so a changed parameter recomputes only what depends on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .errors import InputError, ParameterError
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+EXECUTED = REPO / "book" / "executed"
+DEFAULT_PARAMS = REPO / "params" / "default.yaml"
+
+#: stage name -> notebook, in run order
+STAGES = {
+    "stimulus": "00_stimulus.ipynb",
+    "extraction": "01_extraction.ipynb",
+    "dictionary": "02_dictionary.ipynb",
+    "fmri": "03_fmri_data.ipynb",
+    "encoding": "04_encoding.ipynb",
+    "fbn": "05_fbn_mapping.ipynb",
+    "cross_model": "06_cross_model.ipynb",
+}
+
+
+def load_params(path: str | os.PathLike | None) -> dict:
+    """Read a parameter set; a missing file or a malformed section is an error naming it."""
+    path = Path(path) if path else DEFAULT_PARAMS
+    if not path.is_file():
+        raise InputError(path, "parameter file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(path, f"not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "top level is not a mapping", expected="sections: common, stimulus, ...")
+    unknown = set(data) - {"common", *STAGES}
+    if unknown:
+        raise InputError(path, f"unknown section(s) {sorted(unknown)}",
+                         expected=f"common or one of {list(STAGES)}")
+    for sec, val in data.items():
+        if val is not None and not isinstance(val, dict):
+            raise InputError(path, "section is not a mapping", field=sec)
+    return {k: (v or {}) for k, v in data.items()}
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The parameters a notebook declares in its ``parameters`` cell (papermill's inspection)."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(notebook))
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+          "list": (list, tuple), "dict": (dict,), "None": (type(None),)}
+
+
+def _check_type(name: str, value, decl: dict, notebook: str) -> None:
+    inferred = decl.get("inferred_type_name", "None")
+    default = decl.get("default", "None")
+    if value is None or inferred in ("None", "") or default == "None":
+        return
+    kinds = [k.strip() for k in str(inferred).replace("Optional[", "").rstrip("]").split("|")]
+    allowed = tuple(t for k in kinds for t in _TYPES.get(k, (object,)))
+    if isinstance(value, bool) and bool not in allowed:
+        allowed = ()
+    if not isinstance(value, allowed):
+        raise ParameterError(name, f"{value!r} is a {type(value).__name__} in {notebook}",
+                             expected=f"{inferred} (default {default})")
+
+
+def stage_parameters(stage: str, params: dict) -> dict:
+    """The parameters that ``stage``'s notebook gets: declared ones from common + its section."""
+    nb = NOTEBOOKS / STAGES[stage]
+    declared = declared_parameters(nb)
+    merged = {k: v for k, v in params.get("common", {}).items() if k in declared}
+    section = params.get(stage, {})
+    unknown = set(section) - set(declared)
+    if unknown:
+        raise ParameterError(f"{stage}.{sorted(unknown)[0]}",
+                             f"not a parameter of {nb.name}",
+                             expected=f"one of {sorted(declared)}")
+    merged.update(section)
+    for k, v in merged.items():
+        _check_type(k, v, declared[k], nb.name)
+    return merged
+
+
+def _digest(notebook: Path, parameters: dict) -> str:
+    from . import __version__
+
+    h = hashlib.sha256(notebook.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    h.update(__version__.encode())
+    return h.hexdigest()[:16]
+
+
+def _executed_digest(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["metadata"].get("llmbrain", {}).get("digest")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None = None,
+        force: bool = False, refresh_notebooks: bool = False, runs_dir: str | None = None) -> list[dict]:
+    """Execute the stages' notebooks; return one record per stage (name, status, seconds)."""
+    import papermill as pm
+
+    params = load_params(params_file)
+    if runs_dir is not None:
+        params.setdefault("common", {})["runs_dir"] = runs_dir
+    if "runs_dir" in params.get("common", {}):
+        params["common"]["runs_dir"] = str(Path(params["common"]["runs_dir"]).resolve())
+    stages = list(STAGES)
+    if only:
+        bad = [s for s in only if s not in STAGES]
+        if bad:
+            raise ParameterError("--only", f"unknown stage(s) {bad}", expected=f"any of {stages}")
+        stages = [s for s in stages if s in only]
+    # validate every notebook's parameters before any work starts
+    plan = [(s, stage_parameters(s, params)) for s in stages]
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    records = []
+    for stage, p in plan:
+        src = NOTEBOOKS / STAGES[stage]
+        dst = EXECUTED / STAGES[stage]
+        digest = _digest(src, p)
+        if not force and dst.is_file() and _executed_digest(dst) == digest:
+            records.append({"stage": stage, "status": "unchanged", "seconds": 0.0})
+            log.info("%s: unchanged, not re-executed", stage)
+            continue
+        tmp = dst.with_name(f".tmp-{dst.name}")
+        t0 = time.perf_counter()
+        print(f"[llmbrain] {stage}: executing {src.name}", flush=True)
+        try:
+            nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
+                                     kernel_name="python3", progress_bar=False,
+                                     request_save_on_cell_execute=False)
+        except Exception:
+            # keep the failed copy for reading, never under the executed name
+            if tmp.exists():
+                os.replace(tmp, dst.with_name(f"FAILED-{dst.name}"))
+            raise
+        nb.metadata["llmbrain"] = {"digest": digest, "parameters": p}
+        import nbformat
+
+        nbformat.write(nb, str(tmp))
+        os.replace(tmp, dst)
+        failed = dst.with_name(f"FAILED-{dst.name}")
+        failed.unlink(missing_ok=True)
+        secs = time.perf_counter() - t0
+        print(f"[llmbrain] {stage}: done in {secs:.1f} s", flush=True)
+        records.append({"stage": stage, "status": "executed", "seconds": round(secs, 1)})
+        if refresh_notebooks:
+            _refresh(dst, src)
+    return records
+
+
+def _refresh(executed: Path, committed: Path) -> None:
+    """Copy an executed notebook's outputs back to the committed one (what nbval compares)."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    nb.metadata.pop("llmbrain", None)
+    nb.metadata.pop("papermill", None)
+    keep = []
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags:
+            continue  # the committed notebook keeps its own defaults
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+        keep.append(cell)
+    nb.cells = keep
+    nbformat.write(nb, str(committed))
+
+
+def build_book(*, strict: bool = True) -> Path:
+    """Build the Jupyter Book (HTML) at the repository root; return the index page.
+
+    Warnings are errors (``-W -n --keep-going``), since jupyter-book exits 0 on many failures.
+    """
+    missing = [n for n in STAGES.values() if not (EXECUTED / n).is_file()]
+    if missing:
+        raise InputError(EXECUTED, f"executed notebooks missing: {missing}",
+                         expected="`python -m llmbrain_utils run` first")
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe), "build", str(REPO), "--builder", "html"]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    print("[llmbrain] " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+    index = REPO / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise InputError(index, "the book build wrote no index page")
+    return index
+

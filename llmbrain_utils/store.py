@@ -1,0 +1,266 @@
+"""The artifact store: every stage reads its inputs from, and writes its outputs to, one directory.
+
+Layout: ``ROOT/<stage>/<key>/`` holds the artifact's files and ``artifact.json``, its sidecar
+(stage, parameters, input artifacts' keys, package versions, file sizes and SHA-256, timing).
+The key is a hash of the stage name, its canonical parameters, the keys of its input artifacts
+and the versions of the packages that change its result: a rerun with the same inputs reuses
+the artifact, any change makes a new one.
+
+Writes are atomic: an artifact is built in a temporary sibling directory, every file is
+fsynced, the sidecar is written last, and the directory is renamed into place. A reader takes
+an artifact only when its sidecar exists and its files match the sidecar (sizes always, SHA-256
+on request), so a killed run never leaves something that looks complete. A per-key file lock
+makes two processes building the same artifact wait for each other; the second reuses the
+first's result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+SIDECAR = "artifact.json"
+DEFAULT_PACKAGES = ("llmbrain_utils", "numpy", "scipy")
+
+
+def default_root() -> Path:
+    """The store directory: ``$LLMBRAIN_RUNS`` or ``./runs``."""
+    return Path(os.environ.get("LLMBRAIN_RUNS", "runs")).resolve()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and obj != obj:  # NaN
+        return "NaN"
+    return obj
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON of parameters (sorted keys, no whitespace)."""
+    return json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":"))
+
+
+def hash_params(obj: Any, n: int = 16) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for name in names:
+        if name == "llmbrain_utils":
+            from . import __version__
+            out[name] = __version__
+            continue
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file, fsync and rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Artifact:
+    """A complete artifact in the store: its directory and its sidecar."""
+
+    path: Path
+    meta: dict = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        return self.meta["key"]
+
+    @property
+    def stage(self) -> str:
+        return self.meta["stage"]
+
+    @property
+    def params(self) -> dict:
+        return self.meta["params"]
+
+    @property
+    def info(self) -> dict:
+        """What the build returned (metrics, counts) besides its files."""
+        return self.meta.get("info", {})
+
+    def file(self, name: str) -> Path:
+        p = self.path / name
+        if name not in self.meta["files"]:
+            raise ArtifactError(f"{self.path}: artifact has no file '{name}' "
+                                f"(it has: {', '.join(sorted(self.meta['files']))})")
+        return p
+
+    def verify(self, hashes: bool = True) -> None:
+        """Check every file against the sidecar; raise ArtifactError naming the first mismatch."""
+        for name, rec in self.meta["files"].items():
+            p = self.path / name
+            if not p.is_file():
+                raise ArtifactError(f"{p}: missing (listed in {self.path / SIDECAR})")
+            if p.stat().st_size != rec["size"]:
+                raise ArtifactError(f"{p}: size {p.stat().st_size} != {rec['size']} in sidecar")
+            if hashes and sha256_file(p) != rec["sha256"]:
+                raise ArtifactError(f"{p}: SHA-256 differs from its sidecar")
+
+
+def read_artifact(path: str | os.PathLike, *, verify_hashes: bool = False) -> Artifact:
+    """Open a complete artifact directory; raise ArtifactError if it is not complete."""
+    path = Path(path)
+    side = path / SIDECAR
+    if not side.is_file():
+        raise ArtifactError(f"{path}: no {SIDECAR}; not a complete artifact")
+    try:
+        meta = json.loads(side.read_text())
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{side}: unreadable sidecar ({e})") from e
+    art = Artifact(path, meta)
+    art.verify(hashes=verify_hashes)
+    return art
+
+
+class Store:
+    """A directory of artifacts keyed by the hash of their inputs.
+
+    Parameters
+    ----------
+    root : path, optional
+        Store directory; default ``$LLMBRAIN_RUNS`` or ``./runs``.
+    verify_hashes : bool
+        Check SHA-256 of every file when an existing artifact is reused (sizes are always checked).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, *, verify_hashes: bool = True):
+        self.root = Path(root).resolve() if root is not None else default_root()
+        self.verify_hashes = verify_hashes
+
+    def key_for(self, stage: str, params: dict, inputs: Iterable[Artifact] = (),
+                packages: Iterable[str] = DEFAULT_PACKAGES) -> tuple[str, dict]:
+        spec = {
+            "stage": stage,
+            "params": _jsonable(params),
+            "inputs": {a.stage + ":" + a.key: a.key for a in inputs},
+            "versions": package_versions(packages),
+        }
+        return hash_params(spec), spec
+
+    def path_for(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def find(self, stage: str, key: str) -> Artifact | None:
+        path = self.path_for(stage, key)
+        if not (path / SIDECAR).is_file():
+            return None
+        try:
+            return read_artifact(path, verify_hashes=self.verify_hashes)
+        except ArtifactError as e:
+            log.warning("discarding a damaged artifact: %s", e)
+            return None
+
+    def get_or_create(self, stage: str, params: dict, build: Callable[[Path], dict | None], *,
+                      inputs: Iterable[Artifact] = (), packages: Iterable[str] = DEFAULT_PACKAGES,
+                      force: bool = False) -> Artifact:
+        """Return the artifact of ``stage`` for these parameters and inputs, building it if needed.
+
+        ``build(tmpdir)`` writes the artifact's files into ``tmpdir`` and may return a dict of
+        information (metrics, counts) that goes into the sidecar under ``info``. It runs at most
+        once per key at a time across processes (file lock); if it raises, nothing is left.
+        """
+        from filelock import FileLock
+
+        inputs = list(inputs)
+        key, spec = self.key_for(stage, params, inputs, packages)
+        final = self.path_for(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(final.parent / f".{key}.lock")):
+            if not force:
+                found = self.find(stage, key)
+                if found is not None:
+                    log.info("reusing %s/%s", stage, key)
+                    return found
+            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{key}-"))
+            try:
+                t0 = time.perf_counter()
+                info = build(tmp) or {}
+                elapsed = time.perf_counter() - t0
+                files = {}
+                for p in sorted(tmp.rglob("*")):
+                    if p.is_file():
+                        rel = p.relative_to(tmp).as_posix()
+                        files[rel] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                if not files:
+                    raise ArtifactError(f"stage '{stage}' wrote no file")
+                meta = dict(spec, key=key, files=files, info=_jsonable(info),
+                            inputs_paths={a.stage: str(a.path) for a in inputs},
+                            timing={"build_s": round(elapsed, 3),
+                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                            host={"python": platform.python_version(),
+                                  "machine": platform.machine()})
+                _fsync_tree(tmp)
+                write_json_atomic(tmp / SIDECAR, meta)
+                if final.exists():  # damaged or forced: replace
+                    trash = final.parent / f".trash-{key}-{os.getpid()}"
+                    os.replace(final, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return read_artifact(final, verify_hashes=False)

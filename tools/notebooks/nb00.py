@@ -1,0 +1,93 @@
+import sys; sys.path.insert(0, "tools")
+from nbbuild import build
+
+build("notebooks/00_stimulus.ipynb", [
+("md", """
+# 1. Stimulus: words on the fMRI's clock
+
+Every later stage sees the story through one table: each word of the transcript with its onset
+and offset (seconds of audio) and the TR (fMRI volume, 1.5 s) it belongs to.
+
+**Default story.** The book runs on *The Clock at Harrow Point*, a short story written for this
+project (about 1,150 words), so that no download is needed. It has no recorded audio: its word
+timings come from a stated speech-rate model (each word lasts 0.10 s + 0.15 s per syllable,
++-10% seeded jitter, 40 ms between words, pauses of 0.25 s at commas, 0.45 s at sentence ends and
+1.2 s between paragraphs, about 146 words a minute, the pace of the Narratives stories). The
+timings are written as a Gentle `align.json` and read by the same reader as the real data set's
+alignments. Any of the 13 Narratives stories can be used instead (`story`, `narratives_dir`).
+
+**Rule.** A word belongs to the TR in which it *ends*: `tr = floor(offset / 1.5)`. By the end of
+that volume the word has been heard completely. Words the aligner could not place keep their
+position and get times interpolated between their neighbours (flagged `interpolated`).
+"""),
+("params", """
+# Parameters (papermill overrides these)
+runs_dir = None
+story = "harrowpoint"
+narratives_dir = None
+tr_s = 1.5
+shuffle_words = False
+seed = 0
+"""),
+("code", """
+import matplotlib.pyplot as plt
+import numpy as np
+from llmbrain_utils import config, plotting, stages
+
+plotting.style()
+cfg = config.collect(globals())
+art = stages.stimulus(cfg)
+words, trs = stages.read_words(art), stages.read_trs(art)
+print("artifact:", art.path.relative_to(art.path.parents[2]))
+"""),
+("code", """
+info = art.info
+print(f"words: {info['n_words']}, TRs: {info['n_trs']}, interpolated words: {info['n_interpolated']}")
+print(f"duration: {info['duration_s']:.1f} s, speech rate: {60 * info['n_words'] / info['duration_s']:.0f} words/min")
+inside = trs[trs.n_words > 0]
+print(f"words per TR: median {np.median(trs.n_words):.0f}, max {trs.n_words.max()}, "
+      f"silent TRs: {(trs.n_words == 0).sum()}")
+print(f"sentence ends: {int(words.sentence_end.sum())}")
+""", ["check"]),
+("code", """
+words[["word", "onset", "offset", "interpolated", "sentence_end", "tr"]].head(12)
+"""),
+("code", """
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+axes[0].bar(trs.start_s, trs.n_words, width=cfg["tr_s"], color="C0")
+axes[0].set(xlabel="time (s)", ylabel="words per TR", title="Words per TR")
+dur = words.offset - words.onset
+axes[1].hist(dur, bins=40, color="C1")
+axes[1].set(xlabel="word duration (s)", ylabel="words", title="Word durations")
+gaps = words.onset.to_numpy()[1:] - words.offset.to_numpy()[:-1]
+axes[2].hist(gaps, bins=40, color="C2")
+axes[2].set(xlabel="pause before next word (s)", ylabel="words", title="Pauses")
+fig.tight_layout()
+"""),
+("md", """
+## Check against a peer
+
+For the Narratives story *Pie Man*, Kumar et al. (2024) published their own assignment of words to
+TRs (`tr_tokens.csv`). The rule above, applied to the same Gentle alignment, reproduces it; the
+test suite requires at least 98% of TRs to hold the same words. This cell runs when the read-only
+mirror `../shared/narratives` sits beside the repository.
+"""),
+("code", """
+from pathlib import Path
+import pandas as pd
+from llmbrain_utils import stimuli
+
+mirror = Path("..").resolve() / "shared" / "narratives"
+if not mirror.is_dir():
+    mirror = Path.cwd().resolve().parent.parent / "shared" / "narratives"
+if mirror.is_dir():
+    pie = stimuli.assign_trs(stimuli.read_alignment(mirror / "stimuli/pieman/align.csv"))
+    ours = pie.groupby("tr")["word"].agg(" ".join)
+    peer = pd.read_csv(mirror / "stimuli/pieman/tr_tokens.csv").dropna(subset=["tokens"])
+    same = np.mean([ours.get(int(r.tr), "") == r.tokens for r in peer.itertuples()])
+    print(f"pieman: {len(pie)} words, {int(pie.interpolated.sum())} interpolated; "
+          f"TRs with the same words as the peer: {same:.1%} of {len(peer)}")
+else:
+    print("the Narratives mirror is not beside the repository: peer check skipped")
+"""),
+])
