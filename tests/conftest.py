@@ -1,0 +1,31 @@
+"""Shared fixtures: the read-only data mirror beside the repository, a scratch artifact store."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+# reproducible numbers: single-threaded BLAS/torch in this process and in notebook kernels
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"the read-only data mirror {SHARED} is not beside the repository")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def narratives(shared) -> Path:
+    path = shared / "narratives"
+    if not (path / "stimuli").is_dir():
+        pytest.skip(f"{path}/stimuli is absent")
+    return path
