@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from . import config
 from .errors import InputError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,8 @@ def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None 
         stages = [s for s in stages if s in only]
     # validate every notebook's parameters before any work starts
     plan = [(s, stage_parameters(s, params)) for s in stages]
+    for _, p in plan:
+        config.validate(p)  # ranges and choices too, not only types
     EXECUTED.mkdir(parents=True, exist_ok=True)
     records = []
     for stage, p in plan:
