@@ -55,7 +55,10 @@ PARAMS: dict[str, tuple] = {
     "alpha": (0.05, (int, float), lambda v: 0 < v < 1, "FDR level"),
     # FBN mapping
     "atlas": ("Seitzman2018", str, None, "offline network templates (nilearn's Seitzman ROIs)"),
-    "threshold": (3.0, (int, float), lambda v: v > 0, "|group t| defining an atom's active/deactive part"),
+    "threshold": ("top10%", (str, int, float), None,
+                  "an atom's active/deactive part: its top 10% |group t| voxels, split by sign"),
+    "fbn_perm": (5000, int, lambda v: v >= 100,
+                 "spin permutations: p down to 2e-4, so FDR over k x networks x 2 signs can pass"),
 }
 
 

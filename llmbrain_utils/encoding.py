@@ -1,0 +1,1326 @@
+"""Voxel-wise encoding models (stage 4): the dictionary's atoms as fixed regressors of fMRI.
+
+Every model here is fitted for all voxels at once (matrix algebra over a block of voxels,
+blocks chunked for memory), never voxel by voxel:
+
+* :func:`fit_ols` - ordinary least squares: coefficients (one signed map per atom), t, p, z and
+  the in-sample R2 the method's paper reports; equal to ``statsmodels`` OLS and to nilearn's
+  ``OLSModel``.
+* :func:`fit_lasso` - the L1-penalised fit (the paper's likely ``lambda_f``) with SPAMS.
+* :func:`contiguous_folds`, :func:`cv_scores` - held-out scores on contiguous blocks of TRs
+  with a gap (``trim``) between training and test TRs; ridge with one alpha per voxel chosen
+  by an inner contiguous cross-validation (himalaya ``RidgeCV``), or OLS.
+* :func:`permutation_pvalues`, :func:`fdr` - nonparametric p-values from circular shifts or
+  block permutations of the regressors' time axis, Benjamini-Hochberg FDR.
+* :func:`normalise_by_ceiling`, :func:`group_maps` - noise-ceiling normalisation and group maps
+  over subjects.
+* :func:`score_regressors`, :func:`layerwise_baseline` - the same cross-validated score for
+  any regressor set (the layer-wise baseline and the control models use it).
+* :func:`encode_subjects` - OLS and cross-validation for every subject, the stage's output.
+
+Conventions: ``X`` is ``T x k`` (TRs x regressors), ``Y`` one subject's BOLD ``T x V`` or a
+stack ``S x T x V`` (or a list of ``T x V`` arrays with the same V). Arrays may be memory-mapped;
+only one block of voxels is read into memory at a time. Functions with a ``device`` parameter
+run their matrix products with torch on ``"cuda"`` when it is available and fall back to the
+CPU (numpy) otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .errors import ParameterError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "OLSResult", "LassoResult", "CVResult", "GroupMaps", "EncodingResult",
+    "fit_ols", "fit_lasso", "contiguous_folds", "cv_scores", "permutation_pvalues", "fdr",
+    "normalise_by_ceiling", "group_maps", "score_regressors", "layerwise_baseline",
+    "encode_subjects", "DEFAULT_ALPHAS",
+]
+
+#: The default ridge grid: 15 values from 1e-2 to 1e5 (for z-scored regressors).
+DEFAULT_ALPHAS = np.logspace(-2, 5, 15)
+
+_MODELS = ("ridge", "ols")
+_PERM_METHODS = ("circular", "block")
+_PERM_STATISTICS = ("r2_insample", "cv_r")
+
+
+# ---------------------------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------------------------
+
+def _check_X(X: Any, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a finite float64 ``T x k`` array, or raise naming what is wrong."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(name, f"cannot be read as numbers ({exc})",
+                             expected="a T x k array of floats") from None
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ParameterError(name, f"has {arr.ndim} dimensions",
+                             expected="a 2-D array, time points (TRs) x regressors")
+    if arr.shape[0] < 3 or arr.shape[1] < 1:
+        raise ParameterError(name, f"has shape {arr.shape}",
+                             expected="at least 3 time points and 1 regressor")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        raise ParameterError(name, f"value {arr[t, j]} at TR {t}, regressor {j}",
+                             expected="finite values only")
+    return arr
+
+
+def _as_subjects(Y: Any, T: int, name: str = "Y") -> tuple[list[np.ndarray], bool]:
+    """Split ``Y`` into a list of ``T x V`` arrays (views, not copies) and check them.
+
+    Returns the list and whether the input was a stack (3-D array or list of subjects).
+    Every value is checked to be finite, one subject at a time.
+    """
+    if isinstance(Y, (list, tuple)):
+        if len(Y) == 0:
+            raise ParameterError(name, "is an empty list", expected="at least one subject")
+        subjects = [y if isinstance(y, np.ndarray) else np.asarray(y) for y in Y]
+        stacked = True
+    else:
+        arr = Y if isinstance(Y, np.ndarray) else np.asarray(Y)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim == 2:
+            subjects, stacked = [arr], False
+        elif arr.ndim == 3:
+            subjects, stacked = [arr[s] for s in range(arr.shape[0])], True
+        else:
+            raise ParameterError(name, f"has {arr.ndim} dimensions",
+                                 expected="T x V (one subject) or S x T x V (a stack)")
+    V = None
+    for s, y in enumerate(subjects):
+        who = f"subject {s}: " if stacked else ""
+        if y.ndim != 2:
+            raise ParameterError(name, f"{who}has {y.ndim} dimensions", expected="T x V")
+        if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+            raise ParameterError(name, f"{who}has dtype {y.dtype}", expected="real numbers")
+        if y.shape[0] != T:
+            raise ParameterError(
+                name, f"{who}has {y.shape[0]} time points (TRs) but X has {T}",
+                expected="the same number of TRs on axis 0 of X and of each subject's Y")
+        if V is None:
+            V = y.shape[1]
+        elif y.shape[1] != V:
+            raise ParameterError(name, f"{who}has {y.shape[1]} voxels, subject 0 has {V}",
+                                 expected="the same voxels (mask) for every subject")
+        if V == 0:
+            raise ParameterError(name, f"{who}has no voxels", expected="V >= 1")
+        for start in range(0, V, 50_000):
+            block = np.asarray(y[:, start:start + 50_000])
+            bad = ~np.isfinite(block)
+            if bad.any():
+                t, v = np.argwhere(bad)[0]
+                raise ParameterError(
+                    name, f"{who}value {block[t, v]} at TR {t}, voxel {start + v}",
+                    expected="finite values only (drop or fill voxels outside the brain)")
+    return subjects, stacked
+
+
+def _check_int(value: Any, name: str, minimum: int, expected: str | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(name, f"is {value!r}", expected=expected or f"an integer >= {minimum}")
+    if value < minimum:
+        raise ParameterError(name, f"is {value}", expected=expected or f"an integer >= {minimum}")
+    return int(value)
+
+
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ParameterError(name, f"is {value!r}", expected=" or ".join(repr(c) for c in choices))
+    return value
+
+
+def _check_alphas(alphas: Any) -> np.ndarray:
+    try:
+        a = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ParameterError("alphas", f"is {alphas!r}", expected="positive numbers") from None
+    if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ParameterError("alphas", f"is {alphas!r}",
+                             expected="a non-empty 1-D array of finite positive numbers")
+    return np.sort(a)
+
+
+def _resolve_device(device: str) -> str:
+    """``"cpu"`` or ``"cuda"``; ``"cuda"`` falls back to the CPU when torch has no GPU."""
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ParameterError("device", f"is {device!r}", expected="'cpu' or 'cuda'")
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        log.warning("device=%r asked but torch is not installed: running on the CPU", device)
+        return "cpu"
+    if not torch.cuda.is_available():
+        log.warning("device=%r asked but no CUDA device is available: running on the CPU", device)
+        return "cpu"
+    return str(device)
+
+
+def _to_device(a: np.ndarray, device: str, dtype: Any = np.float64):
+    """A numpy array on ``device``: itself on the CPU, a torch tensor on a GPU."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if device == "cpu":
+        return a
+    import torch
+    return torch.from_numpy(a).to(device)
+
+
+def _to_numpy(a) -> np.ndarray:
+    if isinstance(a, np.ndarray):
+        return a
+    return a.detach().cpu().numpy()
+
+
+def _chunks(V: int, size: int) -> Iterator[slice]:
+    for start in range(0, V, size):
+        yield slice(start, min(V, start + size))
+
+
+def _design(X: np.ndarray, intercept: bool) -> np.ndarray:
+    return np.column_stack([np.ones(X.shape[0]), X]) if intercept else X
+
+
+def _t_to_p_z(t: np.ndarray, dof: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided p and the signed z with the same tail probability (no underflow to inf)."""
+    from scipy import special, stats
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        abs_t = np.abs(t)
+        p = np.minimum(1.0, 2.0 * stats.t.sf(abs_t, dof))
+        logsf = np.asarray(stats.t.logsf(abs_t, dof), dtype=np.float64)
+        far = np.isneginf(logsf) & np.isfinite(abs_t)
+        if far.any():  # sf below ~1e-308: leading term of the incomplete-beta tail
+            a, x = dof / 2.0, dof / (dof + abs_t[far] ** 2)
+            logsf[far] = (np.log(0.5) + a * np.log(x) + 0.5 * np.log1p(-x) - np.log(a)
+                          - special.betaln(a, 0.5))
+        z = np.sign(t) * -special.ndtri_exp(logsf)
+    return p, z
+
+
+# ---------------------------------------------------------------------------------------------
+# OLS
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class OLSResult:
+    """Voxel-wise OLS fit. Shapes: ``(k, V)``/``(V,)`` for one subject, a leading ``S`` axis
+    for a stack.
+
+    Attributes
+    ----------
+    beta, t, p, z : ndarray
+        Coefficient of each regressor, its t statistic, two-sided p and the z score with the
+        same tail probability.
+    r2 : ndarray
+        In-sample coefficient of determination (centred when ``intercept``).
+    dof : int
+        Residual degrees of freedom, ``T - k - intercept``.
+    intercept : ndarray or None
+        The intercept per voxel, or None when fitted without one.
+    """
+
+    beta: np.ndarray
+    t: np.ndarray
+    p: np.ndarray
+    z: np.ndarray
+    r2: np.ndarray
+    dof: int
+    intercept: np.ndarray | None
+
+
+def _ols_block(Xd_dev, Rinv_dev, Q_dev, diag_dev, Yb, intercept: bool, dof: int):
+    """OLS of one block of voxels; works on numpy arrays and on torch tensors alike."""
+    B = Rinv_dev @ (Q_dev.T @ Yb)
+    resid = Yb - Xd_dev @ B
+    rss = (resid * resid).sum(0)
+    se = (rss[None, :] / dof * diag_dev[:, None]) ** 0.5
+    t = B / se
+    if intercept:
+        Yc = Yb - Yb.mean(0)
+        tss = (Yc * Yc).sum(0)
+    else:
+        tss = (Yb * Yb).sum(0)
+    r2 = 1.0 - rss / tss
+    return B, t, r2
+
+
+def fit_ols(X: Any, Y: Any, intercept: bool = True, *, chunk_voxels: int = 20_000,
+            device: str = "cpu", dtype: Any = np.float64) -> OLSResult:
+    """Fit ``Y = [1, X] beta + e`` by ordinary least squares for every voxel at once.
+
+    Parameters
+    ----------
+    X : array, shape (T, k)
+        Regressors (the dictionary's atoms, HRF-convolved), shared by all voxels.
+    Y : array, shape (T, V) or (S, T, V), or list of (T, V)
+        BOLD time series (z-scored per voxel); may be memory-mapped.
+    intercept : bool
+        Add a constant regressor (not reported in ``beta``; see ``OLSResult.intercept``).
+    chunk_voxels : int
+        Voxels solved per block (bounds the memory to a few ``T x chunk_voxels`` arrays).
+    device : {"cpu", "cuda"}
+        Where the matrix products run (torch on a GPU; CPU fallback).
+    dtype : numpy dtype
+        Dtype of the returned arrays (computations are float64).
+
+    Returns
+    -------
+    OLSResult
+        Coefficients, t, p, z and in-sample R2; voxels with zero variance get NaN R2.
+
+    Raises
+    ------
+    ParameterError
+        Non-finite values, mismatched time axes, collinear regressors or no residual
+        degrees of freedom, all before any fitting.
+    """
+    X = _check_X(X)
+    T, k = X.shape
+    subjects, stacked = _as_subjects(Y, T)
+    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
+    device = _resolve_device(device)
+    Xd = _design(X, intercept)
+    p_cols = Xd.shape[1]
+    dof = T - p_cols
+    if dof < 1:
+        raise ParameterError("X", f"has {k} regressors{' + intercept' if intercept else ''} "
+                             f"for {T} time points: no residual degrees of freedom",
+                             expected="more TRs than regressors")
+    rank = np.linalg.matrix_rank(Xd)
+    if rank < p_cols:
+        raise ParameterError("X", f"regressors are linearly dependent (rank {rank} of {p_cols} "
+                             f"columns{' with the intercept' if intercept else ''})",
+                             expected="linearly independent, non-constant regressors")
+    from scipy.linalg import solve_triangular
+    Q, R = np.linalg.qr(Xd)
+    Rinv = solve_triangular(R, np.eye(p_cols))
+    diag = (Rinv ** 2).sum(1)  # diag((X'X)^-1)
+    Xd_dev, Q_dev, Rinv_dev, diag_dev = (_to_device(a, device) for a in (Xd, Q, Rinv, diag))
+
+    S, V = len(subjects), subjects[0].shape[1]
+    beta = np.empty((S, k, V), dtype=dtype)
+    tt = np.empty((S, k, V), dtype=dtype)
+    r2 = np.empty((S, V), dtype=dtype)
+    icpt = np.empty((S, V), dtype=dtype) if intercept else None
+    for s, y in enumerate(subjects):
+        for sl in _chunks(V, chunk_voxels):
+            Yb = _to_device(y[:, sl], device)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                B, t, rr = (_to_numpy(a) for a in
+                            _ols_block(Xd_dev, Rinv_dev, Q_dev, diag_dev, Yb, intercept, dof))
+            off = 1 if intercept else 0
+            beta[s, :, sl] = B[off:]
+            tt[s, :, sl] = t[off:]
+            r2[s, sl] = rr
+            if intercept:
+                icpt[s, sl] = B[0]
+    p, z = _t_to_p_z(tt.astype(np.float64, copy=False), dof)
+    out = OLSResult(beta=beta, t=tt, p=p.astype(dtype, copy=False), z=z.astype(dtype, copy=False),
+                    r2=r2, dof=dof, intercept=icpt)
+    if not stacked:
+        out = OLSResult(beta=beta[0], t=tt[0], p=out.p[0], z=out.z[0], r2=r2[0], dof=dof,
+                        intercept=None if icpt is None else icpt[0])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Lasso (SPAMS)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class LassoResult:
+    """Voxel-wise lasso fit: ``beta`` (k, V) [or (S, k, V)], in-sample ``r2``, ``intercept``."""
+
+    beta: np.ndarray
+    r2: np.ndarray
+    intercept: np.ndarray | None
+    lam: float
+
+
+def fit_lasso(X: Any, Y: Any, lam: float, *, intercept: bool = True, lambda2: float = 0.0,
+              chunk_voxels: int = 20_000, num_threads: int = -1) -> LassoResult:
+    """Fit every voxel by an L1-penalised regression with SPAMS (``spams.lasso``, LARS).
+
+    Each voxel ``y`` (centred, as is ``X``, when ``intercept``) solves::
+
+        min_b 0.5 ||y - X b||_2^2 + lam ||b||_1 + 0.5 lambda2 ||b||_2^2
+
+    the paper's second sparsity weight ``lambda_f`` on the fixed dictionary. In scikit-learn
+    terms, ``Lasso(alpha=lam / T)`` for ``lambda2 = 0``.
+
+    Parameters
+    ----------
+    X : array, shape (T, k)
+        Regressors.
+    Y : array, shape (T, V) or (S, T, V), or list of (T, V)
+        BOLD time series.
+    lam : float
+        L1 weight (>= 0), in the units of the un-normalised squared error above.
+    intercept : bool
+        Centre ``X`` and ``Y`` first and report the intercept.
+    lambda2 : float
+        Optional L2 weight (elastic net), 0 by default.
+    chunk_voxels : int
+        Voxels passed to SPAMS per call.
+    num_threads : int
+        SPAMS threads (-1: all cores).
+
+    Returns
+    -------
+    LassoResult
+        Dense coefficients, in-sample R2 and intercepts.
+    """
+    X = _check_X(X)
+    T, k = X.shape
+    subjects, stacked = _as_subjects(Y, T)
+    try:
+        lam = float(lam)
+        lambda2 = float(lambda2)
+    except (TypeError, ValueError):
+        raise ParameterError("lam", f"is {lam!r}", expected="a number >= 0") from None
+    if not np.isfinite(lam) or lam < 0:
+        raise ParameterError("lam", f"is {lam}", expected="a finite number >= 0")
+    if not np.isfinite(lambda2) or lambda2 < 0:
+        raise ParameterError("lambda2", f"is {lambda2}", expected="a finite number >= 0")
+    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
+    import spams
+
+    xm = X.mean(0) if intercept else np.zeros(k)
+    D = np.asfortranarray(X - xm)
+    S, V = len(subjects), subjects[0].shape[1]
+    beta = np.zeros((S, k, V))
+    r2 = np.empty((S, V))
+    icpt = np.empty((S, V)) if intercept else None
+    for s, y in enumerate(subjects):
+        for sl in _chunks(V, chunk_voxels):
+            Yb = np.asarray(y[:, sl], dtype=np.float64)
+            ym = Yb.mean(0) if intercept else np.zeros(Yb.shape[1])
+            Yc = np.asfortranarray(Yb - ym)
+            B = spams.lasso(Yc, D=D, lambda1=lam, lambda2=lambda2, mode=2,
+                            numThreads=num_threads).toarray()
+            beta[s, :, sl] = B
+            resid = Yc - D @ B
+            rss = (resid ** 2).sum(0)
+            tss = (Yc ** 2).sum(0) if intercept else (Yb ** 2).sum(0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r2[s, sl] = 1.0 - rss / tss
+            if intercept:
+                icpt[s, sl] = ym - xm @ B
+    if not stacked:
+        return LassoResult(beta=beta[0], r2=r2[0], intercept=None if icpt is None else icpt[0],
+                           lam=lam)
+    return LassoResult(beta=beta, r2=r2, intercept=icpt, lam=lam)
+
+
+# ---------------------------------------------------------------------------------------------
+# folds and cross-validation
+# ---------------------------------------------------------------------------------------------
+
+def contiguous_folds(T: int, n_folds: int = 5, trim: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split ``T`` time points into contiguous test blocks, never shuffled.
+
+    Parameters
+    ----------
+    T : int
+        Number of time points (TRs).
+    n_folds : int
+        Number of blocks (2 <= n_folds <= T); block sizes differ by at most one TR.
+    trim : int
+        TRs removed from the training set on each side of the test block, so that
+        training and test TRs are at least ``trim + 1`` TRs apart (autocorrelation guard).
+
+    Returns
+    -------
+    list of (train_idx, test_idx)
+        Sorted integer arrays; the test blocks partition ``range(T)`` in order.
+    """
+    T = _check_int(T, "T", 2)
+    n_folds = _check_int(n_folds, "n_folds", 2, expected=f"an integer from 2 to T={T}")
+    if n_folds > T:
+        raise ParameterError("n_folds", f"is {n_folds} for {T} time points",
+                             expected=f"an integer from 2 to T={T}")
+    trim = _check_int(trim, "trim", 0)
+    folds = []
+    for i, test in enumerate(np.array_split(np.arange(T), n_folds)):
+        lo, hi = test[0] - trim, test[-1] + trim
+        train = np.concatenate([np.arange(0, max(lo, 0)), np.arange(min(hi + 1, T), T)])
+        if train.size == 0:
+            raise ParameterError("trim", f"is {trim}: fold {i} (TRs {test[0]}-{test[-1]}) keeps "
+                                 "no training TRs", expected="a smaller trim or more TRs")
+        folds.append((train.astype(np.intp), test.astype(np.intp)))
+    return folds
+
+
+def _inner_splits(train: np.ndarray, n_inner: int, trim: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Contiguous folds over the training TRs, as positions into ``train``.
+
+    The inner test blocks are contiguous runs of training positions; training positions
+    whose TR lies within ``trim`` TRs of the block's TR span are dropped.
+    """
+    n = train.size
+    if n_inner > n:
+        raise ParameterError("inner_folds", f"is {n_inner} for {n} training TRs",
+                             expected="at most the number of training TRs")
+    out = []
+    for pos in np.array_split(np.arange(n), n_inner):
+        lo, hi = train[pos[0]] - trim, train[pos[-1]] + trim
+        keep = np.flatnonzero((train < lo) | (train > hi))
+        if keep.size == 0:
+            raise ParameterError("trim", f"is {trim}: an inner fold keeps no training TRs",
+                                 expected="a smaller trim, fewer inner_folds or more TRs")
+        out.append((keep.astype(np.intp), pos.astype(np.intp)))
+    return out
+
+
+def _check_folds(folds: Any, T: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    seen = np.zeros(T, dtype=bool)
+    try:
+        items = list(folds)
+    except TypeError:
+        raise ParameterError("folds", f"is {folds!r}",
+                             expected="a list of (train_idx, test_idx) pairs") from None
+    if len(items) < 2:
+        raise ParameterError("folds", f"has {len(items)} fold(s)", expected="at least 2 folds")
+    for i, pair in enumerate(items):
+        try:
+            train, test = (np.asarray(a) for a in pair)
+        except (TypeError, ValueError):
+            raise ParameterError("folds", f"fold {i} is not a (train_idx, test_idx) pair") from None
+        for what, idx in (("train", train), ("test", test)):
+            if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+                raise ParameterError("folds", f"fold {i}: {what} indices are empty or not integers")
+            if idx.min() < 0 or idx.max() >= T:
+                raise ParameterError("folds", f"fold {i}: {what} indices outside 0..{T - 1}")
+        if np.intersect1d(train, test).size:
+            raise ParameterError("folds", f"fold {i}: train and test share TRs",
+                                 expected="disjoint train and test indices")
+        if seen[test].any():
+            raise ParameterError("folds", f"fold {i}: test TRs already tested in another fold",
+                                 expected="disjoint test blocks")
+        seen[test] = True
+        out.append((np.sort(train).astype(np.intp), np.sort(test).astype(np.intp)))
+    return out
+
+
+@dataclass
+class CVResult:
+    """Cross-validated scores from predictions concatenated over the test blocks.
+
+    Attributes
+    ----------
+    r : ndarray, (V,) or (S, V)
+        Pearson correlation of held-out predictions with the data over all tested TRs.
+    r2 : ndarray, (V,) or (S, V)
+        ``1 - SSE / SST`` of the same predictions (SST around the data's mean).
+    best_alphas : ndarray or None, (n_folds, V) or (S, n_folds, V)
+        Ridge alpha chosen per fold and voxel (None for OLS).
+    folds : list of (train_idx, test_idx)
+        The outer folds used.
+    predictions : ndarray or None
+        Held-out predictions (T, V) or (S, T, V) when asked for (NaN on untested TRs).
+    """
+
+    r: np.ndarray
+    r2: np.ndarray
+    best_alphas: np.ndarray | None
+    folds: list
+    predictions: np.ndarray | None = None
+
+
+def _fold_design(X: np.ndarray, train: np.ndarray, test: np.ndarray, transformer: Any,
+                 standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Regressors of one fold: transformer and z-scoring fitted on the training TRs only."""
+    Xtr, Xte = X[train], X[test]
+    if transformer is not None:
+        from sklearn.base import clone
+        tr = clone(transformer)
+        Xtr = np.asarray(tr.fit_transform(Xtr), dtype=np.float64)
+        Xte = np.asarray(tr.transform(Xte), dtype=np.float64)
+    if standardize:
+        mu, sd = Xtr.mean(0), Xtr.std(0)
+        sd[sd == 0] = 1.0
+        Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+    return Xtr, Xte
+
+
+def _ols_operator(Xtr: np.ndarray, Xte: np.ndarray) -> np.ndarray:
+    """Matrix ``H`` (n_test x n_train) with OLS-with-intercept predictions ``H @ Y_train``."""
+    xm = Xtr.mean(0)
+    A = np.linalg.pinv(Xtr - xm)  # rows orthogonal to the constant: centres Y implicitly
+    return (Xte - xm) @ A + 1.0 / Xtr.shape[0]
+
+
+@contextlib.contextmanager
+def _himalaya_backend(device: str):
+    """Use himalaya's numpy backend on the CPU, its torch_cuda backend on a GPU; restore after."""
+    from himalaya.backend import get_backend, set_backend
+    previous = get_backend().name
+    wanted = "numpy" if device == "cpu" else "torch_cuda"
+    set_backend(wanted, on_error="raise")
+    try:
+        yield get_backend()
+    finally:
+        set_backend(previous, on_error="warn")
+
+
+def _pearson(a, b):
+    """Column-wise Pearson correlation along axis -2 (works for numpy and torch)."""
+    kw = {"keepdims": True} if isinstance(a, np.ndarray) else {"keepdim": True}
+    a = a - a.mean(-2, **kw)
+    b = b - b.mean(-2, **kw)
+    return (a * b).sum(-2) / ((a * a).sum(-2) * (b * b).sum(-2)) ** 0.5
+
+
+def _r2(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``1 - SSE / SST`` per column, SST around the column's mean."""
+    return 1.0 - ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+
+
+def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int = 5,
+              alphas: Any = DEFAULT_ALPHAS, inner_folds: int = 3, *, folds: Any = None,
+              transformer: Any = None, standardize: bool = True,
+              scoring: str = "fold_mean", center: str = "fold", chunk_voxels: int = 20_000, device: str = "cpu",
+              return_predictions: bool = False) -> CVResult:
+    """Held-out encoding scores on contiguous folds (ridge with per-voxel alpha, or OLS).
+
+    For each outer fold the model is fitted on the training TRs (``trim`` TRs away from the
+    test block) and predicts the test block. Scores per voxel (Pearson r and R2):
+
+    * ``scoring="fold_mean"`` (default): the mean over test blocks of each block's score.
+      Unbiased under the null (mean r about 0 for voxels the regressors do not explain).
+    * ``scoring="concatenated"``: one score of the predictions concatenated over the blocks.
+      With ``center="fold"`` data and predictions are first centred within each block: a
+      fold's intercept is its training TRs' mean, anti-correlated with the test block's mean
+      for a z-scored run, and those offsets alone give a heavily shrunk null ridge a mean r of
+      about -0.07 (T = 300, 5 folds, ``center="none"``). Even centred, concatenated ridge
+      scores stay biased below 0 under the null when alpha is chosen per fold: each fold's
+      prediction scale depends on the others' test data, and blocks that disagree with the
+      rest shrink the other folds' predictions and dominate the concatenation (measured mean
+      r: -0.04, T = 300, k = 64, white noise; -0.06, T = 300, k = 16, smooth noise; none for
+      OLS or one fixed alpha). Prefer ``fold_mean`` to compare models.
+
+    Judge significance with :func:`permutation_pvalues`, not against 0.
+
+    Ridge uses himalaya's ``RidgeCV`` (one alpha per voxel, the alpha with the lowest mean
+    squared error over ``inner_folds`` contiguous inner folds of the training TRs, with the
+    same ``trim``; intercept fitted; then refitted on all training TRs). OLS fits an intercept.
+
+    Parameters
+    ----------
+    X : array, shape (T, k)
+        Regressors.
+    Y : array, shape (T, V) or (S, T, V), or list of (T, V)
+        BOLD; a stack is scored subject by subject with the same folds.
+    model : {"ridge", "ols"}
+        Regression model.
+    n_folds, trim : int
+        Outer folds, see :func:`contiguous_folds` (ignored when ``folds`` is given, except
+        that ``trim`` still spaces the inner folds).
+    alphas : array
+        Ridge grid (positive; for standardised regressors).
+    inner_folds : int
+        Inner contiguous folds used to choose alpha (ridge only).
+    folds : list of (train_idx, test_idx), optional
+        Outer folds to reuse (e.g. the atom model's), instead of ``n_folds``/``trim``.
+    transformer : scikit-learn transformer, optional
+        Applied to the regressors, cloned and fitted on each fold's training TRs only (e.g.
+        ``PCA(64)`` for a layer's units).
+    standardize : bool
+        z-score each regressor with the training TRs' mean and SD in every fold.
+    scoring : {"fold_mean", "concatenated"}
+        Average the test blocks' scores (default), or score the concatenated predictions.
+    center : {"fold", "none"}
+        For concatenated scores: centre data and predictions within each test block before
+        scoring (default), or not.
+    chunk_voxels : int
+        Voxels per block.
+    device : {"cpu", "cuda"}
+        himalaya backend ``torch_cuda`` / torch on a GPU, numpy otherwise.
+    return_predictions : bool
+        Keep the held-out predictions.
+
+    Returns
+    -------
+    CVResult
+    """
+    X = _check_X(X)
+    T = X.shape[0]
+    subjects, stacked = _as_subjects(Y, T)
+    model = _check_choice(model, "model", _MODELS)
+    center = _check_choice(center, "center", ("fold", "none"))
+    scoring = _check_choice(scoring, "scoring", ("concatenated", "fold_mean"))
+    trim = _check_int(trim, "trim", 0)
+    if folds is None:
+        folds = contiguous_folds(T, n_folds, trim)
+    else:
+        folds = _check_folds(folds, T)
+    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
+    if model == "ridge":
+        alphas = _check_alphas(alphas)
+        inner_folds = _check_int(inner_folds, "inner_folds", 2)
+    device = _resolve_device(device)
+
+    designs = []
+    for i, (train, test) in enumerate(folds):
+        Xtr, Xte = _fold_design(X, train, test, transformer, standardize)
+        if model == "ols" and train.size <= Xtr.shape[1] + 1:
+            raise ParameterError("n_folds", f"fold {i} has {train.size} training TRs for "
+                                 f"{Xtr.shape[1]} regressors + intercept",
+                                 expected="more training TRs than regressors (fewer folds, "
+                                 "smaller trim, or ridge)")
+        inner = _inner_splits(train, inner_folds, trim) if model == "ridge" else None
+        H = _ols_operator(Xtr, Xte) if model == "ols" else None
+        designs.append((train, test, Xtr, Xte, inner, H))
+
+    S, V = len(subjects), subjects[0].shape[1]
+    tested = np.sort(np.concatenate([f[1] for f in folds]))
+    r = np.empty((S, V))
+    r2 = np.empty((S, V))
+    best = np.empty((S, len(folds), V)) if model == "ridge" else None
+    preds_out = np.full((S, T, V), np.nan, dtype=np.float32) if return_predictions else None
+
+    ctx = _himalaya_backend(device) if model == "ridge" else contextlib.nullcontext()
+    with ctx, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_samples < n_features.*")
+        for s, y in enumerate(subjects):
+            for sl in _chunks(V, chunk_voxels):
+                Yb = np.asarray(y[:, sl], dtype=np.float64)
+                pred = np.zeros_like(Yb)
+                for i, (train, test, Xtr, Xte, inner, H) in enumerate(designs):
+                    if model == "ridge":
+                        pred[test], best[s, i, sl] = _ridge_fold(Xtr, Xte, Yb[train], alphas,
+                                                                 inner, device)
+                    else:
+                        pred[test] = _to_numpy(_to_device(H, device) @ _to_device(Yb[train], device))
+                if preds_out is not None:
+                    preds_out[s, tested, sl] = pred[tested]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    if scoring == "fold_mean":
+                        r[s, sl] = np.mean([_pearson(pred[te], Yb[te]) for _, te in folds], 0)
+                        r2[s, sl] = np.mean([_r2(pred[te], Yb[te]) for _, te in folds], 0)
+                        continue
+                    if center == "fold":
+                        Yb = Yb.copy()
+                        for _, test in folds:
+                            Yb[test] -= Yb[test].mean(0)
+                            pred[test] -= pred[test].mean(0)
+                    yt, pt = Yb[tested], pred[tested]
+                    r[s, sl] = _pearson(pt, yt)
+                    r2[s, sl] = _r2(pt, yt)
+    if not stacked:
+        return CVResult(r=r[0], r2=r2[0], best_alphas=None if best is None else best[0],
+                        folds=folds, predictions=None if preds_out is None else preds_out[0])
+    return CVResult(r=r, r2=r2, best_alphas=best, folds=folds, predictions=preds_out)
+
+
+def _ridge_fold(Xtr, Xte, Ytr, alphas, inner, device):
+    """One outer fold of himalaya RidgeCV (per-target alpha): test predictions, alphas."""
+    from himalaya.ridge import RidgeCV
+    dtype = np.float64 if device == "cpu" else np.float32
+    est = RidgeCV(alphas=alphas, fit_intercept=True, cv=inner,
+                  solver_params=dict(warn=False))
+    est.fit(Xtr.astype(dtype), Ytr.astype(dtype))
+    pred = _to_numpy(est.predict(Xte.astype(dtype)))
+    return pred, _to_numpy(est.best_alphas_)
+
+
+# ---------------------------------------------------------------------------------------------
+# permutation tests and FDR
+# ---------------------------------------------------------------------------------------------
+
+def _permutations(T: int, n_perm: int, method: str, rng: np.random.Generator,
+                  min_shift: int | None, block_size: int | None) -> np.ndarray:
+    """Row orders of the regressors, ``(P, T)``; the identity is never among them."""
+    if method == "circular":
+        m = int(np.ceil(0.1 * T)) if min_shift is None else _check_int(min_shift, "min_shift", 1)
+        if 2 * m > T:
+            raise ParameterError("min_shift", f"is {m} for {T} TRs",
+                                 expected=f"at most T/2 = {T // 2}")
+        allowed = np.arange(m, T - m + 1)
+        if n_perm >= allowed.size:
+            log.info("circular shifts: all %d allowed shifts used (n_perm=%d asked)",
+                     allowed.size, n_perm)
+            shifts = allowed
+        else:
+            shifts = np.sort(rng.choice(allowed, size=n_perm, replace=False))
+        return (np.arange(T)[None, :] - shifts[:, None]) % T  # row t of X_perm = X[t - s]
+    b = max(2, int(np.ceil(T / 10))) if block_size is None else _check_int(block_size, "block_size", 1)
+    starts = np.arange(0, T, b)
+    if starts.size < 2:
+        raise ParameterError("block_size", f"is {b} for {T} TRs",
+                             expected="at most T/2 (two blocks or more)")
+    blocks = [np.arange(st, min(st + b, T)) for st in starts]
+    out = np.empty((n_perm, T), dtype=np.intp)
+    for i in range(n_perm):
+        order = rng.permutation(len(blocks))
+        while np.all(order == np.arange(len(blocks))):
+            order = rng.permutation(len(blocks))
+        out[i] = np.concatenate([blocks[j] for j in order])
+    return out
+
+
+def permutation_pvalues(X: Any, Y: Any, n_perm: int = 1000, method: str = "circular",
+                        statistic: str = "r2_insample", seed: int = 0, *,
+                        min_shift: int | None = None, block_size: int | None = None,
+                        n_folds: int = 5, trim: int = 5, batch: int = 32,
+                        chunk_voxels: int = 8192, device: str = "cpu",
+                        dtype: Any = np.float32, progress: bool = False) -> np.ndarray:
+    """Nonparametric p-value per voxel from permutations of the regressors' time axis.
+
+    All regressors are moved together (their mutual structure is kept, their alignment with
+    the BOLD is broken): ``"circular"`` shifts by ``s`` TRs with ``min_shift <= s <= T -
+    min_shift`` (default ``min_shift = ceil(0.1 T)``; when ``n_perm`` is at least the number of
+    such shifts, every shift is used once, exhaustively), or ``"block"`` permutations of
+    contiguous blocks of ``block_size`` TRs (default ``ceil(T / 10)``). The p-value is
+    ``(1 + #{null >= observed}) / (1 + n_null)``. Both schemes are exact for temporally
+    independent BOLD and approximately valid for autocorrelated BOLD, slightly liberal when
+    both series are smooth (measured rate of p <= 0.05 under the null, T = 200, regressors
+    smoothed with a 2-TR Gaussian, BOLD with 1.5 TR: 0.060 circular, 0.062 blocks of 20 TRs,
+    0.057 blocks of 40 TRs; longer blocks are safer).
+
+    Statistics: ``"r2_insample"``, the OLS in-sample R2 with intercept (any row permutation
+    leaves ``X'X`` unchanged, so one QR of the centred regressors serves every permutation and
+    a batch of permutations is one matrix product), or ``"cv_r"``, the held-out Pearson r of
+    OLS on :func:`contiguous_folds` (``n_folds``, ``trim``; fixed folds on the BOLD's time axis;
+    scored like :func:`cv_scores` with ``center="fold"``), computed for a batch of
+    permutations as one product with their prediction operators (slower: ``T x T`` per
+    permutation instead of ``k x T``).
+
+    Parameters
+    ----------
+    X : array, shape (T, k)
+        Regressors.
+    Y : array, shape (T, V) or (S, T, V), or list of (T, V)
+        BOLD.
+    n_perm : int
+        Number of permutations (fewer when circular shifts run out).
+    method : {"circular", "block"}
+        Permutation scheme.
+    statistic : {"r2_insample", "cv_r"}
+        Statistic tested (one-sided: larger is more extreme).
+    seed : int
+        Seed of the permutations (the same for every subject and voxel).
+    min_shift, block_size : int, optional
+        See above.
+    n_folds, trim : int
+        Folds of ``"cv_r"``.
+    batch : int
+        Permutations per matrix product.
+    chunk_voxels : int
+        Voxels per block.
+    device : {"cpu", "cuda"}
+        torch on a GPU, numpy otherwise.
+    dtype : numpy dtype
+        Precision of the products: float32 (default) is 2-4x faster than float64; ties are
+        counted with a relative tolerance of 1e-6 (1e-10 in float64), i.e. conservatively.
+    progress : bool
+        Show a tqdm bar over permutation batches.
+
+    Returns
+    -------
+    ndarray, (V,) or (S, V)
+        p-values in ``(0, 1]``.
+    """
+    X = _check_X(X)
+    T, k = X.shape
+    subjects, stacked = _as_subjects(Y, T)
+    n_perm = _check_int(n_perm, "n_perm", 1)
+    method = _check_choice(method, "method", _PERM_METHODS)
+    statistic = _check_choice(statistic, "statistic", _PERM_STATISTICS)
+    batch = _check_int(batch, "batch", 1)
+    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
+    seed = _check_int(seed, "seed", 0)
+    device = _resolve_device(device)
+    rng = np.random.default_rng(seed)
+    perms = _permutations(T, n_perm, method, rng, min_shift, block_size)
+    P = perms.shape[0]
+    Xc = X - X.mean(0)
+    if np.linalg.matrix_rank(np.column_stack([np.ones(T), X])) < k + 1 or T <= k + 1:
+        raise ParameterError("X", "regressors are linearly dependent or too many for T",
+                             expected="linearly independent regressors, T > k + 1")
+    if statistic == "cv_r":
+        folds = contiguous_folds(T, n_folds, trim)
+        for i, (train, _) in enumerate(folds):
+            if train.size <= k + 1:
+                raise ParameterError("n_folds", f"fold {i} has {train.size} training TRs for "
+                                     f"{k} regressors + intercept", expected="more training TRs")
+
+        def operators(orders: np.ndarray) -> np.ndarray:
+            """(B*T, T) stacked OLS cross-validation prediction operators."""
+            ops = np.zeros((orders.shape[0], T, T))
+            for b, order in enumerate(orders):
+                Xp = X[order]
+                for train, test in folds:
+                    H = _ols_operator(Xp[train], Xp[test])
+                    ops[b, test[:, None], train[None, :]] = H - H.mean(0)  # centred in block
+            return ops.reshape(-1, T)
+
+        def prepare(Yb: np.ndarray) -> np.ndarray:
+            Yb = Yb.copy()
+            for _, test in folds:
+                Yb[test] -= Yb[test].mean(0)
+            return Yb
+    else:
+        Q, _ = np.linalg.qr(Xc)
+
+        def operators(orders: np.ndarray) -> np.ndarray:
+            """(B*k, T) stacked transposed orthonormal bases of the permuted regressors."""
+            return np.concatenate([Q[order].T for order in orders], axis=0)
+
+        def prepare(Yb: np.ndarray) -> np.ndarray:
+            return Yb - Yb.mean(0)
+
+    width = k if statistic == "r2_insample" else T
+    # voxels per block so that a batch's product stays below ~2e7 numbers
+    vchunk = int(max(1, min(chunk_voxels, 2e7 // (batch * width))))
+    eps = 1e-6 if np.dtype(dtype) == np.float32 else 1e-10
+
+    def stat(Mdev, Ydev):
+        prod = Mdev @ Ydev                                   # (B*width, Vc)
+        prod = prod.reshape(-1, width, prod.shape[-1])
+        if statistic == "r2_insample":
+            return (prod * prod).sum(1) / (Ydev * Ydev).sum(0)  # Y centred
+        return _pearson(prod, Ydev)
+
+    S, V = len(subjects), subjects[0].shape[1]
+    observed = np.empty((S, V))
+    counts = np.zeros((S, V))
+    identity = np.arange(T)[None, :]
+    obs_dev_op = _to_device(operators(identity), device, dtype)
+    batches = [perms[i:i + batch] for i in range(0, P, batch)]
+    if progress:
+        from tqdm.auto import tqdm
+        batches = tqdm(batches, desc=f"{statistic} permutations")
+    # precompute observed statistics
+    for s, y in enumerate(subjects):
+        for sl in _chunks(V, vchunk):
+            Yb = prepare(np.asarray(y[:, sl], dtype=np.float64))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                observed[s, sl] = _to_numpy(stat(obs_dev_op, _to_device(Yb, device, dtype)))[0]
+    for orders in batches:
+        M = _to_device(operators(orders), device, dtype)
+        for s, y in enumerate(subjects):
+            for sl in _chunks(V, vchunk):
+                Yb = prepare(np.asarray(y[:, sl], dtype=np.float64))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    null = _to_numpy(stat(M, _to_device(Yb, device, dtype)))
+                obs = observed[s, sl]
+                counts[s, sl] += (null >= obs - eps * np.abs(obs)).sum(0)
+    p = (1.0 + counts) / (1.0 + P)
+    p[~np.isfinite(observed)] = np.nan
+    return p if stacked else p[0]
+
+
+def fdr(p: Any, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Benjamini-Hochberg false discovery rate over all finite p-values of ``p`` (one family).
+
+    Parameters
+    ----------
+    p : array
+        p-values in [0, 1]; NaN entries are left out of the family (never rejected).
+    alpha : float
+        FDR level in (0, 1).
+
+    Returns
+    -------
+    reject : ndarray of bool
+        Discoveries at level ``alpha``, shaped like ``p``.
+    q : ndarray
+        BH-adjusted p-values (``scipy.stats.false_discovery_control``), NaN where ``p`` is NaN.
+    """
+    from scipy.stats import false_discovery_control
+    p = np.asarray(p, dtype=np.float64)
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ParameterError("alpha", f"is {alpha!r}", expected="a number in (0, 1)") from None
+    if not 0 < alpha < 1:
+        raise ParameterError("alpha", f"is {alpha}", expected="a number in (0, 1)")
+    finite = np.isfinite(p)
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ParameterError("p", "has values outside [0, 1]", expected="p-values")
+    q = np.full(p.shape, np.nan)
+    if finite.any():
+        q[finite] = false_discovery_control(p[finite], method="bh")
+    reject = np.zeros(p.shape, dtype=bool)
+    reject[finite] = q[finite] <= alpha
+    return reject, q
+
+
+# ---------------------------------------------------------------------------------------------
+# noise ceiling and group maps
+# ---------------------------------------------------------------------------------------------
+
+def normalise_by_ceiling(score: Any, ceiling: Any, min_ceiling: float = 0.05) -> np.ndarray:
+    """Divide a score by the noise ceiling, NaN where the ceiling is below ``min_ceiling``.
+
+    Parameters
+    ----------
+    score : array
+        Per-voxel score (e.g. held-out r), shape broadcastable with ``ceiling``.
+    ceiling : array
+        Noise ceiling in the same units (e.g. leave-one-subject-out ISC as r).
+    min_ceiling : float
+        Voxels with a ceiling below this (or not finite) get NaN.
+
+    Returns
+    -------
+    ndarray
+        ``score / ceiling`` (broadcast shape).
+    """
+    score = np.asarray(score, dtype=np.float64)
+    ceiling = np.asarray(ceiling, dtype=np.float64)
+    try:
+        shape = np.broadcast_shapes(score.shape, ceiling.shape)
+    except ValueError:
+        raise ParameterError("ceiling", f"has shape {ceiling.shape}, score {score.shape}",
+                             expected="shapes that broadcast (one value per voxel)") from None
+    try:
+        min_ceiling = float(min_ceiling)
+    except (TypeError, ValueError):
+        raise ParameterError("min_ceiling", f"is {min_ceiling!r}", expected="a number > 0") from None
+    if not np.isfinite(min_ceiling) or min_ceiling <= 0:
+        raise ParameterError("min_ceiling", f"is {min_ceiling}", expected="a finite number > 0")
+    c = np.broadcast_to(ceiling, shape)
+    ok = np.isfinite(c) & (c >= min_ceiling)
+    out = np.full(shape, np.nan)
+    out[ok] = np.broadcast_to(score, shape)[ok] / c[ok]
+    return out
+
+
+@dataclass
+class GroupMaps:
+    """Group statistics of subjects' maps (atoms x voxels).
+
+    Attributes
+    ----------
+    mean : ndarray (k, V)
+        Mean over subjects.
+    t, p : ndarray (k, V)
+        One-sample t statistic against 0 and its two-sided p (``scipy.stats.ttest_1samp``).
+    sign_agreement : ndarray (k, V)
+        Share of subjects whose coefficient has the sign of the group mean.
+    consistency : ndarray (k,)
+        Per atom, mean pairwise Pearson correlation of subjects' maps over voxels.
+    n_subjects : int
+    """
+
+    mean: np.ndarray
+    t: np.ndarray
+    p: np.ndarray
+    sign_agreement: np.ndarray
+    consistency: np.ndarray
+    n_subjects: int
+
+
+def group_maps(betas: Any, mask: Any = None) -> GroupMaps:
+    """Combine subjects' maps: mean, one-sample t and p, sign agreement and consistency.
+
+    Parameters
+    ----------
+    betas : array, shape (S, k, V)
+        Each subject's map per atom (e.g. ``fit_ols(...).beta`` of a stack), S >= 2.
+    mask : array of bool (V,), optional
+        Voxels used for the inter-subject consistency (all by default).
+
+    Returns
+    -------
+    GroupMaps
+    """
+    from scipy import stats
+    B = np.asarray(betas)
+    if B.ndim != 3:
+        raise ParameterError("betas", f"has {B.ndim} dimensions", expected="S x k x V")
+    S, k, V = B.shape
+    if S < 2:
+        raise ParameterError("betas", f"has {S} subject(s)", expected="at least 2 subjects")
+    if not np.all(np.isfinite(B)):
+        s, j, v = np.argwhere(~np.isfinite(B))[0]
+        raise ParameterError("betas", f"value {B[s, j, v]} for subject {s}, atom {j}, voxel {v}",
+                             expected="finite values")
+    if mask is None:
+        mask = np.ones(V, dtype=bool)
+    else:
+        mask = np.asarray(mask)
+        if mask.shape != (V,) or mask.dtype != bool:
+            raise ParameterError("mask", f"has shape {mask.shape} and dtype {mask.dtype}",
+                                 expected=f"a boolean array of shape ({V},)")
+    mean = np.empty((k, V))
+    tt = np.empty((k, V))
+    pp = np.empty((k, V))
+    agree = np.empty((k, V))
+    cons = np.full(k, np.nan)
+    iu = np.triu_indices(S, 1)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for j in range(k):
+            b = np.asarray(B[:, j, :], dtype=np.float64)
+            res = stats.ttest_1samp(b, 0.0, axis=0)
+            m = b.mean(0)
+            mean[j], tt[j], pp[j] = m, res.statistic, res.pvalue
+            agree[j] = (np.sign(b) == np.sign(m)[None, :]).mean(0)
+            bm = b[:, mask]
+            if bm.shape[1] >= 2:
+                c = np.corrcoef(bm)[iu]
+                if np.isfinite(c).any():
+                    cons[j] = np.nanmean(c)
+    return GroupMaps(mean=mean, t=tt, p=pp, sign_agreement=agree, consistency=cons,
+                     n_subjects=S)
+
+
+# ---------------------------------------------------------------------------------------------
+# any regressor set, the layer-wise baseline
+# ---------------------------------------------------------------------------------------------
+
+def _subject_names(subjects: Any, S: int) -> list[str]:
+    if subjects is None:
+        return [f"sub-{i:02d}" for i in range(S)]
+    names = [str(s) for s in subjects]
+    if len(names) != S:
+        raise ParameterError("subjects", f"has {len(names)} names for {S} subjects",
+                             expected="one name per subject")
+    return names
+
+
+def _check_mask(mask: Any, V: int) -> np.ndarray:
+    if mask is None:
+        return np.ones(V, dtype=bool)
+    m = np.asarray(mask)
+    if m.shape != (V,) or m.dtype != bool or not m.any():
+        raise ParameterError("mask", f"has shape {m.shape}, dtype {m.dtype}",
+                             expected=f"a boolean array of shape ({V},) with a True voxel")
+    return m
+
+
+def score_regressors(X: Any, Y: Any, *, name: str = "regressors", model: str = "ridge",
+                     n_components: int | None = None, mask: Any = None,
+                     folds: Any = None, n_folds: int = 5, trim: int = 5,
+                     alphas: Any = DEFAULT_ALPHAS, inner_folds: int = 3,
+                     subjects: Sequence[str] | None = None, device: str = "cpu"):
+    """Cross-validated score of any regressor set, one row per subject (same folds for all).
+
+    The atoms, the layer-wise baseline and the controls (untrained model, shuffled words) are
+    scored by this function with the same folds, so their rows compare directly.
+
+    Parameters
+    ----------
+    X : array, shape (T, n)
+        Regressors (atoms, a layer's AN responses, ...).
+    Y : array, shape (T, V) or (S, T, V), or list of (T, V)
+        BOLD.
+    name : str
+        Label written in the ``regressors`` column.
+    model : {"ridge", "ols"}
+        See :func:`cv_scores`.
+    n_components : int, optional
+        Reduce ``X`` to its first principal components, fitted on each fold's training TRs
+        only (no leakage); capped at the number of columns and training TRs.
+    mask : array of bool (V,), optional
+        Voxels summarised (e.g. a language mask); all by default.
+    folds, n_folds, trim, alphas, inner_folds, device
+        See :func:`cv_scores`.
+    subjects : list of str, optional
+        Subject labels.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``regressors, subject, n_regressors, n_components, n_voxels, mean_r,
+        median_r, mean_r2``.
+    """
+    import pandas as pd
+    X = _check_X(X)
+    T, n = X.shape
+    subj, _ = _as_subjects(Y, T)
+    names = _subject_names(subjects, len(subj))
+    m = _check_mask(mask, subj[0].shape[1])
+    folds = contiguous_folds(T, n_folds, trim) if folds is None else _check_folds(folds, T)
+    transformer, used = None, None
+    if n_components is not None:
+        n_components = _check_int(n_components, "n_components", 1)
+        min_train = min(tr.size for tr, _ in folds)
+        used = min(n_components, n, min_train)
+        from sklearn.decomposition import PCA
+        transformer = PCA(n_components=used, svd_solver="full", random_state=0)
+    res = cv_scores(X, subj, model=model, trim=trim, alphas=alphas, inner_folds=inner_folds,
+                    folds=folds, transformer=transformer, device=device)
+    rows = []
+    for s, nm in enumerate(names):
+        r, r2 = res.r[s, m], res.r2[s, m]
+        rows.append(dict(regressors=name, subject=nm, n_regressors=n,
+                         n_components=used if used is not None else n,
+                         n_voxels=int(m.sum()), mean_r=float(np.nanmean(r)),
+                         median_r=float(np.nanmedian(r)), mean_r2=float(np.nanmean(r2))))
+    return pd.DataFrame(rows)
+
+
+def layerwise_baseline(responses: Any, layers: Any, Y: Any, n_components: int | None = 64, *,
+                       mask: Any = None, folds: Any = None, n_folds: int = 5, trim: int = 5,
+                       alphas: Any = DEFAULT_ALPHAS, inner_folds: int = 3,
+                       subjects: Sequence[str] | None = None, device: str = "cpu"):
+    """Ridge encoding from each layer's AN responses, scored like the atom model.
+
+    Parameters
+    ----------
+    responses : array, shape (T, N)
+        AN responses (HRF-convolved, z-scored); may be memory-mapped.
+    layers : array, shape (N,)
+        Layer of each AN.
+    Y : array, shape (T, V) or (S, T, V), or list of (T, V)
+        BOLD.
+    n_components : int or None
+        First principal components per layer, fitted on training TRs only (default 64, the
+        number of atoms); None uses the layer's units as they are.
+    mask, folds, n_folds, trim, alphas, inner_folds, subjects, device
+        See :func:`score_regressors`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (layer, subject): ``layer`` and the columns of :func:`score_regressors`.
+    """
+    import pandas as pd
+    R = responses if isinstance(responses, np.ndarray) else np.asarray(responses)
+    if R.ndim != 2:
+        raise ParameterError("responses", f"has {R.ndim} dimensions", expected="T x N")
+    lay = np.asarray(layers)
+    if lay.shape != (R.shape[1],):
+        raise ParameterError("layers", f"has shape {lay.shape} for {R.shape[1]} ANs",
+                             expected=f"one layer per AN, shape ({R.shape[1]},)")
+    T = R.shape[0]
+    _as_subjects(Y, T)  # fail early, before any layer is fitted
+    if folds is None:
+        folds = contiguous_folds(T, n_folds, trim)
+    frames = []
+    for layer in np.unique(lay):
+        cols = np.flatnonzero(lay == layer)
+        df = score_regressors(np.asarray(R[:, cols]), Y, name=f"layer {layer}",
+                              n_components=n_components, mask=mask, folds=folds, trim=trim,
+                              alphas=alphas, inner_folds=inner_folds, subjects=subjects,
+                              device=device)
+        df.insert(0, "layer", layer.item() if hasattr(layer, "item") else layer)
+        frames.append(df)
+        log.info("layer %s: mean held-out r %.4f", layer, df["mean_r"].mean())
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage's convenience
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class EncodingResult:
+    """Encoding of every subject with the atoms as regressors (float32 arrays).
+
+    Attributes
+    ----------
+    beta, t : ndarray (S, k, V)
+        OLS coefficients and t statistics.
+    r2 : ndarray (S, V)
+        In-sample R2 (OLS).
+    cv_r, cv_r2 : ndarray (S, V) or None
+        Held-out scores (``cv_model``), None when cross-validation was skipped.
+    cv_alphas : ndarray (S, n_folds, V) or None
+        Ridge alpha per fold and voxel.
+    dof : int
+        Residual degrees of freedom of the OLS fits.
+    params : dict
+        Parameters used.
+    """
+
+    beta: np.ndarray
+    t: np.ndarray
+    r2: np.ndarray
+    cv_r: np.ndarray | None
+    cv_r2: np.ndarray | None
+    cv_alphas: np.ndarray | None
+    dof: int
+    params: dict
+
+    def p_z(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two-sided p and z of ``t`` (computed on demand, not stored)."""
+        return _t_to_p_z(self.t.astype(np.float64), self.dof)
+
+
+def encode_subjects(D: Any, Y: Any, *, intercept: bool = True, cv_model: str | None = "ridge",
+                    n_folds: int = 5, trim: int = 5, alphas: Any = DEFAULT_ALPHAS,
+                    inner_folds: int = 3, device: str = "cpu",
+                    progress: bool = False) -> EncodingResult:
+    """OLS maps and cross-validated scores of the atoms for every subject.
+
+    Parameters
+    ----------
+    D : array, shape (T, k)
+        The dictionary (atoms as regressors).
+    Y : array, shape (S, T, V), or list of (T, V)
+        Every subject's BOLD on a common voxel grid (a single ``T x V`` is one subject).
+    intercept : bool
+        Intercept in the OLS fits.
+    cv_model : {"ridge", "ols"} or None
+        Model of the held-out scores; None skips cross-validation.
+    n_folds, trim, alphas, inner_folds, device
+        See :func:`cv_scores`.
+    progress : bool
+        tqdm bar over subjects.
+
+    Returns
+    -------
+    EncodingResult
+    """
+    D = _check_X(D, "D")
+    T, k = D.shape
+    subjects, _ = _as_subjects(Y, T)
+    if cv_model is not None:
+        _check_choice(cv_model, "cv_model", _MODELS)
+        folds = contiguous_folds(T, n_folds, trim)
+        if cv_model == "ridge":
+            _check_alphas(alphas)
+            _check_int(inner_folds, "inner_folds", 2)
+    S, V = len(subjects), subjects[0].shape[1]
+    beta = np.empty((S, k, V), dtype=np.float32)
+    tt = np.empty((S, k, V), dtype=np.float32)
+    r2 = np.empty((S, V), dtype=np.float32)
+    cv_r = cv_r2 = cv_alphas = None
+    if cv_model is not None:
+        cv_r = np.empty((S, V), dtype=np.float32)
+        cv_r2 = np.empty((S, V), dtype=np.float32)
+        if cv_model == "ridge":
+            cv_alphas = np.empty((S, len(folds), V), dtype=np.float32)
+    it = range(S)
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc="subjects")
+    dof = T - k - int(intercept)
+    for s in it:
+        ols = fit_ols(D, subjects[s], intercept=intercept, device=device)
+        beta[s], tt[s], r2[s], dof = ols.beta, ols.t, ols.r2, ols.dof
+        if cv_model is not None:
+            cv = cv_scores(D, subjects[s], model=cv_model, trim=trim, alphas=alphas,
+                           inner_folds=inner_folds, folds=folds, device=device)
+            cv_r[s], cv_r2[s] = cv.r, cv.r2
+            if cv_alphas is not None:
+                cv_alphas[s] = cv.best_alphas
+        log.info("subject %d/%d: median in-sample R2 %.4f", s + 1, S, float(np.median(r2[s])))
+    params = dict(intercept=intercept, cv_model=cv_model, n_folds=n_folds, trim=trim,
+                  alphas=np.asarray(alphas, dtype=float).tolist(), inner_folds=inner_folds,
+                  ridge_library="himalaya.ridge.RidgeCV (per-voxel alpha, inner contiguous CV)")
+    return EncodingResult(beta=beta, t=tt, r2=r2, cv_r=cv_r, cv_r2=cv_r2, cv_alphas=cv_alphas,
+                          dof=dof, params=params)

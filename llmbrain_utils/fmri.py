@@ -1,0 +1,1097 @@
+"""fMRI data: masks, loaders of the real Narratives layout, ISC noise ceiling, synthetic twin.
+
+Data arrays follow one convention: a subject's scan is ``T x V`` (TRs x voxels of a mask, in
+the mask's C order, as :func:`nilearn.masking.apply_mask` returns them); a data set is
+``S x T x V`` float32.
+
+Real data (Narratives, OpenNeuro ds002345; see :mod:`llmbrain_utils.fetch` and
+``data_manifests/narratives.yaml``) are read from the data set's own layout, e.g.
+``derivatives/afni-nosmooth/sub-001/func/sub-001_task-pieman_space-MNI152NLin2009cAsym_res-native_desc-clean_bold.nii.gz``.
+The synthetic twin (:func:`make_synthetic_dataset`) writes the same layout, with known couplings
+between story features and functional networks (``truth.json``), so every later stage can be
+checked against the truth.
+
+Noise ceiling: leave-one-subject-out inter-subject correlation (:func:`isc_loo`) with a
+phase-randomisation or circular-shift null (:func:`isc_null`) and Benjamini-Hochberg FDR
+(:func:`isc_mask`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import uuid
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, ParameterError
+
+log = logging.getLogger(__name__)
+
+TR_S = 1.5
+SPACE = "MNI152NLin2009cAsym"
+#: Calibrated default amplitude of a planted signal relative to the noise (SD ratio) at a
+#: network's peak voxel for a subject of unit gain: single-subject peak-voxel r ~ 0.3-0.45 and
+#: leave-one-out ISC ~ 0.25-0.35 in planted networks, as in published Narratives values.
+DEFAULT_SNR = 0.42
+FEATURES = ("word_rate", "word_length", "sentence_end", "pause", "drift")
+
+#: Planted couplings of the default synthetic data set, in the network names of Seitzman et
+#: al. 2018 (nilearn.datasets.fetch_coords_seitzman_2018). Five networks carry signal; the
+#: others (SomatomotorDorsal, SomatomotorLateral, DorsalAttention, FrontoParietal, Salience,
+#: Reward, ParietoMedial, MedialTemporalLobe, unassigned) carry none.
+DEFAULT_PLANT: tuple[dict, ...] = (
+    {"network": "Auditory", "source": "word_rate", "sign": 1, "weight": 1.0},
+    {"network": "VentralAttention", "source": "word_length", "sign": 1, "weight": 0.9},
+    {"network": "DefaultMode", "source": "drift", "sign": 1, "weight": 0.8},
+    {"network": "CinguloOpercular", "source": "sentence_end", "sign": 1, "weight": 0.8},
+    {"network": "Visual", "source": "word_rate", "sign": -1, "weight": 0.7},
+)
+
+
+# =========================================================================== masks
+@functools.lru_cache(maxsize=8)
+def _mask_arrays(resolution_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import new_img_like, resample_img
+
+    src = load_mni152_brain_mask(resolution=1)
+    src = new_img_like(src, src.get_fdata().astype(np.float32), copy_header=True)
+    shape = np.array(src.shape)
+    step = np.diag(src.affine)[:3]
+    lo = src.affine[:3, 3]
+    hi = lo + (shape - 1) * step
+    r = float(resolution_mm)
+    origin = np.floor(lo / r) * r
+    n = (np.ceil((hi - origin) / r) + 1).astype(int)
+    affine = np.diag([r, r, r, 1.0])
+    affine[:3, 3] = origin
+    res = resample_img(src, target_affine=affine, target_shape=tuple(int(x) for x in n),
+                       interpolation="continuous", force_resample=True, copy_header=True)
+    mask = (np.asarray(res.dataobj) >= 0.5).astype(np.uint8)
+    return mask, affine
+
+
+def brain_mask(resolution_mm: float = 6.0):
+    """MNI152 brain mask on an isotropic grid (nilearn's template mask, resampled, thresholded).
+
+    The grid's origin is a multiple of the resolution, so every call with the same resolution
+    gives the same grid (deterministic).
+
+    Parameters
+    ----------
+    resolution_mm : float
+        Voxel size in mm, 1-16 (6 mm: 35 x 41 x 33 grid, ~8,700 brain voxels).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        uint8 mask (1 = brain).
+    """
+    import nibabel as nib
+
+    if isinstance(resolution_mm, bool) or not isinstance(resolution_mm, (int, float)) \
+            or not 1 <= resolution_mm <= 16:
+        raise ParameterError("resolution_mm", f"{resolution_mm!r}", expected="a number of mm in [1, 16]")
+    mask, affine = _mask_arrays(float(resolution_mm))
+    img = nib.Nifti1Image(mask.copy(), affine.copy())
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
+def _load_mask(mask_img, name: str = "mask_img"):
+    """(image, bool array) of a 3-D mask given as a path or an image; InputError if unusable."""
+    import nibabel as nib
+
+    if mask_img is None:
+        raise ParameterError(name, "missing", expected="a 3-D mask image or its path")
+    if isinstance(mask_img, (str, os.PathLike)):
+        p = Path(mask_img)
+        if not p.is_file():
+            raise InputError(p, "mask file not found")
+        try:
+            mask_img = nib.load(p)
+            data = np.asarray(mask_img.dataobj)
+        except Exception as e:  # noqa: BLE001 - any reader failure is a bad file
+            raise InputError(p, f"cannot read the mask ({type(e).__name__}: {e})") from None
+        src = str(p)
+    else:
+        if not hasattr(mask_img, "affine") or not hasattr(mask_img, "dataobj"):
+            raise ParameterError(name, f"{type(mask_img).__name__}", expected="a NIfTI image or a path")
+        data = np.asarray(mask_img.dataobj)
+        src = name
+    data = np.squeeze(data) if data.ndim == 4 and data.shape[3] == 1 else data
+    if data.ndim != 3:
+        raise InputError(src, f"{data.ndim}-D mask", field="shape", expected="a 3-D mask")
+    mask = np.asarray(data) > 0
+    if not mask.any():
+        raise InputError(src, "empty mask", expected="at least one voxel > 0")
+    return mask_img, mask
+
+
+# =========================================================================== loaders
+def _header_tr(img) -> float | None:
+    zooms = img.header.get_zooms()
+    if len(zooms) < 4 or not zooms[3] or zooms[3] <= 0:
+        return None
+    tr = float(zooms[3])
+    unit = img.header.get_xyzt_units()[1]
+    if unit == "msec":
+        tr /= 1e3
+    elif unit == "usec":
+        tr /= 1e6
+    return tr
+
+
+def _check_window(start_tr, n_trs):
+    if isinstance(start_tr, bool) or not isinstance(start_tr, (int, np.integer)) or start_tr < 0:
+        raise ParameterError("start_tr", f"{start_tr!r}", expected="an int >= 0")
+    if n_trs is not None and (isinstance(n_trs, bool) or not isinstance(n_trs, (int, np.integer))
+                              or n_trs < 1):
+        raise ParameterError("n_trs", f"{n_trs!r}", expected="None or an int >= 1")
+
+
+def _standardize(x: np.ndarray, source, *, detrend: bool, zscore: bool) -> tuple[np.ndarray, dict]:
+    """NaN -> 0 and constant voxels reported; optional linear detrend and z-score over time."""
+    from scipy.signal import detrend as sp_detrend
+
+    finite = np.isfinite(x)
+    nan_vox = np.flatnonzero(~finite.all(axis=0))
+    if nan_vox.size:
+        log.warning("%s: %d voxel(s) hold NaN/inf values; set to 0", source, nan_vox.size)
+        x = np.where(finite, x, 0.0).astype(np.float32)
+    if detrend:
+        x = sp_detrend(x, axis=0, type="linear").astype(np.float32)
+    sd = x.std(axis=0)
+    const = np.flatnonzero(sd <= 1e-8 * max(1.0, float(np.abs(x).max(initial=0.0))))
+    if const.size:
+        log.warning("%s: %d constant voxel(s) (set to 0 when z-scoring)", source, const.size)
+    if zscore:
+        sd_safe = np.where(sd > 0, sd, 1.0)
+        x = (x - x.mean(axis=0)) / sd_safe
+        x[:, const] = 0.0
+    return x.astype(np.float32, copy=False), {"nan_voxels": nan_vox, "constant_voxels": const}
+
+
+def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int = 0,
+              n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
+              resample: bool = False, return_info: bool = False):
+    """Read one 4-D BOLD NIfTI inside a mask: ``T x V`` float32.
+
+    Checks, before reading the data: the file exists and is a 4-D image; the TR in its header
+    (when set) equals ``tr_s``; it holds at least ``start_tr + n_trs`` volumes; its grid (shape
+    and affine) is the mask's, or it is resampled onto it when ``resample=True``. While reading:
+    a truncated or corrupt file (e.g. a cut ``.nii.gz``) raises an error naming it. Voxels with
+    NaN and constant voxels are reported (warning, and in ``info``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The scan (``.nii`` or ``.nii.gz``).
+    mask_img : image or path
+        3-D mask; its grid defines the voxels.
+    tr_s : float
+        Expected repetition time in seconds.
+    start_tr, n_trs : int
+        Window of volumes to keep (default: from ``start_tr`` to the end).
+    detrend : bool
+        Remove a linear trend per voxel (over the window).
+    zscore : bool
+        Z-score each voxel over time (constant voxels become 0).
+    resample : bool
+        Resample (continuous interpolation) a scan on another grid onto the mask's grid.
+    return_info : bool
+        Also return a dict: header TR, number of volumes, voxels with NaN, constant voxels,
+        whether it was resampled.
+
+    Returns
+    -------
+    numpy.ndarray or (numpy.ndarray, dict)
+        ``T x V`` float32.
+    """
+    import nibabel as nib
+
+    _check_window(start_tr, n_trs)
+    if not isinstance(tr_s, (int, float)) or isinstance(tr_s, bool) or tr_s <= 0:
+        raise ParameterError("tr_s", f"{tr_s!r}", expected="a positive number of seconds")
+    path = Path(path)
+    mimg, mask = _load_mask(mask_img)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        img = nib.load(path)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(path, f"cannot read as NIfTI ({type(e).__name__}: {e})",
+                         expected="a readable .nii/.nii.gz") from None
+    if len(img.shape) != 4:
+        raise InputError(path, f"{len(img.shape)}-D image of shape {img.shape}", field="shape",
+                         expected="4-D (x, y, z, time)")
+    tr = _header_tr(img)
+    if tr is not None and abs(tr - tr_s) > 1e-3:
+        raise InputError(path, f"TR {tr:g} s in the header", field="pixdim[4] (TR)",
+                         expected=f"{tr_s:g} s")
+    n_vol = int(img.shape[3])
+    if n_trs is None:
+        n_trs = n_vol - start_tr
+        if n_trs < 1:
+            raise InputError(path, f"{n_vol} volumes, none after start_tr={start_tr}", field="volumes",
+                             expected=f"more than {start_tr} volumes")
+    if start_tr + n_trs > n_vol:
+        raise InputError(path, f"{n_vol} volumes, fewer than the {start_tr + n_trs} the story needs "
+                         f"(start_tr={start_tr} + n_trs={n_trs})", field="volumes",
+                         expected=f">= {start_tr + n_trs} volumes")
+    same_grid = tuple(img.shape[:3]) == mask.shape and np.allclose(img.affine, mimg.affine, atol=1e-3)
+    if not same_grid and not resample:
+        raise InputError(path, f"grid {tuple(img.shape[:3])} with affine "
+                         f"{np.round(img.affine[:3], 3).tolist()} differs from the mask's "
+                         f"{mask.shape} / {np.round(mimg.affine[:3], 3).tolist()}",
+                         field="shape/affine", expected="the mask's grid, or resample=True")
+    try:
+        data = np.asarray(img.dataobj[..., start_tr:start_tr + n_trs], dtype=np.float32)
+    except (OSError, EOFError, ValueError, zlib.error) as e:
+        raise InputError(path, f"truncated or corrupt data ({type(e).__name__}: {e})",
+                         expected="a complete file; download it again") from None
+    if not same_grid:
+        from nilearn.image import resample_img
+
+        img4 = nib.Nifti1Image(data, img.affine)
+        data = np.asarray(resample_img(img4, target_affine=mimg.affine, target_shape=mask.shape,
+                                       interpolation="continuous", force_resample=True,
+                                       copy_header=True).dataobj, dtype=np.float32)
+    x = np.ascontiguousarray(data[mask].T)  # same order as nilearn.masking.apply_mask
+    del data
+    x, qc = _standardize(x, path, detrend=detrend, zscore=zscore)
+    if return_info:
+        return x, {"path": str(path), "tr_header": tr, "n_volumes": n_vol, "start_tr": start_tr,
+                   "n_trs": n_trs, "n_voxels": int(mask.sum()), "resampled": not same_grid, **qc}
+    return x
+
+
+def load_gifti(paths: str | Path | Sequence[str | Path], *, tr_s: float = TR_S, start_tr: int = 0,
+               n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
+               return_info: bool = False):
+    """Read surface BOLD (``.func.gii``, e.g. fsaverage6 L then R): ``T x V`` float32.
+
+    A file holds either one data array per time point (fMRIPrep, Narratives) or one
+    vertices x time array. Hemispheres are concatenated along vertices in the order given. The
+    TR is checked when a ``TimeStep`` (ms) is recorded in the file's metadata.
+    """
+    import nibabel as nib
+
+    _check_window(start_tr, n_trs)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    parts, n_vols = [], []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise InputError(p, "file not found")
+        try:
+            g = nib.load(p)
+            arrays = [np.asarray(d.data, dtype=np.float32) for d in g.darrays]
+        except Exception as e:  # noqa: BLE001
+            raise InputError(p, f"cannot read as GIFTI ({type(e).__name__}: {e})",
+                             expected="a complete .func.gii") from None
+        if not arrays:
+            raise InputError(p, "no data arrays", expected="one array per time point")
+        if len(arrays) == 1 and arrays[0].ndim == 2:
+            x = arrays[0].T
+        elif all(a.ndim == 1 and a.shape == arrays[0].shape for a in arrays):
+            x = np.stack(arrays)
+        else:
+            raise InputError(p, "data arrays of mixed shapes", field="darrays",
+                             expected="one 1-D array per time point, or one vertices x time array")
+        step = None
+        for meta in (g.meta, g.darrays[0].meta):
+            if meta is not None and "TimeStep" in meta:
+                step = float(meta["TimeStep"]) / 1e3
+        if step is not None and step > 0 and abs(step - tr_s) > 1e-3:
+            raise InputError(p, f"TimeStep {step:g} s", field="TimeStep", expected=f"{tr_s:g} s")
+        n_vols.append(x.shape[0])
+        parts.append((p, x))
+    if len(set(n_vols)) > 1:
+        raise InputError(parts[1][0], f"{n_vols[1]} time points, the other hemisphere has {n_vols[0]}",
+                         field="volumes", expected="the same number in every file")
+    n_vol = n_vols[0]
+    if n_trs is None:
+        n_trs = n_vol - start_tr
+    if n_trs < 1 or start_tr + n_trs > n_vol:
+        raise InputError(parts[0][0], f"{n_vol} volumes, fewer than the {start_tr + max(n_trs, 1)} "
+                         f"the story needs", field="volumes", expected=f">= {start_tr + max(n_trs, 1)}")
+    x = np.concatenate([a[start_tr:start_tr + n_trs] for _, a in parts], axis=1)
+    x, qc = _standardize(x, parts[0][0], detrend=detrend, zscore=zscore)
+    if return_info:
+        return x, {"paths": [str(p) for p, _ in parts], "n_volumes": n_vol, "start_tr": start_tr,
+                   "n_trs": n_trs, "n_vertices": x.shape[1], **qc}
+    return x
+
+
+def _dataset_info(root: Path, story: str, manifest) -> dict:
+    """Story/task info from the manifest, or a plain task (synthetic) with the data set's exclusions."""
+    from . import fetch
+
+    m = manifest if isinstance(manifest, dict) else fetch.load_manifest(manifest)
+    try:
+        info = fetch.story_info(story, m)
+    except ParameterError:
+        if not re.fullmatch(r"[A-Za-z0-9]+", story):
+            raise ParameterError("story", f"{story!r}", expected="a BIDS task label (letters, digits)") from None
+        info = {"task": story, "story": story, "n_trs": None, "onset_tr": None, "duration_tr": None,
+                "condition": None, "exclude": [], "multi_run": {}, "scrambled": False}
+    excl = root / "code" / "scan_exclude.json"
+    if excl.is_file():
+        try:
+            per_task = json.loads(excl.read_text()).get(info["task"], {})
+        except (json.JSONDecodeError, AttributeError):
+            raise InputError(excl, "not a JSON object of task -> subject -> scans") from None
+        extra = [s for scans in per_task.values() for s in scans]
+        info["exclude"] = sorted(set(info["exclude"]) | set(extra))
+    return {**info, "manifest": m}
+
+
+def dataset_paths(root: str | Path, story: str, subjects: str | Iterable, *, kind: str = "clean",
+                  include_excluded: bool = False, manifest=None) -> dict[str, list[Path]]:
+    """Local paths of each subject's scan (one path, or L and R for surface kinds).
+
+    Subjects whose every scan of the task the authors exclude are left out (warning); a
+    subject with two runs gets its first usable run. Paths are not checked for existence.
+    """
+    from . import fetch
+
+    root = Path(root)
+    info = _dataset_info(root, story, manifest)
+    m = info["manifest"]
+    if kind not in m["kinds"]:
+        raise ParameterError("kind", f"{kind!r}", expected=f"one of {sorted(m['kinds'])}")
+    spec = m["kinds"][kind]
+    if "{sub}" not in spec["path"]:
+        raise ParameterError("kind", f"{kind!r} is not a per-subject scan", expected="clean, sm6, ...")
+    out: dict[str, list[Path]] = {}
+    for sub in fetch.parse_subjects(subjects):
+        runs = fetch.scans_for(info, sub, include_excluded=include_excluded)
+        if not runs:
+            log.warning("sub-%s: every scan of task %s is excluded by the data set's authors; left out",
+                        sub, info["task"])
+            continue
+        hemis = spec.get("hemis") or [None]
+        out[sub] = [root / spec["path"].format(sub=sub, task=info["task"], run=runs[0], hemi=h)
+                    for h in hemis]
+    return out
+
+
+def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_img=None, *,
+                 kind: str = "clean", tr_s: float = TR_S, start_tr: int = 0,
+                 n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
+                 resample: bool = False, include_excluded: bool = False,
+                 manifest=None) -> tuple[np.ndarray, list[str]]:
+    """Load a story's scans of several subjects from a data set in the Narratives layout.
+
+    Every subject's file is checked to exist before any is read (the error names the first
+    missing file and how to fetch it); scans the authors exclude are left out with a warning.
+
+    Parameters
+    ----------
+    root : str or Path
+        Root of the data set (the real one, a :func:`~llmbrain_utils.fetch.fetch` cache, or a
+        synthetic twin).
+    story : str
+        A Narratives story or task (``pieman``, ``slumlord``...) or the task of a synthetic twin.
+    subjects : str or iterable
+        Labels, e.g. ``"001-010"`` (see :func:`llmbrain_utils.fetch.parse_subjects`).
+    mask_img : image or path
+        Mask for volume kinds (ignored for surface kinds).
+    kind : str
+        Manifest kind: ``clean`` (default), ``clean-sm6``, ``sm6``, ``preproc``, ``fsaverage6``...
+    tr_s, start_tr, n_trs, detrend, zscore, resample
+        As in :func:`load_bold` (``n_trs=None`` takes all volumes, which must then agree).
+    include_excluded : bool
+        Keep scans the authors exclude.
+    manifest : str, Path or dict, optional
+        Another manifest.
+
+    Returns
+    -------
+    data : numpy.ndarray
+        ``S x T x V`` float32.
+    subjects : list of str
+        The subjects loaded, in order.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "data set folder not found")
+    paths = dataset_paths(root, story, subjects, kind=kind, include_excluded=include_excluded,
+                          manifest=manifest)
+    if not paths:
+        raise InputError(root, f"no usable scan of {story!r} for subjects {subjects!r}",
+                         expected="at least one subject whose scan is not excluded")
+    for sub, ps in paths.items():
+        for p in ps:
+            if not p.is_file():
+                raise InputError(p, f"sub-{sub}'s scan not found",
+                                 expected=f"the file; fetch it with llmbrain_utils.fetch.fetch("
+                                          f"{story!r}, {sub!r}, dest={str(root)!r})")
+    surface = len(next(iter(paths.values()))) > 1 or str(next(iter(paths.values()))[0]).endswith(".func.gii")
+    if not surface:
+        _load_mask(mask_img)
+    arrays, lengths = [], {}
+    for sub, ps in paths.items():
+        if surface:
+            x = load_gifti(ps, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend, zscore=zscore)
+        else:
+            x = load_bold(ps[0], mask_img, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend,
+                          zscore=zscore, resample=resample)
+        lengths[sub] = x.shape[0]
+        if arrays and x.shape[0] != arrays[0].shape[0]:
+            raise InputError(ps[0], f"{x.shape[0]} TRs; sub-{next(iter(lengths))} has {arrays[0].shape[0]}",
+                             field="volumes", expected="the same number of TRs (give n_trs)")
+        arrays.append(x)
+    return np.stack(arrays).astype(np.float32, copy=False), list(paths)
+
+
+# =========================================================================== ISC
+def _check_data(data, name: str = "data", min_subjects: int = 2) -> np.ndarray:
+    x = np.asarray(data)
+    if x.ndim != 3:
+        raise ParameterError(name, f"shape {x.shape}", expected="S x T x V (subjects, TRs, voxels)")
+    if x.shape[0] < min_subjects:
+        raise ParameterError(name, f"{x.shape[0]} subject(s)", expected=f">= {min_subjects} subjects")
+    if x.shape[1] < 3:
+        raise ParameterError(name, f"{x.shape[1]} TRs", expected=">= 3 TRs")
+    if not np.isfinite(x).all():
+        raise ParameterError(name, "holds NaN or inf", expected="finite values")
+    return x
+
+
+def _zscore_t(x: np.ndarray) -> np.ndarray:
+    """Z-score along axis -2 (time) of S x T x V (or T x V); constant series -> 0."""
+    x = np.asarray(x, dtype=np.float64)
+    mu = x.mean(axis=-2, keepdims=True)
+    sd = x.std(axis=-2, keepdims=True)
+    return np.where(sd > 0, (x - mu) / np.where(sd > 0, sd, 1.0), 0.0)
+
+
+def _loo_from_z(z: np.ndarray) -> np.ndarray:
+    """Per-subject LOO correlation (S x V) from z-scored S x T x V."""
+    total = z.sum(axis=0)
+    out = np.empty((z.shape[0], z.shape[2]))
+    for s in range(z.shape[0]):
+        others = _zscore_t(total - z[s])
+        out[s] = (z[s] * others).mean(axis=0)
+    return out
+
+
+def _summarize(r: np.ndarray, summary: str) -> np.ndarray:
+    if summary == "mean":
+        return r.mean(axis=0)
+    if summary == "median":
+        return np.median(r, axis=0)
+    if summary == "fisher":
+        return np.tanh(np.arctanh(np.clip(r, -0.999999, 0.999999)).mean(axis=0))
+    raise ParameterError("summary", f"{summary!r}", expected="'mean', 'median' or 'fisher'")
+
+
+def isc_loo(data, *, summary: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-subject-out inter-subject correlation per voxel.
+
+    Each subject's time series is correlated with the average of the other subjects'
+    (z-scored) series; a constant voxel gives 0.
+
+    Parameters
+    ----------
+    data : array, S x T x V
+        Subjects x TRs x voxels (S >= 2).
+    summary : {'mean', 'median', 'fisher'}
+        Summary over subjects ('fisher' averages Fisher z and transforms back).
+
+    Returns
+    -------
+    isc : numpy.ndarray, (V,)
+        The summary over subjects.
+    per_subject : numpy.ndarray, (S, V)
+        Each subject's correlation with the others' mean.
+    """
+    x = _check_data(data)
+    _summarize(np.zeros((1, 1)), summary)
+    r = _loo_from_z(_zscore_t(x))
+    return _summarize(r, summary), r
+
+
+def _surrogates(zf: np.ndarray | None, z: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
+    """One surrogate data set: each subject's series randomised independently (same for all voxels)."""
+    S, T, _ = z.shape
+    if method == "circular":
+        out = np.empty_like(z)
+        for s in range(S):
+            out[s] = np.roll(z[s], int(rng.integers(1, T)), axis=0)
+        return out
+    n_f = zf.shape[1]
+    phases = rng.uniform(0, 2 * np.pi, size=(S, n_f))
+    phases[:, 0] = 0.0
+    if T % 2 == 0:
+        phases[:, -1] = 0.0
+    return np.fft.irfft(zf * np.exp(1j * phases)[:, :, None], n=T, axis=1)
+
+
+def isc_null(data, n_perm: int = 1000, method: str = "phase", seed: int = 0, *,
+             summary: str = "mean", return_null: bool = False):
+    """Permutation p-values of leave-one-out ISC per voxel.
+
+    Surrogates randomise every subject's time series independently while keeping its
+    autocorrelation: ``phase`` randomises the Fourier phases (the same random phases for all
+    voxels of a subject, keeping spatial correlation), ``circular`` shifts the series
+    circularly by a random lag. ``p = (1 + #{null >= observed}) / (1 + n_perm)`` per voxel.
+
+    Parameters
+    ----------
+    data : array, S x T x V
+    n_perm : int
+        Number of surrogates (>= 10).
+    method : {'phase', 'circular'}
+    seed : int
+    summary : {'mean', 'median', 'fisher'}
+    return_null : bool
+        Also return the null distribution (n_perm x V).
+
+    Returns
+    -------
+    p : numpy.ndarray, (V,)
+        One-sided p-values (ISC greater than chance).
+    null : numpy.ndarray, (n_perm, V)
+        Only with ``return_null``.
+    """
+    x = _check_data(data)
+    if isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 10:
+        raise ParameterError("n_perm", f"{n_perm!r}", expected="an int >= 10")
+    if method not in ("phase", "circular"):
+        raise ParameterError("method", f"{method!r}", expected="'phase' or 'circular'")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError("seed", f"{seed!r}", expected="an int >= 0")
+    z = _zscore_t(x)
+    observed = _summarize(_loo_from_z(z), summary)
+    zf = np.fft.rfft(z, axis=1) if method == "phase" else None
+    rng = np.random.default_rng(seed)
+    count = np.zeros(x.shape[2], dtype=np.int64)
+    null = np.empty((n_perm, x.shape[2]), dtype=np.float32) if return_null else None
+    for i in range(n_perm):
+        sur = _surrogates(zf, z, method, rng)
+        stat = _summarize(_loo_from_z(_zscore_t(sur)), summary)
+        count += stat >= observed - 1e-12
+        if null is not None:
+            null[i] = stat
+    p = (1.0 + count) / (1.0 + n_perm)
+    return (p, null) if return_null else p
+
+
+def fdr(p) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q) via :func:`scipy.stats.false_discovery_control`; NaN -> 1."""
+    from scipy.stats import false_discovery_control
+
+    p = np.asarray(p, dtype=float)
+    if p.size == 0:
+        return p.copy()
+    if np.nanmin(p) < 0 or np.nanmax(p) > 1:
+        raise ParameterError("p", "values outside [0, 1]", expected="p-values")
+    return false_discovery_control(np.where(np.isnan(p), 1.0, p), method="bh")
+
+
+def isc_mask(p, alpha: float = 0.05) -> np.ndarray:
+    """Voxels whose ISC is significant at FDR level ``alpha`` (Benjamini-Hochberg): bool (V,)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ParameterError("alpha", f"{alpha!r}", expected="a number in (0, 1)")
+    return fdr(p) <= alpha
+
+
+def tsnr(data) -> np.ndarray:
+    """Temporal SNR per voxel (mean / SD over time) of a ``T x V`` array or ``S x T x V`` (per subject).
+
+    Use data that keep their mean (load with ``zscore=False``, kind ``preproc``): the cleaned
+    Narratives derivatives are regression residuals with mean ~0, whose tSNR is meaningless.
+    """
+    x = np.asarray(data, dtype=np.float64)
+    if x.ndim not in (2, 3):
+        raise ParameterError("data", f"shape {x.shape}", expected="T x V or S x T x V")
+    mu = x.mean(axis=-2)
+    sd = x.std(axis=-2)
+    return np.where(sd > 0, mu / np.where(sd > 0, sd, 1.0), 0.0)
+
+
+def carpet_array(data, labels=None, *, max_voxels: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """A carpet plot's image: voxels (rows, grouped by label) x TRs, z-scored, evenly thinned.
+
+    Parameters
+    ----------
+    data : array, T x V
+    labels : array (V,), optional
+        Network label per voxel; rows are sorted by label (stable).
+    max_voxels : int
+        Keep at most this many rows (every k-th voxel after sorting).
+
+    Returns
+    -------
+    image : numpy.ndarray (V' x T) float32
+    row_labels : numpy.ndarray (V',)
+    """
+    x = np.asarray(data, dtype=np.float64)
+    if x.ndim != 2:
+        raise ParameterError("data", f"shape {x.shape}", expected="T x V")
+    lab = np.zeros(x.shape[1], dtype=int) if labels is None else np.asarray(labels)
+    if lab.shape != (x.shape[1],):
+        raise ParameterError("labels", f"shape {lab.shape}", expected=f"({x.shape[1]},)")
+    order = np.argsort(lab, kind="stable")
+    step = max(1, math.ceil(order.size / max(1, int(max_voxels))))
+    order = order[::step]
+    return _zscore_t(x)[:, order].T.astype(np.float32), lab[order]
+
+
+# =========================================================================== synthetic twin
+def _letters(word: str) -> int:
+    n = sum(ch.isalpha() for ch in str(word))
+    return n if n else len(str(word).strip())
+
+
+def _check_words(words) -> pd.DataFrame:
+    if not isinstance(words, pd.DataFrame):
+        raise ParameterError("words", f"{type(words).__name__}", expected="a pandas DataFrame (word table)")
+    for col in ("word", "onset", "offset", "sentence_end"):
+        if col not in words.columns:
+            raise InputError("words", "missing column", field=col,
+                             expected="columns word, onset, offset, sentence_end (, tr)")
+    w = words.reset_index(drop=True)
+    on = pd.to_numeric(w["onset"], errors="coerce").to_numpy(float)
+    off = pd.to_numeric(w["offset"], errors="coerce").to_numpy(float)
+    bad = np.isnan(on) | np.isnan(off)
+    if bad.all():
+        raise InputError("words", "no word has a time", field="onset", expected="seconds")
+    if bad.any():
+        log.warning("words: %d word(s) without onset/offset left out of the features", int(bad.sum()))
+    neg = np.flatnonzero(~bad & ((on < 0) | (off < on)))
+    if neg.size:
+        i = int(neg[0])
+        raise InputError("words", f"onset {on[i]} / offset {off[i]}", line=i, field="offset",
+                         expected="0 <= onset <= offset")
+    w = w.loc[~bad].copy()
+    w["onset"], w["offset"] = on[~bad], off[~bad]
+    w["sentence_end"] = w["sentence_end"].astype(str).str.lower().isin(["true", "1", "yes"]) \
+        if w["sentence_end"].dtype == object else w["sentence_end"].astype(bool)
+    return w.sort_values("onset", kind="stable").reset_index(drop=True)
+
+
+def stimulus_features(words: pd.DataFrame, n_trs: int, tr_s: float = TR_S, *,
+                      start_offset_s: float = 0.0, hrf_model: str = "spm", pause_s: float = 0.3,
+                      drift_sigma_s: float = 20.0) -> pd.DataFrame:
+    """Interpretable story features per TR, HRF-convolved (nilearn) and z-scored.
+
+    ============== ===================================================================
+    feature        events (scan time = word time + ``start_offset_s``)
+    ============== ===================================================================
+    word_rate      an impulse at every word onset
+    word_length    an impulse at every onset, weighted by the word's letters minus the mean
+    sentence_end   an impulse at the offset of every sentence-final word
+    pause          a boxcar over every silence of at least ``pause_s`` between words
+    drift          slow narrative drift: each sentence's length in words (centred) as a
+                   boxcar over the sentence, convolved, then Gaussian-smoothed
+                   (``drift_sigma_s``)
+    ============== ===================================================================
+
+    Parameters
+    ----------
+    words : pandas.DataFrame
+        Word table with ``word``, ``onset``, ``offset`` (s), ``sentence_end`` (bool).
+    n_trs : int
+        Length of the scan in TRs (frame times ``i * tr_s``).
+    tr_s : float
+    start_offset_s : float
+        Scan time at which the word times' zero lies (the audio onset).
+    hrf_model : str
+        nilearn HRF model ('spm', 'glover', ...).
+    pause_s, drift_sigma_s : float
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``n_trs x 5`` (columns :data:`FEATURES`), float64; a constant feature (e.g. no sentence
+        end in a short excerpt) is all zeros, with a warning.
+    """
+    from nilearn.glm.first_level.hemodynamic_models import compute_regressor
+    from scipy.ndimage import gaussian_filter1d
+
+    if isinstance(n_trs, bool) or not isinstance(n_trs, (int, np.integer)) or n_trs < 2:
+        raise ParameterError("n_trs", f"{n_trs!r}", expected="an int >= 2")
+    if not isinstance(tr_s, (int, float)) or tr_s <= 0:
+        raise ParameterError("tr_s", f"{tr_s!r}", expected="a positive number of seconds")
+    w = _check_words(words)
+    on = w["onset"].to_numpy() + start_offset_s
+    off = w["offset"].to_numpy() + start_offset_s
+    frame_times = np.arange(n_trs) * float(tr_s)
+
+    def reg(onsets, durations, amps) -> np.ndarray:
+        if len(onsets) == 0 or not np.any(amps):
+            return np.zeros(n_trs)
+        cond = np.vstack([onsets, durations, amps]).astype(float)
+        return compute_regressor(cond, hrf_model, frame_times, oversampling=16)[0][:, 0]
+
+    ones = np.ones(len(w))
+    lengths = np.array([_letters(x) for x in w["word"]], dtype=float)
+    ends = w["sentence_end"].to_numpy(bool)
+    gaps_start, gaps_len = off[:-1], on[1:] - off[:-1]
+    keep = gaps_len >= pause_s
+    # sentences: runs of words closed by a sentence end
+    sent_id = np.concatenate([[0], np.cumsum(ends)[:-1]])
+    sent = pd.DataFrame({"id": sent_id, "on": on, "off": off}).groupby("id").agg(
+        on=("on", "min"), off=("off", "max"), n=("on", "size"))
+    feats = {
+        "word_rate": reg(on, np.zeros(len(w)), ones),
+        "word_length": reg(on, np.zeros(len(w)), lengths - lengths.mean()),
+        "sentence_end": reg(off[ends], np.zeros(int(ends.sum())), np.ones(int(ends.sum()))),
+        "pause": reg(gaps_start[keep], gaps_len[keep], np.ones(int(keep.sum()))),
+        "drift": gaussian_filter1d(
+            reg(sent["on"].to_numpy(), (sent["off"] - sent["on"]).to_numpy(),
+                (sent["n"] - sent["n"].mean()).to_numpy(float)),
+            sigma=drift_sigma_s / tr_s, mode="nearest"),
+    }
+    out = {}
+    for name, v in feats.items():
+        sd = v.std()
+        if sd <= 1e-12 * max(1.0, np.abs(v).max()):
+            log.warning("stimulus feature %r is constant over the %d TRs; set to 0", name, n_trs)
+            out[name] = np.zeros(n_trs)
+        else:
+            out[name] = (v - v.mean()) / sd
+    return pd.DataFrame(out, index=pd.RangeIndex(n_trs, name="tr"))[list(FEATURES)]
+
+
+def _validate_plant(plant, network_names, feature_names, n_tc) -> list[dict]:
+    if isinstance(plant, dict) or not isinstance(plant, Iterable):
+        raise ParameterError("plant", f"{type(plant).__name__}", expected="a list of dicts")
+    out = []
+    for i, p in enumerate(plant):
+        if not isinstance(p, dict):
+            raise ParameterError(f"plant[{i}]", f"{p!r}", expected="a dict with network, source, sign, weight")
+        unknown = set(p) - {"network", "source", "sign", "weight"}
+        if unknown:
+            raise ParameterError(f"plant[{i}]", f"unknown key(s) {sorted(unknown)}",
+                                 expected="network, source, sign, weight")
+        net, src = p.get("network"), p.get("source")
+        if net not in network_names:
+            raise ParameterError(f"plant[{i}].network", f"{net!r}", expected=f"one of {list(network_names)}")
+        if isinstance(src, str) and src.startswith("timecourse:"):
+            idx = src.split(":", 1)[1]
+            if not idx.isdigit() or int(idx) >= n_tc:
+                raise ParameterError(f"plant[{i}].source", f"{src!r}",
+                                     expected=f"'timecourse:i' with 0 <= i < {n_tc} (columns of timecourses)")
+        elif src not in feature_names:
+            raise ParameterError(f"plant[{i}].source", f"{src!r}",
+                                 expected=f"one of {list(feature_names)} or 'timecourse:i'")
+        sign = p.get("sign", 1)
+        if sign not in (1, -1) or isinstance(sign, bool):
+            raise ParameterError(f"plant[{i}].sign", f"{sign!r}", expected="+1 or -1")
+        weight = p.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ParameterError(f"plant[{i}].weight", f"{weight!r}", expected="a number > 0")
+        out.append({"network": net, "source": src, "sign": int(sign), "weight": float(weight)})
+    return out
+
+
+def _array_sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes() + str(a.shape).encode()).hexdigest()[:16]
+
+
+def _bids_label(name: str, value) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9]+", value):
+        raise ParameterError(name, f"{value!r}", expected="a BIDS label (letters and digits)")
+    return value
+
+
+def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFrame, n_trs: int,
+                           mask_img, atlas_img, network_names: Sequence[str], n_subjects: int = 8,
+                           plant: Sequence[dict] | None = None, timecourses=None,
+                           snr: float | None = None, seed: int = 0, tr_s: float = TR_S,
+                           start_offset_s: float = 0.0, smooth_fwhm_vox: float = 2.0,
+                           ar_phi: float = 0.4, drift_amp: float = 0.3, profile_fwhm_vox: float = 3.0,
+                           hrf_model: str = "spm", overwrite: bool = False) -> Path:
+    """Write a Narratives-shaped synthetic fMRI data set with planted network couplings.
+
+    Every voxel of a planted network carries ``sign * weight * snr * g_v * a_s * source(t)``
+    plus noise, where ``source`` is a z-scored story feature (:func:`stimulus_features`) or a
+    column of ``timecourses``, ``g_v`` in [0.25, 1] a smooth spatial profile (1 at the network's
+    peak voxel) and ``a_s`` a subject gain (0.75-1.25). Voxels of unplanted networks and
+    outside every network carry noise only. Noise per subject, scaled by a subject noise level
+    (0.85-1.15): Gaussian-smoothed white noise (``smooth_fwhm_vox``), AR(1) in time (phi drawn
+    in ``ar_phi`` +- 0.1), plus slow drift (cosines below 1/128 Hz, ``drift_amp`` of the SD).
+
+    Written (atomically: a temporary folder renamed into place), in the real layout::
+
+        dataset_description.json, participants.tsv, code/scan_exclude.json,
+        sub-XXX/func/sub-XXX_task-T_events.tsv,
+        derivatives/afni-nosmooth/sub-XXX/func/sub-XXX_task-T_space-MNI152NLin2009cAsym_res-native_desc-clean_bold.nii.gz
+        derivatives/afni-nosmooth/tpl-MNI152NLin2009cAsym/tpl-MNI152NLin2009cAsym_res-T_desc-brain_mask.nii.gz
+        truth.json (planted couplings, gains, noise, grid, seed), truth_sources.tsv (T x sources)
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The data set's root (must not exist unless ``overwrite``).
+    task : str
+        BIDS task label (the story's name).
+    words : pandas.DataFrame
+        Word table (``word``, ``onset``, ``offset``, ``sentence_end``).
+    n_trs : int
+        Scan length in TRs (>= 20).
+    mask_img : image or path
+        Brain mask; defines the grid (e.g. :func:`brain_mask`).
+    atlas_img : image or path
+        3-D integer labels on the mask's grid: 0 = none, label i = ``network_names[i-1]``.
+    network_names : sequence of str
+    n_subjects : int
+    plant : list of dict, optional
+        ``{"network", "source", "sign": +1/-1, "weight"}``; default :data:`DEFAULT_PLANT`.
+    timecourses : array (n_trs x m), optional
+        Extra sources, referred to as ``"timecourse:i"`` (z-scored here).
+    snr : float, optional
+        Signal/noise SD ratio at a peak voxel (default :data:`DEFAULT_SNR`).
+    seed : int
+        Everything random derives from it: same seed, same bytes.
+    tr_s, start_offset_s, hrf_model
+        As in :func:`stimulus_features`.
+    smooth_fwhm_vox, ar_phi, drift_amp, profile_fwhm_vox : float
+        Noise and spatial-profile parameters.
+    overwrite : bool
+        Replace an existing ``out_dir``.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    import nibabel as nib
+    from scipy.ndimage import gaussian_filter
+    from scipy.signal import lfilter
+
+    from . import __version__, fetch
+
+    # ---- validate everything before any work
+    out_dir = Path(out_dir)
+    task = _bids_label("task", task)
+    if out_dir.exists() and not overwrite:
+        raise InputError(out_dir, "already exists", expected="a new folder, or overwrite=True")
+    for name, v, lo in (("n_trs", n_trs, 20), ("n_subjects", n_subjects, 2)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ParameterError(name, f"{v!r}", expected=f"an int >= {lo}")
+    if n_subjects > 999:
+        raise ParameterError("n_subjects", f"{n_subjects}", expected="<= 999 (3-digit labels)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError("seed", f"{seed!r}", expected="an int >= 0")
+    snr = DEFAULT_SNR if snr is None else snr
+    for name, v, ok, exp in (("snr", snr, lambda x: x > 0, "> 0"), ("tr_s", tr_s, lambda x: x > 0, "> 0"),
+                             ("ar_phi", ar_phi, lambda x: 0 <= x <= 0.85, "in [0, 0.85]"),
+                             ("smooth_fwhm_vox", smooth_fwhm_vox, lambda x: x >= 0, ">= 0"),
+                             ("drift_amp", drift_amp, lambda x: x >= 0, ">= 0"),
+                             ("profile_fwhm_vox", profile_fwhm_vox, lambda x: x >= 0, ">= 0"),
+                             ("start_offset_s", start_offset_s, lambda x: x >= 0, ">= 0")):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not ok(v):
+            raise ParameterError(name, f"{v!r}", expected=exp)
+    mimg, mask = _load_mask(mask_img)
+    aimg = atlas_img
+    if isinstance(atlas_img, (str, os.PathLike)):
+        if not Path(atlas_img).is_file():
+            raise InputError(atlas_img, "atlas file not found")
+        aimg = nib.load(atlas_img)
+    if not hasattr(aimg, "affine"):
+        raise ParameterError("atlas_img", f"{type(atlas_img).__name__}", expected="a NIfTI image or a path")
+    atlas = np.asarray(aimg.dataobj)
+    if atlas.shape != mask.shape or not np.allclose(aimg.affine, mimg.affine, atol=1e-3):
+        raise InputError("atlas_img", f"grid {atlas.shape} differs from the mask's {mask.shape}",
+                         field="shape/affine", expected="the mask's grid (resample it with nearest)")
+    if not np.allclose(atlas, np.round(atlas)) or atlas.min() < 0:
+        raise InputError("atlas_img", "labels are not non-negative integers", expected="0 = none, 1..N")
+    atlas = np.round(atlas).astype(int)
+    names = [str(n) for n in network_names]
+    if len(set(names)) != len(names) or not names:
+        raise ParameterError("network_names", "empty or duplicate names", expected="unique names")
+    if atlas.max() > len(names):
+        raise InputError("atlas_img", f"label {atlas.max()} but {len(names)} network names",
+                         expected="labels 1..len(network_names)")
+    tc = None
+    if timecourses is not None:
+        tc = np.asarray(timecourses, dtype=float)
+        tc = tc[:, None] if tc.ndim == 1 else tc
+        if tc.ndim != 2 or tc.shape[0] != n_trs or not np.isfinite(tc).all():
+            raise ParameterError("timecourses", f"shape {tc.shape}", expected=f"finite ({n_trs}, m)")
+        if (tc.std(axis=0) == 0).any():
+            raise ParameterError("timecourses", "a constant column", expected="non-constant columns")
+    entries = _validate_plant(DEFAULT_PLANT if plant is None else plant, names, FEATURES,
+                              0 if tc is None else tc.shape[1])
+    labels_in_mask = atlas[mask]
+    for e in entries:
+        if not (labels_in_mask == names.index(e["network"]) + 1).any():
+            raise ParameterError("plant", f"network {e['network']!r} has no voxel inside the mask",
+                                 expected="networks present in atlas_img within the mask")
+    features = stimulus_features(words, int(n_trs), tr_s, start_offset_s=start_offset_s, hrf_model=hrf_model)
+    kinds = fetch.load_manifest()["kinds"]
+
+    # ---- sources and spatial weights
+    def source(name: str) -> np.ndarray:
+        if name.startswith("timecourse:"):
+            v = tc[:, int(name.split(":")[1])]
+            return (v - v.mean()) / v.std()
+        return features[name].to_numpy()
+
+    src_names = list(dict.fromkeys(e["source"] for e in entries))
+    sources = np.column_stack([source(n) for n in src_names])  # T x m
+    children = np.random.SeedSequence(int(seed)).spawn(int(n_subjects) + 1)
+    rng0 = np.random.default_rng(children[0])
+    vox = np.argwhere(mask)  # C order, as data[mask]
+    n_vox = len(vox)
+    profiles: dict[str, np.ndarray] = {}
+    for net in sorted({e["network"] for e in entries}):
+        field = rng0.standard_normal(mask.shape)
+        if profile_fwhm_vox > 0:
+            field = gaussian_filter(field, profile_fwhm_vox / 2.3548, mode="nearest")
+        inside = labels_in_mask == names.index(net) + 1
+        vals = field[mask][inside]
+        g = np.ones_like(vals) if vals.size == 1 or np.ptp(vals) == 0 else \
+            0.25 + 0.75 * (vals - vals.min()) / np.ptp(vals)
+        prof = np.zeros(n_vox)
+        prof[inside] = g
+        profiles[net] = prof
+    weights = np.zeros((len(src_names), n_vox))
+    for e in entries:
+        weights[src_names.index(e["source"])] += e["sign"] * e["weight"] * profiles[e["network"]]
+    signal = sources @ weights  # T x V, peak amplitude 1 * weight
+
+    # drift basis: cosines with period >= 128 s (as SPM's high-pass cut-off)
+    T = int(n_trs)
+    k_drift = max(1, int(np.floor(2 * T * tr_s / 128.0)))
+    tt = np.arange(T)
+    dct = np.column_stack([np.cos(np.pi * (tt + 0.5) * k / T) for k in range(1, k_drift + 1)])
+    dct /= dct.std(axis=0)
+
+    # ---- write into a temporary sibling, then rename into place
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    subjects = [f"{i:03d}" for i in range(1, int(n_subjects) + 1)]
+    gains, noise_levels, phis = [], [], []
+    try:
+        tmp.mkdir()
+        zooms = tuple(float(z) for z in np.abs(np.diag(mimg.affine))[:3])
+        burn = 50
+        sigma_s = smooth_fwhm_vox / 2.3548
+        for s, sub in enumerate(subjects):
+            rng = np.random.default_rng(children[s + 1])
+            a = float(rng.uniform(0.75, 1.25))
+            b = float(rng.uniform(0.85, 1.15))
+            phi = float(np.clip(rng.uniform(ar_phi - 0.1, ar_phi + 0.1), 0.0, 0.9))
+            e = rng.standard_normal((T + burn, *mask.shape), dtype=np.float32)
+            if sigma_s > 0:
+                e = gaussian_filter(e, sigma=(0, sigma_s, sigma_s, sigma_s), mode="nearest")
+            noise = e[:, mask]
+            del e
+            noise = lfilter([np.sqrt(1 - phi ** 2)], [1.0, -phi], noise, axis=0)[burn:]
+            noise = (noise - noise.mean(axis=0)) / noise.std(axis=0)
+            if drift_amp > 0:
+                coef = rng.standard_normal((k_drift, n_vox)) / np.sqrt(k_drift)
+                noise = (noise + drift_amp * (dct @ coef)) / np.sqrt(1 + drift_amp ** 2)
+            x = (a * snr * signal + b * noise).astype(np.float32)
+            vol = np.zeros((*mask.shape, T), dtype=np.float32)
+            vol[mask] = x.T
+            img = nib.Nifti1Image(vol, mimg.affine)
+            img.header.set_xyzt_units("mm", "sec")
+            img.header.set_zooms((*zooms, float(tr_s)))
+            img.header["descrip"] = b"llmbrain synthetic twin"
+            rel = kinds["clean"]["path"].format(sub=sub, task=task, run="", hemi=None)
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            img.to_filename(tmp / rel)
+            ev = kinds["events"]["path"].format(sub=sub, task=task, run="")
+            (tmp / ev).parent.mkdir(parents=True, exist_ok=True)
+            w_on = float(pd.to_numeric(words["onset"], errors="coerce").min()) + start_offset_s
+            w_off = float(pd.to_numeric(words["offset"], errors="coerce").max()) + start_offset_s
+            pd.DataFrame([{"onset": round(w_on, 3), "duration": round(w_off - w_on, 3),
+                           "trial_type": "story", "stim_file": f"{task}_audio.wav"}]).to_csv(
+                tmp / ev, sep="\t", index=False)
+            gains.append(a)
+            noise_levels.append(b)
+            phis.append(phi)
+        mask_rel = kinds["mask"]["path"].format(task=task)
+        (tmp / mask_rel).parent.mkdir(parents=True, exist_ok=True)
+        mimg_out = nib.Nifti1Image(mask.astype(np.uint8), mimg.affine)
+        mimg_out.header.set_xyzt_units("mm", "sec")
+        mimg_out.to_filename(tmp / mask_rel)
+        desc = {"Name": f"llmbrain synthetic twin of Narratives ({task})", "BIDSVersion": "1.8.0",
+                "DatasetType": "raw", "License": "CC0",
+                "GeneratedBy": [{"Name": "llmbrain_utils.fmri.make_synthetic_dataset",
+                                 "Version": __version__}]}
+        (tmp / "dataset_description.json").write_text(json.dumps(desc, indent=2))
+        deriv = tmp / "derivatives" / "afni-nosmooth"
+        (deriv / "dataset_description.json").write_text(json.dumps(
+            {**desc, "DatasetType": "derivative", "Name": desc["Name"] + ", afni-nosmooth"}, indent=2))
+        pd.DataFrame({"participant_id": [f"sub-{s}" for s in subjects], "age": "n/a", "sex": "n/a",
+                      "task": task, "condition": "n/a", "comprehension": "n/a"}).to_csv(
+            tmp / "participants.tsv", sep="\t", index=False)
+        (tmp / "code").mkdir(exist_ok=True)
+        (tmp / "code" / "scan_exclude.json").write_text(json.dumps({task: {}}, indent=2))
+        pd.DataFrame(sources, columns=src_names, index=pd.RangeIndex(T, name="tr")).to_csv(
+            tmp / "truth_sources.tsv", sep="\t", float_format="%.6f")
+        planted = []
+        for e in entries:
+            prof = profiles[e["network"]]
+            peak = int(np.argmax(prof))
+            planted.append({**e, "label": names.index(e["network"]) + 1,
+                            "n_voxels": int((prof > 0).sum()), "peak_voxel": peak,
+                            "peak_ijk": vox[peak].tolist(),
+                            "peak_xyz_mm": (mimg.affine[:3, :3] @ vox[peak] + mimg.affine[:3, 3]).round(2).tolist()})
+        ratio = np.array(gains) * snr / np.array(noise_levels)
+        truth = {
+            "generator": "llmbrain_utils.fmri.make_synthetic_dataset", "version": __version__,
+            "task": task, "subjects": subjects, "n_subjects": int(n_subjects), "n_trs": T,
+            "tr_s": float(tr_s), "seed": int(seed), "snr": float(snr), "start_offset_s": float(start_offset_s),
+            "hrf_model": hrf_model, "features": list(FEATURES), "sources": src_names,
+            "plant": planted,
+            "networks": {n: {"label": i + 1, "n_voxels": int((labels_in_mask == i + 1).sum()),
+                             "planted": any(e["network"] == n for e in entries),
+                             "couplings": [{"source": e["source"], "sign": e["sign"], "weight": e["weight"]}
+                                           for e in entries if e["network"] == n]}
+                         for i, n in enumerate(names)},
+            "unplanted": [n for n in names if not any(e["network"] == n for e in entries)],
+            "subject_gain": [round(g, 6) for g in gains], "subject_noise": [round(b, 6) for b in noise_levels],
+            "noise": {"smooth_fwhm_vox": float(smooth_fwhm_vox), "ar_phi": [round(p, 6) for p in phis],
+                      "drift_amp": float(drift_amp), "drift_cutoff_s": 128.0, "n_drift": k_drift,
+                      "profile_fwhm_vox": float(profile_fwhm_vox), "profile_range": [0.25, 1.0]},
+            "expected_peak_r": [round(float(r / np.sqrt(1 + r ** 2)), 4) for r in ratio],
+            "grid": {"shape": list(mask.shape), "affine": np.round(mimg.affine, 6).tolist(),
+                     "voxel_mm": list(zooms), "n_voxels": n_vox, "space": SPACE},
+            "mask_sha256": _array_sha(mask.astype(np.uint8)), "atlas_sha256": _array_sha(atlas),
+            "bold": kinds["clean"]["path"].format(sub="{sub}", task=task, run="", hemi=None),
+        }
+        (tmp / "truth.json").write_text(json.dumps(truth, indent=2))
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("synthetic data set %s: %d subjects x %d TRs x %d voxels", out_dir, n_subjects, T, n_vox)
+    return out_dir
+
+
+def read_truth(root: str | Path) -> dict:
+    """The ``truth.json`` of a synthetic data set."""
+    p = Path(root) / "truth.json"
+    if not p.is_file():
+        raise InputError(p, "file not found", expected="a data set made by make_synthetic_dataset")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(p, f"not valid JSON ({e})") from None

@@ -1,0 +1,478 @@
+"""Tests of llmbrain_utils.encoding: parity with reference libraries, recovery, nulls, inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.ndimage import gaussian_filter1d
+
+from llmbrain_utils import encoding as E
+from llmbrain_utils.errors import InputError, ParameterError
+
+
+def _atoms(T: int, k: int, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
+    """Smooth, unit-norm regressors like an HRF-convolved dictionary."""
+    X = gaussian_filter1d(rng.standard_normal((T, k)), sigma, axis=0)
+    return X / np.linalg.norm(X, axis=0)
+
+
+def _zscore(Y: np.ndarray) -> np.ndarray:
+    return (Y - Y.mean(0)) / Y.std(0)
+
+
+def _smooth_noise(shape, rng, sigma=1.5):
+    return gaussian_filter1d(rng.standard_normal(shape), sigma, axis=0)
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)
+    T, k, V = 120, 6, 40
+    X = _atoms(T, k, rng)
+    W = rng.standard_normal((k, V)) * (rng.random((k, V)) < 0.5) * 3
+    Y = _zscore(X @ W + rng.standard_normal((T, V)))
+    return X, Y
+
+
+# ------------------------------------------------------------------ OLS
+
+
+def test_fit_ols_matches_statsmodels(small):
+    sm = pytest.importorskip("statsmodels.api")
+    X, Y = small
+    res = E.fit_ols(X, Y)
+    assert res.beta.shape == (X.shape[1], Y.shape[1]) and res.dof == X.shape[0] - X.shape[1] - 1
+    for v in (0, 7, 19, 33):
+        ref = sm.OLS(Y[:, v], sm.add_constant(X)).fit()
+        np.testing.assert_allclose(res.beta[:, v], ref.params[1:], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(res.intercept[v], ref.params[0], atol=1e-6)
+        np.testing.assert_allclose(res.t[:, v], ref.tvalues[1:], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(res.p[:, v], ref.pvalues[1:], rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(res.r2[v], ref.rsquared, atol=1e-8)
+        # z has the same two-sided tail probability as t
+        np.testing.assert_allclose(res.z[:, v], np.sign(ref.tvalues[1:])
+                                   * stats.norm.isf(ref.pvalues[1:] / 2), rtol=1e-6, atol=1e-6)
+    # without intercept: uncentred R2, like statsmodels
+    res0 = E.fit_ols(X, Y, intercept=False)
+    ref0 = sm.OLS(Y[:, 3], X).fit()
+    np.testing.assert_allclose(res0.t[:, 3], ref0.tvalues, rtol=1e-6)
+    np.testing.assert_allclose(res0.r2[3], ref0.rsquared, atol=1e-8)
+    assert res0.intercept is None and res0.dof == X.shape[0] - X.shape[1]
+
+
+def test_fit_ols_matches_nilearn_olsmodel(small):
+    from nilearn.glm import OLSModel
+    X, Y = small
+    res = E.fit_ols(X, Y)
+    ref = OLSModel(np.column_stack([np.ones(len(X)), X])).fit(Y)
+    np.testing.assert_allclose(res.beta, ref.theta[1:], atol=1e-8)
+    for j in range(X.shape[1]):
+        np.testing.assert_allclose(res.t[j], ref.t(column=j + 1), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(res.r2, ref.r_square, atol=1e-8)
+
+
+def test_fit_ols_chunks_stack_device_and_extremes(small):
+    X, Y = small
+    full = E.fit_ols(X, Y)
+    chunked = E.fit_ols(X, Y, chunk_voxels=7)
+    np.testing.assert_allclose(full.t, chunked.t, rtol=1e-12, atol=1e-12)
+    stack = E.fit_ols(X, np.stack([Y, Y[::-1].copy()]))
+    assert stack.beta.shape == (2,) + full.beta.shape and stack.r2.shape == (2, Y.shape[1])
+    np.testing.assert_allclose(stack.beta[0], full.beta, atol=1e-12)
+    np.testing.assert_allclose(stack.t[1], E.fit_ols(X, Y[::-1].copy()).t, atol=1e-10)
+    # GPU path (or its CPU fallback here) gives the same numbers
+    np.testing.assert_allclose(E.fit_ols(X, Y, device="cuda").t, full.t, rtol=1e-6, atol=1e-8)
+    # near-perfect fit: p underflows to 0 but z stays finite and large
+    y = X @ np.arange(1.0, X.shape[1] + 1) + 1e-9 * np.random.default_rng(1).standard_normal(len(X))
+    ext = E.fit_ols(X, y[:, None])
+    assert np.all(np.isfinite(ext.z)) and np.all(ext.z > 30)
+    # a constant voxel gets NaN R2, not an error
+    const = E.fit_ols(X, np.column_stack([Y[:, 0], np.zeros(len(X))]))
+    assert np.isfinite(const.r2[0]) and np.isnan(const.r2[1])
+    # float32 memory-mapped-like input is accepted
+    np.testing.assert_allclose(E.fit_ols(X, Y.astype(np.float32)).beta, full.beta, atol=1e-5)
+
+
+def test_fit_lasso_matches_sklearn(small):
+    from sklearn.linear_model import Lasso
+    X, Y = small
+    T = X.shape[0]
+    Xs = X * np.sqrt(T)  # unit-variance scale, so that lam is comparable across voxels
+    lam = 15.0
+    res = E.fit_lasso(Xs, Y, lam)
+    assert res.beta.shape == (X.shape[1], Y.shape[1])
+    assert 0 < np.mean(res.beta == 0) < 1  # sparse, not empty
+    for v in (0, 5, 21):
+        ref = Lasso(alpha=lam / T, tol=1e-12, max_iter=100_000).fit(Xs, Y[:, v])
+        np.testing.assert_allclose(res.beta[:, v], ref.coef_, atol=1e-6)
+        np.testing.assert_allclose(res.intercept[v], ref.intercept_, atol=1e-6)
+    ols = E.fit_ols(Xs, Y)
+    assert np.all(res.r2 <= ols.r2 + 1e-12)
+    lam_max = np.abs((Xs - Xs.mean(0)).T @ (Y - Y.mean(0))).max()
+    assert np.all(E.fit_lasso(Xs, Y, lam_max * 1.01).beta == 0)
+    stacked = E.fit_lasso(Xs, np.stack([Y, Y]), lam, chunk_voxels=9)
+    np.testing.assert_allclose(stacked.beta[1], res.beta, atol=1e-10)
+
+
+# ------------------------------------------------------------------ folds
+
+
+def test_contiguous_folds_are_contiguous_and_trimmed():
+    T, n_folds, trim = 103, 5, 4
+    folds = E.contiguous_folds(T, n_folds, trim)
+    assert len(folds) == n_folds
+    np.testing.assert_array_equal(np.concatenate([te for _, te in folds]), np.arange(T))
+    sizes = [te.size for _, te in folds]
+    assert max(sizes) - min(sizes) <= 1
+    for train, test in folds:
+        assert np.all(np.diff(test) == 1)  # contiguous, in order
+        gap = np.arange(max(0, test[0] - trim), min(T, test[-1] + trim + 1))
+        np.testing.assert_array_equal(np.sort(np.concatenate([train, gap])), np.arange(T))
+        assert np.abs(train[:, None] - test[None, :]).min() == trim + 1
+    no_trim = E.contiguous_folds(T, n_folds, 0)
+    assert all(tr.size + te.size == T for tr, te in no_trim)
+    # inner folds of a training set: contiguous in position, trimmed in time
+    train = folds[2][0]
+    for itr, ite in E._inner_splits(train, 3, trim):
+        assert np.all(np.diff(ite) == 1)
+        assert np.abs(train[itr][:, None] - train[ite][None, :]).min() > trim
+        assert np.intersect1d(itr, ite).size == 0
+
+
+@pytest.mark.parametrize("args, name", [
+    ((10, 11, 0), "n_folds"), ((10, 1, 0), "n_folds"), ((10, 2, 10), "trim"),
+    ((10, 2, -1), "trim"), ((10, 2.5, 0), "n_folds")])
+def test_contiguous_folds_bad_parameters(args, name):
+    with pytest.raises(ParameterError, match=name):
+        E.contiguous_folds(*args)
+
+
+# ------------------------------------------------------------------ cross-validation
+
+
+def _reference_ridge_cv(X, Y, folds, alphas, n_inner, trim):
+    """Per-voxel scikit-learn reference of cv_scores(model='ridge')."""
+    from sklearn.linear_model import Ridge
+    pred = np.zeros_like(Y)
+    chosen = np.zeros((len(folds), Y.shape[1]))
+    for f, (train, test) in enumerate(folds):
+        mu, sd = X[train].mean(0), X[train].std(0)
+        Xtr, Xte = (X[train] - mu) / sd, (X[test] - mu) / sd
+        inner = []
+        for pos in np.array_split(np.arange(train.size), n_inner):
+            t0, t1 = train[pos[0]] - trim, train[pos[-1]] + trim
+            inner.append((np.flatnonzero((train < t0) | (train > t1)), pos))
+        for v in range(Y.shape[1]):
+            y = Y[train, v]
+            mse = [np.mean([np.mean((Ridge(alpha=a).fit(Xtr[i], y[i]).predict(Xtr[o]) - y[o]) ** 2)
+                            for i, o in inner]) for a in alphas]
+            a = alphas[int(np.argmin(mse))]
+            chosen[f, v] = a
+            pred[test, v] = Ridge(alpha=a).fit(Xtr, y).predict(Xte)
+    return pred, chosen
+
+
+def test_cv_ridge_matches_sklearn_reference():
+    rng = np.random.default_rng(3)
+    T, k, V = 150, 5, 6
+    X = _atoms(T, k, rng)
+    W = rng.standard_normal((k, V)) * np.array([4, 2, 1, 0.5, 0, 0])
+    Y = _zscore(X @ W + _smooth_noise((T, V), rng))
+    alphas = np.logspace(-1, 4, 7)
+    trim, n_inner = 3, 3
+    res = E.cv_scores(X, Y, n_folds=4, trim=trim, alphas=alphas, inner_folds=n_inner,
+                      scoring="concatenated", return_predictions=True)
+    pred, chosen = _reference_ridge_cv(X, Y, res.folds, alphas, n_inner, trim)
+    np.testing.assert_allclose(res.best_alphas, chosen, rtol=1e-10)
+    np.testing.assert_allclose(res.predictions, pred, atol=1e-6)  # float32 storage
+    # concatenated scores, centred within each test block
+    P, Yc = pred.copy(), Y.copy()
+    for _, te in res.folds:
+        P[te] -= P[te].mean(0)
+        Yc[te] -= Yc[te].mean(0)
+    r_ref = np.array([np.corrcoef(P[:, v], Yc[:, v])[0, 1] for v in range(V)])
+    np.testing.assert_allclose(res.r, r_ref, atol=1e-10)
+    np.testing.assert_allclose(res.r2, 1 - ((Yc - P) ** 2).sum(0) / (Yc ** 2).sum(0), atol=1e-10)
+    assert res.r[0] > 0.5 and res.r[0] > res.r[-1]
+    # per-block scoring is the mean of the blocks' correlations
+    fm = E.cv_scores(X, Y, n_folds=4, trim=trim, alphas=alphas, inner_folds=n_inner)
+    r_blocks = [[np.corrcoef(pred[te, v], Y[te, v])[0, 1] for v in range(V)] for _, te in res.folds]
+    np.testing.assert_allclose(fm.r, np.mean(r_blocks, 0), atol=1e-10)
+    r2_blocks = [[1 - ((pred[te, v] - Y[te, v]) ** 2).sum() / ((Y[te, v] - Y[te, v].mean()) ** 2).sum()
+                  for v in range(V)] for _, te in res.folds]
+    np.testing.assert_allclose(fm.r2, np.mean(r2_blocks, 0), atol=1e-10)
+
+
+def test_cv_ols_matches_lstsq_and_stack(small):
+    X, Y = small
+    res = E.cv_scores(X, Y, model="ols", n_folds=4, trim=2, return_predictions=True)
+    assert res.best_alphas is None
+    pred = np.zeros_like(Y)
+    for train, test in res.folds:
+        A = np.column_stack([np.ones(train.size), X[train]])
+        b = np.linalg.lstsq(A, Y[train], rcond=None)[0]
+        pred[test] = np.column_stack([np.ones(test.size), X[test]]) @ b
+    np.testing.assert_allclose(res.predictions, pred, atol=1e-5)
+    stack = E.cv_scores(X, np.stack([Y, Y]), model="ols", n_folds=4, trim=2, chunk_voxels=11)
+    assert stack.r.shape == (2, Y.shape[1])
+    np.testing.assert_allclose(stack.r[1], res.r, atol=1e-12)
+
+
+def test_cv_null_bias_is_documented():
+    """White-noise data: OLS and per-block ridge scores centre on 0."""
+    rng = np.random.default_rng(4)
+    T, k, V = 200, 8, 1500
+    X = _atoms(T, k, rng)
+    Y = rng.standard_normal((T, V))
+    ols = E.cv_scores(X, Y, model="ols")
+    ridge_blocks = E.cv_scores(X, Y, alphas=np.logspace(-2, 5, 8))  # fold_mean
+    ridge_concat = E.cv_scores(X, Y, scoring="concatenated", alphas=np.logspace(-2, 5, 8))
+    ridge_uncentred = E.cv_scores(X, Y, scoring="concatenated", center="none",
+                                  alphas=np.logspace(-2, 5, 8))
+    assert abs(ols.r.mean()) < 0.01
+    assert abs(ridge_blocks.r.mean()) < 0.01
+    # the documented biases of concatenated ridge scores, with and without centring
+    assert ridge_uncentred.r.mean() < ridge_concat.r.mean() < -0.01
+
+
+class _RecordingPCA:
+    """A scikit-learn-style transformer that records how many rows it was fitted on."""
+
+    fitted_rows: list = []
+
+    def __init__(self, n_components=2):
+        self.n_components = n_components
+
+    def get_params(self, deep=True):
+        return {"n_components": self.n_components}
+
+    def set_params(self, **params):
+        self.__dict__.update(params)
+        return self
+
+    def fit_transform(self, X):
+        from sklearn.decomposition import PCA
+        _RecordingPCA.fitted_rows.append(X.shape[0])
+        self._pca = PCA(self.n_components).fit(X)
+        return self._pca.transform(X)
+
+    def transform(self, X):
+        return self._pca.transform(X)
+
+
+def test_transformer_is_fitted_on_training_rows_only(small):
+    X, Y = small
+    _RecordingPCA.fitted_rows = []
+    res = E.cv_scores(X, Y, transformer=_RecordingPCA(3), n_folds=4, trim=3)
+    assert _RecordingPCA.fitted_rows == [tr.size for tr, _ in res.folds]
+    assert all(n < X.shape[0] for n in _RecordingPCA.fitted_rows)
+
+
+# ------------------------------------------------------------------ recovery, permutations, FDR
+
+
+def test_recovery_of_planted_voxels_with_fdr():
+    rng = np.random.default_rng(5)
+    T, k, V, n_planted = 300, 16, 400, 80
+    X = _atoms(T, k, rng)
+    W = np.zeros((k, V))
+    W[:, :n_planted] = rng.standard_normal((k, n_planted)) * (rng.random((k, n_planted)) < 0.3)
+    W[0, :n_planted] += 1.0  # every planted voxel loads on atom 0
+    signal = X @ W
+    noise = _smooth_noise((T, V), rng)
+    planted = np.arange(V) < n_planted
+    scale = np.where(planted, signal.std(0) / noise.std(0) / 1.5, 1.0)
+    Y = _zscore(signal + noise * scale)  # planted voxels: SNR 1.5 (held-out r about 0.75)
+
+    cv = E.cv_scores(X, Y)
+    assert cv.r[planted].mean() > 0.6 and abs(cv.r[~planted].mean()) < 0.03
+    for statistic in ("cv_r", "r2_insample"):
+        p = E.permutation_pvalues(X, Y, n_perm=1000, statistic=statistic, seed=1)
+        assert p.min() >= 1 / 242  # all 241 allowed circular shifts (T=300, min shift 30)
+        reject, q = E.fdr(p, 0.05)
+        power = reject[planted].mean()
+        fp_rate = reject[~planted].mean()
+        fdp = reject[~planted].sum() / max(1, reject.sum())
+        assert power >= 0.95, (statistic, power)
+        # smooth noise and 241 shifts: about the FDR level (0.05), a little above (docstring)
+        assert fp_rate <= 0.05 and fdp <= 0.15, (statistic, fp_rate, fdp)
+
+
+@pytest.mark.parametrize("method", ["circular", "block"])
+def test_permutation_pvalues_uniform_under_null(method):
+    rng = np.random.default_rng(6)
+    T, k, V = 200, 4, 3000
+    X = _atoms(T, k, rng)
+    Y = _zscore(rng.standard_normal((T, V)))  # independent TRs: the test is exact
+    p = E.permutation_pvalues(X, Y, n_perm=300, method=method, seed=2)
+    assert p.shape == (V,) and np.all((p > 0) & (p <= 1))
+    assert 0.035 <= np.mean(p <= 0.05) <= 0.065
+    assert 0.08 <= np.mean(p <= 0.1) <= 0.12
+    assert stats.kstest(p, "uniform").statistic < 0.04
+    # autocorrelated BOLD: approximately valid, slightly liberal (see the docstring)
+    Ys = _zscore(_smooth_noise((T, V), rng))
+    ps = E.permutation_pvalues(X, Ys, n_perm=300, method=method, seed=2)
+    assert 0.035 <= np.mean(ps <= 0.05) <= 0.08
+    # float64 products give the same p-values, a stack gives one row per subject
+    p64 = E.permutation_pvalues(X, Y[:, :200], n_perm=300, method=method, seed=2,
+                                dtype=np.float64)
+    np.testing.assert_allclose(p64, p[:200], atol=2 / 301)
+    ps = E.permutation_pvalues(X, np.stack([Y[:, :50], Y[:, 50:100]]), n_perm=300,
+                               method=method, seed=2)
+    np.testing.assert_array_equal(ps, p[:100].reshape(2, 50))
+
+
+def test_fdr_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+    rng = np.random.default_rng(7)
+    p = np.concatenate([rng.random(500), rng.random(50) * 1e-3])
+    reject, q = E.fdr(p, 0.05)
+    ref_reject, ref_q, *_ = multipletests(p, 0.05, method="fdr_bh")
+    np.testing.assert_array_equal(reject, ref_reject)
+    np.testing.assert_allclose(q, ref_q, atol=1e-12)
+    p_nan = p.copy()
+    p_nan[3] = np.nan
+    r2, q2 = E.fdr(p_nan, 0.05)
+    assert not r2[3] and np.isnan(q2[3]) and r2.sum() >= 40
+    with pytest.raises(ParameterError, match="alpha"):
+        E.fdr(p, 1.5)
+    with pytest.raises(ParameterError, match="'p'"):
+        E.fdr(p + 1, 0.05)
+
+
+# ------------------------------------------------------------------ ceiling and group maps
+
+
+def test_normalise_by_ceiling():
+    score = np.array([0.1, 0.2, 0.05, 0.3])
+    ceiling = np.array([0.2, 0.04, np.nan, 0.6])
+    out = E.normalise_by_ceiling(score, ceiling, min_ceiling=0.05)
+    np.testing.assert_allclose(out, [0.5, np.nan, np.nan, 0.5])
+    stacked = E.normalise_by_ceiling(np.stack([score, 2 * score]), ceiling)
+    np.testing.assert_allclose(stacked[1], [1.0, np.nan, np.nan, 1.0])
+    with pytest.raises(ParameterError, match="ceiling"):
+        E.normalise_by_ceiling(score, ceiling[:3])
+    with pytest.raises(ParameterError, match="min_ceiling"):
+        E.normalise_by_ceiling(score, ceiling, min_ceiling=0)
+
+
+def test_group_maps_match_scipy():
+    rng = np.random.default_rng(8)
+    S, k, V = 9, 3, 400
+    shared = rng.standard_normal(V)
+    betas = rng.standard_normal((S, k, V))
+    betas[:, 0] += 2 * shared  # atom 0: the same map in every subject
+    g = E.group_maps(betas)
+    ref = stats.ttest_1samp(betas, 0.0, axis=0)
+    np.testing.assert_allclose(g.t, ref.statistic, rtol=1e-10)
+    np.testing.assert_allclose(g.p, ref.pvalue, rtol=1e-10)
+    np.testing.assert_allclose(g.mean, betas.mean(0))
+    np.testing.assert_allclose(g.sign_agreement,
+                               (np.sign(betas) == np.sign(betas.mean(0))).mean(0))
+    assert g.n_subjects == S and g.consistency.shape == (k,)
+    expected = np.mean([np.corrcoef(betas[a, 0], betas[b, 0])[0, 1]
+                        for a in range(S) for b in range(a + 1, S)])
+    np.testing.assert_allclose(g.consistency[0], expected, rtol=1e-10)
+    assert g.consistency[0] > 0.7 and np.all(np.abs(g.consistency[1:]) < 0.05)
+    with pytest.raises(ParameterError, match="at least 2 subjects"):
+        E.group_maps(betas[:1])
+
+
+# ------------------------------------------------------------------ baselines and the stage
+
+
+def test_layerwise_baseline_and_score_regressors():
+    rng = np.random.default_rng(9)
+    T, V, per_layer = 200, 30, 20
+    sources = _atoms(T, 3, rng)
+    noise_layers = [_zscore(_smooth_noise((T, per_layer), rng)) for _ in range(2)]
+    informative = _zscore(sources @ rng.standard_normal((3, per_layer))
+                          + 0.3 * rng.standard_normal((T, per_layer)) / np.sqrt(T))
+    responses = np.column_stack(noise_layers + [informative])
+    layers = np.repeat([0, 1, 2], per_layer)
+    Ys = [_zscore(sources @ rng.standard_normal((3, V)) + 0.05 * _smooth_noise((T, V), rng))
+          for _ in range(2)]
+    mask = np.arange(V) < 25
+    df = E.layerwise_baseline(responses, layers, Ys, n_components=5, mask=mask,
+                              subjects=["a", "b"], alphas=np.logspace(-2, 4, 7))
+    assert list(df.columns[:3]) == ["layer", "regressors", "subject"]
+    assert len(df) == 6 and set(df["subject"]) == {"a", "b"}
+    assert (df["n_components"] == 5).all() and (df["n_voxels"] == 25).all()
+    by_layer = df.groupby("layer")["mean_r"].mean()
+    assert by_layer.idxmax() == 2 and by_layer[2] > 0.5 and by_layer[2] > by_layer[0] + 0.3
+    # score_regressors: the same folds give the same numbers as cv_scores
+    folds = E.contiguous_folds(T, 5, 5)
+    atoms = E.score_regressors(sources, Ys, name="atoms", folds=folds, mask=mask,
+                               alphas=np.logspace(-2, 4, 7))
+    direct = E.cv_scores(sources, Ys[1], folds=folds, alphas=np.logspace(-2, 4, 7))
+    np.testing.assert_allclose(atoms.loc[1, "mean_r"], direct.r[mask].mean(), rtol=1e-12)
+    assert atoms.loc[0, "regressors"] == "atoms" and atoms.loc[0, "n_components"] == 3
+
+
+def test_encode_subjects_matches_parts(small):
+    X, Y = small
+    Ys = [Y, _zscore(Y[::-1] + 0.1)]
+    out = E.encode_subjects(X, Ys, n_folds=4, trim=2, alphas=np.logspace(-1, 3, 5))
+    S, k, V = 2, X.shape[1], Y.shape[1]
+    assert out.beta.shape == (S, k, V) and out.t.shape == (S, k, V) and out.beta.dtype == np.float32
+    assert out.r2.shape == (S, V) and out.cv_r.shape == (S, V) and out.cv_alphas.shape == (S, 4, V)
+    ols = E.fit_ols(X, Ys[1])
+    np.testing.assert_allclose(out.t[1], ols.t, rtol=1e-5, atol=1e-5)
+    cv = E.cv_scores(X, Ys[1], n_folds=4, trim=2, alphas=np.logspace(-1, 3, 5))
+    np.testing.assert_allclose(out.cv_r[1], cv.r, atol=1e-6)
+    p, z = out.p_z()
+    np.testing.assert_allclose(p[1], ols.p, rtol=1e-4, atol=1e-7)
+    no_cv = E.encode_subjects(X, Y, cv_model=None)
+    assert no_cv.cv_r is None and no_cv.beta.shape == (1, k, V)
+
+
+# ------------------------------------------------------------------ bad inputs
+
+
+def test_bad_inputs_are_named_before_work(small):
+    X, Y = small
+    with pytest.raises(ParameterError, match=r"'Y'.*119 time points.*X has 120"):
+        E.fit_ols(X, Y[:-1])
+    with pytest.raises(ParameterError, match=r"subject 1: has 119 time points"):
+        E.cv_scores(X, [Y, Y[:-1]])
+    bad = Y.copy()
+    bad[17, 5] = np.nan
+    with pytest.raises(ParameterError, match=r"'Y'.*nan at TR 17, voxel 5"):
+        E.fit_ols(X, bad)
+    with pytest.raises(ParameterError, match=r"subject 1: value nan at TR 17, voxel 5"):
+        E.encode_subjects(X, np.stack([Y, bad]))
+    badx = X.copy()
+    badx[3, 2] = np.inf
+    with pytest.raises(ParameterError, match=r"'X'.*TR 3, regressor 2"):
+        E.permutation_pvalues(badx, Y)
+    with pytest.raises(ParameterError, match="n_folds"):
+        E.cv_scores(X, Y, n_folds=500)
+    with pytest.raises(ParameterError, match=r"fold 0 has 25 training TRs for 30 regressors"):
+        E.cv_scores(_atoms(120, 30, np.random.default_rng(0)), Y, model="ols", n_folds=2,
+                    trim=35)
+    with pytest.raises(ParameterError, match="alphas"):
+        E.cv_scores(X, Y, alphas=[-1.0, 1.0])
+    with pytest.raises(ParameterError, match="model"):
+        E.cv_scores(X, Y, model="lasso")
+    with pytest.raises(ParameterError, match="method"):
+        E.permutation_pvalues(X, Y, method="shuffle")
+    with pytest.raises(ParameterError, match="statistic"):
+        E.permutation_pvalues(X, Y, statistic="r")
+    with pytest.raises(ParameterError, match="min_shift"):
+        E.permutation_pvalues(X, Y, min_shift=100)
+    with pytest.raises(ParameterError, match="lam"):
+        E.fit_lasso(X, Y, -1)
+    with pytest.raises(ParameterError, match="linearly dependent"):
+        E.fit_ols(np.column_stack([X, X[:, 0] * 2]), Y)
+    with pytest.raises(ParameterError, match="degrees of freedom"):
+        E.fit_ols(X[:6], Y[:6])
+    with pytest.raises(ParameterError, match="dimensions"):
+        E.fit_ols(X, Y[None, None])
+    with pytest.raises(ParameterError, match="layers"):
+        E.layerwise_baseline(np.zeros((120, 4)), [0, 1], Y)
+    with pytest.raises(ParameterError, match="mask"):
+        E.score_regressors(X, Y, mask=np.ones(3, bool))
+    with pytest.raises(ParameterError, match="device"):
+        E.fit_ols(X, Y, device="tpu")
+    assert issubclass(ParameterError, InputError)
