@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     t_nl, t_nl_ref = _timed(_nilearn, X, Y)
     rows["nilearn OLSModel (+ t per atom)"] = dict(seconds=t_nl, note=f"{S} x {V} voxels")
 
-    ols_t = ols.t if S > 1 else ols.t[None]
+    ols_t = ols.t  # (S, k, V): Y is a stack
     agreement = dict(
         max_abs_t_diff_vs_statsmodels=float(np.abs(ols_t[0][:, :n_loop] - t_ref).max()),
         max_abs_t_diff_vs_nilearn=float(np.abs(ols_t - t_nl_ref).max()),

@@ -199,8 +199,9 @@ def test_cv_ridge_matches_sklearn_reference():
     fm = E.cv_scores(X, Y, n_folds=4, trim=trim, alphas=alphas, inner_folds=n_inner)
     r_blocks = [[np.corrcoef(pred[te, v], Y[te, v])[0, 1] for v in range(V)] for _, te in res.folds]
     np.testing.assert_allclose(fm.r, np.mean(r_blocks, 0), atol=1e-10)
-    r2_blocks = [[1 - ((pred[te, v] - Y[te, v]) ** 2).sum() / ((Y[te, v] - Y[te, v].mean()) ** 2).sum()
-                  for v in range(V)] for _, te in res.folds]
+    r2_blocks = [[1 - ((pred[te, v] - Y[te, v]) ** 2).sum()
+                  / ((Y[te, v] - Y[te, v].mean()) ** 2).sum() for v in range(V)]
+                 for _, te in res.folds]
     np.testing.assert_allclose(fm.r2, np.mean(r2_blocks, 0), atol=1e-10)
 
 
