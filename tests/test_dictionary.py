@@ -1,0 +1,307 @@
+"""Stage 3, dictionary learning: planted-atom recovery by every solver, solver agreement,
+validation, dead ANs, determinism, chunking, sub-groups, matching and sweeps."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from llmbrain_utils import dictionary as dl
+from llmbrain_utils.errors import InputError, ParameterError
+
+T, N, K0, LAM = 200, 2000, 12, 0.1
+
+
+@pytest.fixture(scope="module")
+def planted():
+    X, D0, A0 = dl.planted_responses(T, N, K0, nnz=3, noise=0.3, smooth=2.0, seed=0)
+    return X, D0, A0
+
+
+@pytest.fixture(scope="module")
+def fit_spams(planted):
+    return dl.learn_dictionary(planted[0], K0, LAM, solver="spams", seed=0, n_threads=1)
+
+
+@pytest.fixture(scope="module")
+def fit_torch(planted):
+    return dl.learn_dictionary(planted[0], K0, LAM, solver="torch", seed=0, device="cpu",
+                               n_threads=1)
+
+
+def an_table(n_layers, units):
+    return pd.DataFrame({"layer": np.repeat(np.arange(n_layers), units),
+                         "unit": np.tile(np.arange(units), n_layers)})
+
+
+# --------------------------------------------------------------------------- planted atoms
+def test_spams_recovers_planted_atoms(planted, fit_spams):
+    m = dl.match_atoms(planted[1], fit_spams.D)
+    assert m.median >= 0.95 and m.r.min() >= 0.9
+    assert fit_spams.r2_overall > 0.8  # noise 0.3 x signal: R2 ceiling ~0.92
+    # ~3 true loadings per AN of 12 atoms: sparse, but not absurdly so
+    assert 0.6 < fit_spams.sparsity < 0.85
+
+
+def test_torch_matches_spams_objective_and_recovers(planted, fit_spams, fit_torch):
+    assert fit_torch.objective <= 1.01 * fit_spams.objective
+    assert fit_torch.objective >= 0.97 * fit_spams.objective  # same problem, not a different one
+    assert dl.match_atoms(planted[1], fit_torch.D).median >= 0.95
+    assert dl.match_atoms(fit_spams.D, fit_torch.D).median >= 0.98
+    assert fit_torch.info["device"] == "cpu"
+
+
+def test_sklearn_sanity(planted, fit_spams):
+    res = dl.learn_dictionary(planted[0], K0, LAM, solver="sklearn", seed=0, n_iter=150)
+    assert res.objective <= 1.10 * fit_spams.objective
+    assert dl.match_atoms(planted[1], res.D).median >= 0.9
+    ev = dl.evaluate(planted[0], res.D, res.A, LAM)
+    assert ev["objective"] == pytest.approx(res.objective, rel=1e-5)
+
+
+def test_objective_r2_and_shared_evaluation(planted, fit_spams, fit_torch):
+    X = planted[0]
+    for res in (fit_spams, fit_torch):
+        ev = dl.evaluate(X, res.D, res.A, LAM)
+        assert ev["objective"] == pytest.approx(res.objective, rel=1e-5)
+        assert ev["r2_overall"] == pytest.approx(res.r2_overall, abs=1e-6)
+        np.testing.assert_allclose(ev["r2_per_an"], res.r2_per_an, atol=1e-6)
+        # the formula, by hand, on unit-norm columns
+        Xn = X.astype(np.float64) / np.linalg.norm(X, axis=0)
+        An = res.A.toarray() / np.linalg.norm(X, axis=0)
+        R = Xn - res.D.astype(np.float64) @ An
+        obj = np.mean(0.5 * (R ** 2).sum(0) + LAM * np.abs(An).sum(0))
+        assert res.objective == pytest.approx(obj, rel=1e-4)
+        assert res.r2_overall == pytest.approx(1 - (R ** 2).sum() / (Xn ** 2).sum(), abs=1e-4)
+
+
+def test_lam_scaling_convention(planted, fit_spams):
+    """normalize=True with lam equals the raw z-scored problem with lam * sqrt(T)."""
+    raw = dl.learn_dictionary(planted[0], K0, LAM * math.sqrt(T), solver="spams", seed=0,
+                              n_threads=1, normalize=False)
+    assert raw.objective / T == pytest.approx(fit_spams.objective, rel=2e-3)
+    assert dl.match_atoms(raw.D, fit_spams.D).median > 0.999
+    assert raw.r2_overall == pytest.approx(fit_spams.r2_overall, abs=2e-3)
+
+
+# --------------------------------------------------------------------------- outputs
+def test_shapes_sparse_output_and_canonical_form(planted, fit_torch):
+    res = fit_torch
+    assert res.D.shape == (T, K0) and res.D.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(res.D, axis=0), 1.0, atol=1e-5)
+    assert sp.isspmatrix_csr(res.A) and res.A.shape == (K0, N) and res.A.dtype == np.float32
+    assert res.r2_per_an.shape == (N,) and not np.isnan(res.r2_per_an).any()
+    assert res.sparsity == pytest.approx(1 - res.A.nnz / (K0 * N))
+    # loadings in the units of X: X ~ D A
+    recon = res.D @ res.A.toarray()
+    assert 1 - ((planted[0] - recon) ** 2).sum() / (planted[0] ** 2).sum() == pytest.approx(
+        res.r2_overall, abs=1e-4)
+    # canonical: every atom's loadings sum positive, atoms sorted by L1 mass
+    assert (np.asarray(res.A.sum(axis=1)).ravel() > 0).all()
+    mass = np.asarray(abs(res.A).sum(axis=1)).ravel()
+    assert (np.diff(mass) <= 1e-6).all()
+    assert set(res.timings) == {"validate", "learn", "encode", "total"}
+
+
+def test_dead_ans_excluded_counted_and_mapped(planted):
+    X = planted[0][:, :400].copy()
+    X[:, [3, 50, 399]] = 0.0
+    X[:, 77] = 5.0  # constant, not zero: dead all the same
+    res = dl.learn_dictionary(X, 8, LAM, solver="spams", n_iter=100, n_threads=1)
+    dead = np.zeros(400, bool)
+    dead[[3, 50, 77, 399]] = True
+    np.testing.assert_array_equal(res.excluded, dead)
+    assert res.n_excluded == 4 and res.info["n_kept"] == 396
+    assert np.isnan(res.r2_per_an[dead]).all() and not np.isnan(res.r2_per_an[~dead]).any()
+    assert res.A.shape == (8, 400)
+    assert np.diff(res.A.tocsc().indptr)[dead].sum() == 0
+    assert (res.scale[dead] == 0).all()
+    np.testing.assert_array_equal(dl.validate(X, 8, LAM), dead)
+    # the kept ANs are fit exactly as if the dead ones were never there
+    alone = dl.learn_dictionary(X[:, ~dead], 8, LAM, solver="spams", n_iter=100, n_threads=1)
+    np.testing.assert_allclose(alone.D, res.D, atol=1e-6)
+
+
+def test_memmap_and_chunking_give_the_same_result(planted, tmp_path, fit_torch):
+    X = planted[0]
+    mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float32,
+                                   shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    res = dl.learn_dictionary(mm, K0, LAM, solver="torch", seed=0, device="cpu", n_threads=1,
+                              chunk_mb=0.2)  # ~60-column chunks
+    np.testing.assert_array_equal(res.D, fit_torch.D)
+    # codes are per column, but BLAS may round a narrower product differently
+    np.testing.assert_allclose(res.A.toarray(), fit_torch.A.toarray(), atol=1e-5)
+    assert res.objective == pytest.approx(fit_torch.objective, rel=1e-6)
+
+
+def test_save_and_load(tmp_path, fit_spams):
+    fit_spams.save(tmp_path / "d")
+    back = dl.load_result(tmp_path / "d")
+    np.testing.assert_array_equal(back.D, fit_spams.D)
+    assert (back.A != fit_spams.A).nnz == 0
+    np.testing.assert_array_equal(back.r2_per_an, fit_spams.r2_per_an)
+    assert back.objective == fit_spams.objective and back.solver == "spams"
+    with pytest.raises(InputError, match="loadings.npz"):
+        (tmp_path / "d" / "loadings.npz").unlink()
+        dl.load_result(tmp_path / "d")
+
+
+# --------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("solver", ["torch", "spams"])
+def test_same_seed_same_dictionary(planted, solver):
+    X = planted[0][:, :600]
+    kw = dict(solver=solver, n_iter=60, n_threads=1, device="cpu")
+    a = dl.learn_dictionary(X, 8, LAM, seed=3, **kw)
+    b = dl.learn_dictionary(X, 8, LAM, seed=3, **kw)
+    c = dl.learn_dictionary(X, 8, LAM, seed=4, **kw)
+    np.testing.assert_array_equal(a.D, b.D)
+    assert (a.A != b.A).nnz == 0
+    assert not np.array_equal(a.D, c.D)
+
+
+def test_torch_falls_back_to_cpu(planted):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: nothing to fall back from")
+    res = dl.learn_dictionary(planted[0][:, :300], 4, LAM, solver="torch", device="cuda",
+                              n_iter=5)
+    assert res.info["device"] == "cpu"
+
+
+def test_fista_lasso_matches_spams_lasso(planted, fit_spams):
+    import spams
+    import torch
+
+    Xn = planted[0][:, :500] / np.linalg.norm(planted[0][:, :500], axis=0)
+    D = fit_spams.D
+    ref = spams.lasso(np.asfortranarray(Xn), D=np.asfortranarray(D), lambda1=LAM, mode=2,
+                      numThreads=1).toarray()
+    Dt = torch.tensor(D)
+    a, _ = dl.fista_lasso(Dt.T @ Dt, Dt.T @ torch.tensor(Xn), LAM, tol=1e-6, max_iter=5000)
+    np.testing.assert_allclose(a.numpy(), ref, atol=2e-4)
+    assert ((np.abs(a.numpy()) > 1e-3) == (np.abs(ref) > 1e-3)).mean() > 0.999
+
+
+# --------------------------------------------------------------------------- validation
+def test_validation_errors_name_the_problem(planted):
+    X = planted[0][:, :100].copy()
+    with pytest.raises(ParameterError, match="'k'.*expected k >= 1"):
+        dl.validate(X, 0, LAM)
+    with pytest.raises(ParameterError, match=f"exceed the {T} TRs"):
+        dl.validate(X, T + 1, LAM)
+    with pytest.raises(ParameterError, match="'k'.*not an integer"):
+        dl.validate(X, 8.0, LAM)
+    for bad in (0, -0.1, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="'lam'"):
+            dl.validate(X, 8, bad)
+    Y = X.copy()
+    Y[17, 42] = np.nan
+    with pytest.raises(InputError, match="column 42, row 17.*nan") as e:
+        dl.validate(Y, 8, LAM)
+    assert e.value.field == "column 42, row 17"
+    Y = X.copy()
+    Y[3, 5] = np.inf
+    tab = an_table(2, 50)
+    with pytest.raises(InputError, match="column 5, row 3.*layer 0, unit 5"):
+        dl.validate(Y, 8, LAM, an_table=tab)
+    Y = X[:, :10].copy()
+    Y[:, :4] = 1.0
+    with pytest.raises(InputError, match="only 6 usable ANs.*4 of 10 are constant"):
+        dl.validate(Y, 8, LAM)
+    with pytest.raises(InputError, match="not a 2-D array"):
+        dl.validate(X[:, 0], 8, LAM)
+    with pytest.raises(InputError, match="an_table.*3 rows but X has 100"):
+        dl.validate(X, 8, LAM, an_table=an_table(1, 3))
+    with pytest.raises(InputError, match="field 'layer'"):
+        dl.validate(X, 8, LAM, an_table=tab.drop(columns="layer"))
+    with pytest.raises(InputError, match="field 'unit'"):
+        dl.validate(X, 8, LAM, an_table=tab.assign(unit=tab["unit"] * 1.0))
+    with pytest.raises(ParameterError, match="'solver'"):
+        dl.learn_dictionary(X, 8, LAM, solver="lars")
+    with pytest.raises(ParameterError, match="'n_iter'"):
+        dl.learn_dictionary(X, 8, LAM, n_iter=0)
+    with pytest.raises(ParameterError, match="'batch_size'"):
+        dl.learn_dictionary(X, 8, LAM, batch_size=-1)
+
+
+# --------------------------------------------------------------------------- sub-groups
+def test_atom_subgroups_and_layer_histogram(planted):
+    X = planted[0][:, :600]
+    tab = an_table(3, 200)
+    X = X.copy()
+    X[:, 5] = 0  # a dead AN in layer 0
+    res = dl.learn_dictionary(X, 6, LAM, solver="spams", n_iter=80, n_threads=1, an_table=tab)
+    sub = dl.atom_subgroups(res)
+    A = res.A.toarray()
+    for i in range(6):
+        np.testing.assert_array_equal(sub.members[i], np.flatnonzero(A[i]))
+        np.testing.assert_array_equal(sub.positive[i], np.flatnonzero(A[i] > 0))
+        np.testing.assert_array_equal(sub.negative[i], np.flatnonzero(A[i] < 0))
+    assert sub.layer_counts.shape == (6, 3)
+    assert list(sub.layer_counts.columns) == [0, 1, 2]
+    np.testing.assert_array_equal(sub.layer_counts.sum(axis=1).to_numpy(), sub.sizes)
+    np.testing.assert_array_equal(sub.layer_counts[1].to_numpy(),
+                                  (A[:, 200:400] != 0).sum(axis=1))
+    assert 5 not in np.concatenate(sub.members)
+    by = dl.reconstruction_r2_by_layer(res)
+    assert list(by["layer"]) == [0, 1, 2]
+    assert list(by["n_ans"]) == [200, 200, 200] and list(by["n_excluded"]) == [1, 0, 0]
+    # pooled over layers, the layer R2s give back the overall R2
+    sst = res.sst_per_an
+    w = np.array([sst[tab["layer"].to_numpy() == L].sum() for L in range(3)])
+    pooled = 1 - ((1 - by["r2"].to_numpy()) * w).sum() / w.sum()
+    assert pooled == pytest.approx(res.r2_overall, abs=1e-9)
+    assert dl.atom_subgroups(res, an_table=None).layer_counts is not None  # result's own table
+    with pytest.raises(InputError, match="an_table"):
+        dl.reconstruction_r2_by_layer(dl.learn_dictionary(X, 6, LAM, n_iter=5, n_threads=1))
+
+
+def test_match_atoms_and_correlations():
+    rng = np.random.default_rng(0)
+    D1 = rng.standard_normal((50, 6))
+    perm = np.array([3, 0, 5, 1, 4, 2])
+    D2 = D1[:, perm] * np.array([1, -1, 1, -1, 1, 1]) * 3.0 + 0.5  # permuted, flipped, scaled
+    m = dl.match_atoms(D1, D2)
+    np.testing.assert_allclose(m.r, 1.0, atol=1e-12)
+    assert m.median == pytest.approx(1.0)
+    for a, b in m.pairs:
+        assert perm[b] == a
+    m2 = dl.match_atoms(D1, rng.standard_normal((50, 9)))
+    assert m2.r.shape == (6,) and m2.median < 0.6
+    C = dl.atom_correlations(D1)
+    assert C.shape == (6, 6)
+    np.testing.assert_allclose(C, np.corrcoef(D1.T), atol=1e-12)
+    with pytest.raises(InputError, match="same T"):
+        dl.match_atoms(D1, D1[:40])
+
+
+# --------------------------------------------------------------------------- sweep
+def test_sweep_tiny(caplog):
+    X, D0, _ = dl.planted_responses(60, 400, 6, nnz=2, noise=0.2, seed=1)
+    with caplog.at_level("INFO", logger="llmbrain_utils.dictionary"):
+        df = dl.sweep(X, ks=(6, 12, 100), lams=(0.05, 0.3), solver="spams", seeds=(0, 1),
+                      n_iter=200, n_threads=1)
+    assert "k = 100 skipped" in caplog.text
+    assert list(zip(df["k"], df["lam"])) == [(6, 0.05), (6, 0.3), (12, 0.05), (12, 0.3)]
+    assert {"r2", "sparsity", "stability_seed", "stability_half"} <= set(df.columns)
+    for k in (6, 12):  # a larger penalty explains less and loads fewer ANs
+        a, b = df[df.k == k].iloc[0], df[df.k == k].iloc[1]
+        assert a.r2 > b.r2 and a.sparsity < b.sparsity
+    row = df[(df.k == 6) & (df.lam == 0.05)].iloc[0]
+    assert row.stability_seed > 0.95 and row.stability_half > 0.95  # planted k: stable
+    assert df[["stability_seed", "stability_half"]].le(1 + 1e-9).all().all()
+
+
+def test_planted_generator():
+    X, D0, A0 = dl.planted_responses(40, 300, 5, nnz=2, seed=2)
+    assert X.shape == (40, 300) and X.dtype == np.float32 and D0.shape == (40, 5)
+    np.testing.assert_allclose(X.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(X.std(0), 1, atol=1e-4)
+    assert (np.diff(A0.tocsc().indptr) == 2).all()
+    with pytest.raises(ParameterError, match="nnz"):
+        dl.planted_responses(40, 300, 5, nnz=6)
