@@ -29,18 +29,20 @@ PARAMS: dict[str, tuple] = {
     "shuffle_words": (False, bool, None, "control: the story's words in random order, same timings"),
     "units": ("output", str, ("output", "hidden"),
               "the method's AN: an output unit of the FFN's second linear layer"),
-    "context": ("bidirectional", str, ("bidirectional", "causal"),
-                "encoders read a window around the word; causal = only the past, like a listener"),
+    "context": ("auto", str, ("auto", "bidirectional", "causal"),
+                "auto: encoders read a window around the word, decoders the past; causal = only "
+                "the past, like a listener"),
     "context_tokens": (128, int, lambda v: v >= 1, "preceding tokens every word sees at least"),
     "word_pool": ("mean", str, ("mean", "last"), "sub-tokens -> word"),
     "tr_pool": ("mean", str, ("mean", "sum", "last"), "words -> TR"),
     "hrf": ("spm", str, ("spm", "glover", "fir"), "canonical SPM HRF, as in most encoding work"),
     # dictionary
     "k": (64, int, lambda v: v >= 1, "the paper's 64 atoms"),
-    "lam": (0.15, (int, float), lambda v: v > 0,
-            "L1 weight on loadings; gives the paper's dictionary R2 of ~0.5-0.6 on z-scored ANs"),
+    "lam": (0.1, (int, float), lambda v: v > 0,
+            "L1 weight on unit-norm AN signals; the paper's dictionary R2 of ~0.5-0.6 at k = 64"),
     "solver": ("spams", str, ("spams", "sklearn", "torch"), "SPAMS trainDL, the paper's tool"),
     "dict_iter": (300, int, lambda v: v >= 1, "iterations (minibatches) of online learning"),
+    "variants": ([], list, None, "cross-model chapter: list of {name, parameter overrides}"),
     # fMRI data
     "fmri_source": ("synthetic", str, ("synthetic", "narratives"),
                     "synthetic twin with planted truth, or the real data set (download)"),
@@ -51,10 +53,11 @@ PARAMS: dict[str, tuple] = {
     # encoding
     "n_folds": (5, int, lambda v: v >= 2, "contiguous cross-validation folds"),
     "trim": (5, int, lambda v: v >= 0, "TRs dropped around each test fold (autocorrelation)"),
-    "n_perm": (1000, int, lambda v: v >= 10, "permutations of every null"),
+    "n_perm": (1000, int, lambda v: v >= 10, "permutations of the encoding and ISC nulls"),
     "alpha": (0.05, (int, float), lambda v: 0 < v < 1, "FDR level"),
     # FBN mapping
     "atlas": ("Seitzman2018", str, None, "offline network templates (nilearn's Seitzman ROIs)"),
+    "compare_atlas": ("TY7", str, None, "second atlas for the agreement analysis (Yeo 2011, 7 networks)"),
     "threshold": ("top10%", (str, int, float), None,
                   "an atom's active/deactive part: its top 10% |group t| voxels, split by sign"),
     "fbn_perm": (5000, int, lambda v: v >= 100,

@@ -48,8 +48,10 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -111,7 +113,7 @@ def _word_list(words, source="words") -> list[str]:
     for i, w in enumerate(seq):
         if not isinstance(w, str) or not w.strip():
             raise InputError(source, f"word {w!r} at position {i} is empty or not a string",
-                             line=i, field="word", expected="a non-empty string")
+                             field="word", expected="a non-empty string")
         out.append(" ".join(w.split()))
     return out
 
@@ -180,7 +182,7 @@ def tokenize_words(tokenizer, words: Sequence[str] | pd.DataFrame) -> TokenStrea
     if (counts == 0).any():
         i = int(np.flatnonzero(counts == 0)[0])
         raise InputError("words", f"word {ws[i]!r} at position {i} not found in the token stream",
-                         line=i, field="word",
+                         field="word",
                          expected="words the tokenizer keeps (it dropped every character of this one)")
     if (np.diff(mapped) < 0).any():  # pragma: no cover - offsets are monotone for text in order
         raise InputError("words", "sub-tokens out of word order", field="word")
@@ -226,6 +228,28 @@ def plan_windows(stream: TokenStream, *, context: str, encoder: bool, context_to
         out.append(Window(s, e, w, w1))
         w = w1
     return out
+
+
+def pad_token_id(tokenizer) -> int:
+    """The tokenizer's padding id (else its EOS id, else 0): padded positions are masked out."""
+    for t in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if t is not None:
+            return int(t)
+    return 0
+
+
+def batch_arrays(stream: TokenStream, batch: Sequence[Window], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input ids and attention mask (B x longest window) of a batch: special tokens around
+    every window, padding on the right (a causal model's real tokens never see it)."""
+    rows = [np.concatenate([stream.prefix, stream.ids[w.start:w.end], stream.suffix]).astype(np.int64)
+            for w in batch]
+    Lb = max(len(r) for r in rows)
+    ids = np.full((len(rows), Lb), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), Lb), dtype=np.int64)
+    for b, r in enumerate(rows):
+        ids[b, :len(r)] = r
+        mask[b, :len(r)] = 1
+    return ids, mask
 
 
 # --------------------------------------------------------------------------- extraction
@@ -303,6 +327,11 @@ def _forward_kwargs(model) -> dict:
     return {"use_cache": False} if "use_cache" in params else {}
 
 
+def _use_csr(dev) -> bool:
+    """Pool with a sparse CSR product on CPU (3-4x faster than index_add_ there); index_add_ on GPUs."""
+    return dev.type == "cpu"
+
+
 class _Stop(Exception):
     """Raised by the last hook to skip the layers after it."""
 
@@ -376,6 +405,7 @@ def extract_word_activations(loaded, words, *, units: str = "output", context: s
         dev = resolve_device(device)
         if str(loaded.device) != dev:
             loaded.model.to(dev)
+            loaded.info["device"] = dev
     dev = loaded.device
     widths = [_linear_shape(loaded.ffn[l])[0 if units == "output" else 1] for l in layers]
     col0 = np.concatenate([[0], np.cumsum(widths)]).astype(int)
@@ -387,13 +417,11 @@ def extract_word_activations(loaded, words, *, units: str = "output", context: s
 
     # which tokens of a window are pooled into which word, with which weight
     n_tok_word = np.bincount(stream.word[stream.word >= 0], minlength=n_w)
-    pad_id = loaded.tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = loaded.tokenizer.eos_token_id if loaded.tokenizer.eos_token_id is not None else 0
+    pad_id = pad_token_id(loaded.tokenizer)
     P = len(stream.prefix)
 
     class State:
-        flat = seg = wts = None
+        flat = seg = wts = csr = None
         w_lo = w_hi = 0
 
     st = State()
@@ -407,12 +435,17 @@ def extract_word_activations(loaded, words, *, units: str = "output", context: s
             h = output if units == "output" else args[0]
             h = h.reshape(-1, h.shape[-1])
             sel = h.index_select(0, st.flat).float()
-            sum_abs[k] += float(sel.abs().sum())
+            a = sel.abs()
+            sum_abs[k] += float(a.sum())
             n_seen[k] += sel.numel()
-            m = sel.max(0).values if units == "hidden" else sel.abs().max(0).values
+            m = sel.amax(0) if units == "hidden" else a.amax(0)
+            del a
             vmax[k] = m if vmax[k] is None else torch.maximum(vmax[k], m)
-            pooled = torch.zeros(st.w_hi - st.w_lo, sel.shape[1], dtype=torch.float32, device=sel.device)
-            pooled.index_add_(0, st.seg, sel * st.wts[:, None])
+            if st.csr is not None:  # CPU: a sparse (words x tokens) product beats index_add_
+                pooled = st.csr @ sel
+            else:
+                pooled = torch.zeros(st.w_hi - st.w_lo, sel.shape[1], dtype=torch.float32, device=sel.device)
+                pooled.index_add_(0, st.seg, sel * st.wts[:, None])
             acts[st.w_lo:st.w_hi, col0[k]:col0[k + 1]] = pooled.cpu().numpy()
             if layers[k] == last_layer and last_layer < n_layers - 1:
                 raise _Stop
@@ -429,16 +462,11 @@ def extract_word_activations(loaded, words, *, units: str = "output", context: s
         batches = [windows[i:i + batch_size] for i in range(0, len(windows), batch_size)]
         for batch in tqdm(batches, disable=not progress, desc=f"extract {loaded.info.get('name', '')}",
                           unit="batch"):
-            lens = [P + (w.end - w.start) + len(stream.suffix) for w in batch]
-            Lb = max(lens)
-            ids = np.full((len(batch), Lb), pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), Lb), dtype=np.int64)
+            ids, mask = batch_arrays(stream, batch, pad_id)
+            Lb = ids.shape[1]
             flat, seg, wts = [], [], []
             w_lo = batch[0].w0
             for b, w in enumerate(batch):
-                row = np.concatenate([stream.prefix, stream.ids[w.start:w.end], stream.suffix])
-                ids[b, :len(row)] = row
-                mask[b, :len(row)] = 1
                 toks = np.arange(stream.first[w.w0], stream.last[w.w1 - 1])
                 wd = stream.word[toks]
                 keep = (wd >= w.w0) & (wd < w.w1)
@@ -456,6 +484,14 @@ def extract_word_activations(loaded, words, *, units: str = "output", context: s
             st.seg = torch.as_tensor(np.concatenate(seg), device=dev)
             st.wts = torch.as_tensor(np.concatenate(wts), device=dev)
             st.w_lo, st.w_hi = w_lo, batch[-1].w1
+            st.csr = None
+            if _use_csr(dev):
+                seg_np = np.concatenate(seg)
+                crow = np.concatenate([[0], np.cumsum(np.bincount(seg_np, minlength=st.w_hi - w_lo))])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                    st.csr = torch.sparse_csr_tensor(torch.as_tensor(crow), torch.arange(len(seg_np)),
+                                                     st.wts, (st.w_hi - w_lo, len(seg_np)))
             tf = time.perf_counter()
             with torch.inference_mode():
                 try:
@@ -562,7 +598,7 @@ def hrf_kernel(tr_s: float = 1.5, hrf: str = "spm", time_length: float = 32.0) -
     from nilearn.glm.first_level import hemodynamic_models as hm
 
     _check_choice("hrf", hrf, ("spm", "glover"))
-    if not isinstance(tr_s, (int, float)) or isinstance(tr_s, bool) or not tr_s > 0:
+    if not isinstance(tr_s, numbers.Real) or isinstance(tr_s, bool) or not tr_s > 0:
         raise ParameterError("tr_s", f"{tr_s!r}", expected="a positive TR in seconds")
     fn = hm.spm_hrf if hrf == "spm" else hm.glover_hrf
     fine = fn(float(tr_s), oversampling=50, time_length=time_length)

@@ -480,12 +480,25 @@ def _zscore_t(x: np.ndarray) -> np.ndarray:
 
 
 def _loo_from_z(z: np.ndarray) -> np.ndarray:
-    """Per-subject LOO correlation (S x V) from z-scored S x T x V."""
+    """Per-subject LOO correlation (S x V) from z-scored S x T x V.
+
+    With every series z-scored (mean 0, SD 1, or all 0 when constant) and ``u = total - z_s``
+    the sum of the others, ``corr(z_s, u) = (c_s - m_s) / sd(u)`` where ``c_s = mean_t(z_s
+    total)``, ``m_s = mean_t(z_s^2)`` (1, or 0 for a constant voxel) and
+    ``var(u) = var(total) - 2 c_s + m_s + ...``; only one product per subject is needed.
+    """
+    z = np.asarray(z)
     total = z.sum(axis=0)
+    var_total = np.einsum("tv,tv->v", total, total) / z.shape[1]
     out = np.empty((z.shape[0], z.shape[2]))
     for s in range(z.shape[0]):
-        others = _zscore_t(total - z[s])
-        out[s] = (z[s] * others).mean(axis=0)
+        c = np.einsum("tv,tv->v", z[s], total) / z.shape[1]
+        m = np.einsum("tv,tv->v", z[s], z[s]) / z.shape[1]
+        var_u = var_total - 2 * c + m
+        cov = c - m
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = cov / np.sqrt(var_u * m)
+        out[s] = np.where((var_u > 1e-12) & (m > 0), r, 0.0)
     return out
 
 
@@ -575,7 +588,7 @@ def isc_null(data, n_perm: int = 1000, method: str = "phase", seed: int = 0, *,
         raise ParameterError("method", f"{method!r}", expected="'phase' or 'circular'")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ParameterError("seed", f"{seed!r}", expected="an int >= 0")
-    z = _zscore_t(x)
+    z = _zscore_t(x).astype(np.float32)
     observed = _summarize(_loo_from_z(z), summary)
     zf = np.fft.rfft(z, axis=1) if method == "phase" else None
     rng = np.random.default_rng(seed)
@@ -583,7 +596,8 @@ def isc_null(data, n_perm: int = 1000, method: str = "phase", seed: int = 0, *,
     null = np.empty((n_perm, x.shape[2]), dtype=np.float32) if return_null else None
     for i in range(n_perm):
         sur = _surrogates(zf, z, method, rng)
-        stat = _summarize(_loo_from_z(_zscore_t(sur)), summary)
+        # a circular shift keeps every series z-scored; phase surrogates need it again
+        stat = _summarize(_loo_from_z(sur if method == "circular" else _zscore_t(sur)), summary)
         count += stat >= observed - 1e-12
         if null is not None:
             null[i] = stat

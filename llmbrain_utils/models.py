@@ -336,12 +336,16 @@ def _hub_folder(hf_id: str, registry: dict) -> Path:
     return folder
 
 
+def _gguf_cache(name: str, sha: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    return cache_dir() / "models" / f"{safe}-{sha[:16]}"
+
+
 def _dequantise_gguf(gguf: Path, name: str, sha: str) -> Path:
     """Dequantise a GGUF file once into a cached safetensors checkpoint; return its folder."""
     from transformers import AutoModel, AutoTokenizer
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    final = cache_dir() / "models" / f"{safe}-{sha[:16]}"
+    final = _gguf_cache(name, sha)
 
     def build(tmp: Path) -> None:
         log.info("dequantising %s once (cached in %s)", gguf, final)
@@ -396,14 +400,16 @@ def _materialise_package(entry: dict, files: list[Path]) -> tuple[Path, str, str
 
         folder = _atomic_build(final, build)
         return folder, weights_sha256(_weight_files(folder)), f"{what} -> {folder}"
-    # split-gguf
-    gguf_dir = cache_dir() / "gguf" / f"{name}-{sha[:16]}"
-
-    def build_gguf(tmp: Path) -> None:
-        _join_parts(files, tmp / "model.gguf", sha, what)
-
-    gguf = _atomic_build(gguf_dir, build_gguf) / "model.gguf"
-    folder = _dequantise_gguf(gguf, name, sha)
+    # split-gguf: join into a temporary file, dequantise, keep only the plain checkpoint
+    folder = _gguf_cache(name, sha)
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".gguf.tmp"))
+        try:
+            _join_parts(files, tmp / "model.gguf", sha, what)
+            _dequantise_gguf(tmp / "model.gguf", name, sha)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder, sha, f"{what} -> {folder}"
 
 

@@ -33,3 +33,35 @@ def heatmap(ax, matrix, *, xlabels=None, ylabels=None, cmap="RdBu_r", vmax=None,
     if colorbar:
         plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
     return im
+
+
+def to_img(values, mask_img):
+    """A vector over the mask's voxels (nilearn's order) -> a 3-D image; (n, V) -> 4-D."""
+    from nilearn.maskers import NiftiMasker
+
+    return NiftiMasker(mask_img).fit().inverse_transform(np.asarray(values, np.float32))
+
+
+def glass(values, mask_img, *, title=None, ax=None, cmap="cold_hot", threshold=None, vmax=None,
+          plot_abs=False, colorbar=True, display_mode="lzry", symmetric=True):
+    """Glass-brain view of a voxel vector."""
+    from nilearn import plotting
+
+    return plotting.plot_glass_brain(to_img(values, mask_img), title=title, axes=ax, cmap=cmap,
+                                     threshold=threshold, vmax=vmax, plot_abs=plot_abs,
+                                     colorbar=colorbar, display_mode=display_mode,
+                                     symmetric_cbar=symmetric)
+
+
+def time_courses(ax, X, *, tr_s=1.5, labels=None, spacing=3.0, color=None, lw=0.8):
+    """Stacked z-scored time courses (columns of X), offset vertically."""
+    X = np.asarray(X, float)
+    t = np.arange(X.shape[0]) * tr_s
+    for i in range(X.shape[1]):
+        x = X[:, i]
+        sd = x.std() or 1.0
+        ax.plot(t, (x - x.mean()) / sd - i * spacing, lw=lw, color=color or f"C{i % 10}")
+    ax.set_yticks([-i * spacing for i in range(X.shape[1])],
+                  labels if labels is not None else [str(i) for i in range(X.shape[1])], fontsize=8)
+    ax.set_xlabel("time (s)")
+    ax.set_xlim(t[0], t[-1])

@@ -1,0 +1,105 @@
+import sys; sys.path.insert(0, "tools")
+from nbbuild import build
+
+PARAMS = '''
+# Parameters (papermill overrides these)
+runs_dir = None
+story = "harrowpoint"
+narratives_dir = None
+tr_s = 1.5
+shuffle_words = False
+seed = 0
+model = "all-MiniLM-L6-v2"
+untrained = False
+units = "output"
+context = "auto"
+context_tokens = 128
+word_pool = "mean"
+tr_pool = "mean"
+hrf = "spm"
+'''
+
+if __name__ == "__main__":
+    build("notebooks/01_extraction.ipynb", [
+    ("md", """
+    # 2. Extraction: every artificial neuron's response to the story
+
+    An **artificial neuron (AN)** is, as the method defines it, one output unit of a layer's
+    feed-forward network's second linear layer, taken before dropout, the residual addition and
+    LayerNorm, in every layer. A forward hook on that module (BERT: `output.dense`; Llama:
+    `mlp.down_proj`) records it for every token. Token activations are averaged into words, words
+    into TRs (1.5 s), then each AN's series is convolved with the canonical HRF and z-scored.
+
+    The default model is **all-MiniLM-L6-v2** (BERT architecture, 6 layers x 384 output units =
+    2,304 ANs; real pretrained weights that a package carries). `units="hidden"` takes the FFN's
+    hidden units instead (6 x 1,536); `context="causal"` lets every word see only the past.
+    """),
+    ("params", PARAMS),
+    ("code", """
+    import json
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+    from llmbrain_utils import config, plotting, stages
+
+    plotting.style()
+    cfg = config.collect(globals())
+    art = stages.extraction(cfg)
+    R = stages.read_responses(art, mmap=False)
+    an = stages.read_an_table(art)
+    stats = json.loads(art.file("stats.json").read_text())
+    minfo = art.info["model"]
+    """),
+    ("code", """
+    print(f"model: {minfo['name']} ({minfo['family']}), untrained: {minfo['untrained']}")
+    print(f"layers x units: {minfo['n_layers']} x {minfo['d_model'] if cfg['units'] == 'output' else minfo['d_ffn']} ({cfg['units']} units)")
+    print(f"responses: T = {R.shape[0]} TRs x N = {R.shape[1]} ANs, constant ANs: {art.info['n_constant']}, "
+          f"silent TRs: {art.info['n_silent_trs']}")
+    print(f"context: {cfg['context']}, >= {cfg['context_tokens']} preceding tokens; pooling: {cfg['word_pool']} / {cfg['tr_pool']}; HRF: {cfg['hrf']}")
+    print("z-scored:", bool(np.allclose(R.mean(0), 0, atol=1e-4) and np.allclose(R[:, ~an.constant.to_numpy()].std(0), 1, atol=1e-3)))
+    """, ["check"]),
+    ("md", "## Per-layer activation statistics\n\nMean absolute activation (before z-scoring) and the share of ANs that never respond."),
+    ("code", """
+    layers = pd.DataFrame(stats["layers"]) if "layers" in stats else pd.DataFrame(stats["per_layer"])
+    layers.round(3)
+    """),
+    ("code", """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3))
+    lay = layers.iloc[:, 0] if "layer" not in layers else layers["layer"]
+    axes[0].bar(lay, layers["mean_abs"], color="C0")
+    axes[0].set(xlabel="layer", ylabel="mean |activation|", title="Activation size per layer")
+    axes[1].bar(lay, layers["never_active_share"], color="C3")
+    axes[1].set(xlabel="layer", ylabel="share of ANs", title="Never-active ANs per layer", ylim=(0, max(0.05, layers["never_active_share"].max() * 1.2)))
+    fig.tight_layout()
+    """),
+    ("md", "## Sample time courses\n\nOne AN from each layer (z-scored, HRF-convolved), and 300 ANs as an image, ordered by layer."),
+    ("code", """
+    rng = np.random.default_rng(cfg["seed"])
+    picks = [int(rng.choice(np.flatnonzero(an.layer.to_numpy() == l))) for l in sorted(an.layer.unique())]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1.3, 1]})
+    plotting.time_courses(axes[0], R[:, picks], tr_s=cfg["tr_s"],
+                          labels=[f"L{an.layer[j]}:{an.unit[j]}" for j in picks])
+    axes[0].set_title("One AN per layer")
+    sub = np.sort(rng.choice(R.shape[1], 300, replace=False))
+    axes[1].imshow(R[:, sub].T, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3,
+                   extent=[0, R.shape[0] * cfg["tr_s"], 300, 0])
+    axes[1].set(xlabel="time (s)", ylabel="ANs (by layer)", title="300 ANs, z-scored")
+    fig.tight_layout()
+    """),
+    ("md", """
+    ## How similar are the layers' responses?
+
+    For every layer, the TR-by-TR correlation matrix of its ANs' responses (a representational
+    similarity matrix over time); then the correlation of those matrices between layers.
+    """),
+    ("code", """
+    L = sorted(an.layer.unique())
+    tri = np.triu_indices(R.shape[0], 1)
+    rsm = np.stack([np.corrcoef(R[:, an.layer.to_numpy() == l])[tri] for l in L])
+    sim = np.corrcoef(rsm)
+    fig, ax = plt.subplots(figsize=(4.5, 3.8))
+    plotting.heatmap(ax, sim, xlabels=L, ylabels=L, cmap="viridis", vmax=1, title="Layer similarity (RSA over TRs)")
+    ax.set(xlabel="layer", ylabel="layer")
+    print("similarity of adjacent layers:", np.round(np.diag(sim, 1), 2))
+    """, ["check"]),
+    ])
