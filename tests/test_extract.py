@@ -77,6 +77,8 @@ def test_minilm_hooked_units_match_recomputation(minilm):
             h.remove()
     hid, tab_h = E.extract_word_activations(minilm, words, units="hidden", layers=layers,
                                             context_tokens=8, progress=False)
+    last, _ = E.extract_word_activations(minilm, words, units="output", layers=layers,
+                                         context_tokens=8, word_pool="last", progress=False)
     assert len(seen[0]) == 1  # one window: a single forward
     stream = E.tokenize_words(minilm.tokenizer, words)
     P = len(stream.prefix)
@@ -89,6 +91,9 @@ def test_minilm_hooked_units_match_recomputation(minilm):
         np.testing.assert_allclose(out[:, tab["layer"].to_numpy() == l], _pool_words(y, stream, P),
                                    atol=1e-5, rtol=0)
         np.testing.assert_allclose(hid[:, tab_h["layer"].to_numpy() == l], _pool_words(h, stream, P),
+                                   atol=1e-5, rtol=0)
+        last_tok = [P + stream.last[w] - 1 for w in range(len(words))]
+        np.testing.assert_allclose(last[:, tab["layer"].to_numpy() == l], y[0, last_tok].numpy(),
                                    atol=1e-5, rtol=0)
 
 

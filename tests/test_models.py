@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -246,3 +243,15 @@ def test_find_ffn_unknown_architecture_says_how_to_name_it():
     assert mods == [model.blocks[0].ff_out, model.blocks[1].ff_out]
     with pytest.raises(ParameterError, match="ffn_module"):
         M.find_ffn(model, ffn_module="blocks.(")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,shape", [("all-mpnet-base-v2", ("mpnet", 12, 768, 3072)),
+                                        ("gemma-3-270m", ("gemma3", 18, 640, 2048))])
+def test_split_package_models_load(name, shape):
+    """Joined, checked against the registry's sha256, extracted/dequantised once (minutes cold)."""
+    if not M.offline_models()[name]:
+        pytest.skip(f"{name}'s packages are not installed")
+    lm = M.load_model(name)
+    assert (lm.info["family"], lm.info["n_layers"], lm.info["d_model"], lm.info["d_ffn"]) == shape
+    assert len(M.find_ffn(lm.model)) == shape[1]
