@@ -76,8 +76,12 @@ def _mask_arrays(resolution_mm: float) -> tuple[np.ndarray, np.ndarray]:
     n = (np.ceil((hi - origin) / r) + 1).astype(int)
     affine = np.diag([r, r, r, 1.0])
     affine[:3, 3] = origin
-    res = resample_img(src, target_affine=affine, target_shape=tuple(int(x) for x in n),
-                       interpolation="continuous", force_resample=True, copy_header=True)
+    import warnings
+
+    with warnings.catch_warnings():  # continuous on purpose: the share of brain in each voxel
+        warnings.filterwarnings("ignore", message="Resampling binary images")
+        res = resample_img(src, target_affine=affine, target_shape=tuple(int(x) for x in n),
+                           interpolation="continuous", force_resample=True, copy_header=True)
     mask = (np.asarray(res.dataobj) >= 0.5).astype(np.uint8)
     return mask, affine
 

@@ -86,7 +86,12 @@ EXTRACTION_PARAMS = ("model", "untrained", "seed", "units", "context", "context_
 
 
 def load_model(cfg: dict):
+    from transformers.utils import logging as hf_logging
+
     from . import models
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
     return models.load_model(cfg["model"], untrained=cfg["untrained"], seed=cfg["seed"])
 
@@ -383,7 +388,7 @@ def baseline(cfg: dict) -> Artifact:
                                                "scikit-learn"))
 
 
-def fbn_recovery(cfg: dict, snrs=(0.15, 0.25, 0.42, 0.6), n_planted: int = 8) -> Artifact:
+def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.42, 0.6), n_planted: int = 8) -> Artifact:
     """Measured recovery of the whole encoding + mapping chain on planted atom couplings.
 
     A synthetic twin (same story, grid, noise model and subjects as the default data) in which

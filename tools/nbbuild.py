@@ -5,6 +5,8 @@
 A "params" cell gets papermill's ``parameters`` tag; a code cell with "check" gets the
 ``# NBVAL_CHECK_OUTPUT`` marker that nbval --nbval-lax compares.
 """
+import textwrap
+
 import nbformat
 
 
@@ -13,7 +15,7 @@ def build(path, cells, title=None):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     for spec in cells:
-        kind, src = spec[0], spec[1].strip("\n")
+        kind, src = spec[0], textwrap.dedent(spec[1]).strip("\n")
         flags = spec[2] if len(spec) > 2 else []
         if kind == "md":
             nb.cells.append(nbformat.v4.new_markdown_cell(src))

@@ -107,7 +107,7 @@ if truth is not None:
     groups = {n: isc[atlas.masks[atlas.index(n)]] for n in atlas.network_names}
     planted = {p["network"] for p in truth["plant"]}
     order = sorted(groups, key=lambda n: (n not in planted, n))
-    axes[1].boxplot([groups[n] for n in order], vert=False, showfliers=False)
+    axes[1].boxplot([groups[n] for n in order], orientation="horizontal", showfliers=False)
     axes[1].set_yticks(range(1, len(order) + 1), [n + (" *" if n in planted else "") for n in order], fontsize=8)
     axes[1].axvline(0, color="0.6", lw=0.8)
     axes[1].set(xlabel="ISC", title="ISC by network (* planted)")

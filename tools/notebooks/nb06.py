@@ -4,7 +4,7 @@ from nb05 import PARAMS_FBN
 
 VARIANTS = '''variants = [
     {"name": "MiniLM-L6", "model": "all-MiniLM-L6-v2"},
-    {"name": "MiniLM-L6 causal", "model": "all-MiniLM-L6-v2", "context": "causal"},
+    {"name": "MiniLM-L6 causal", "model": "all-MiniLM-L6-v2", "context": "causal", "context_tokens": 32},
     {"name": "MiniLM-L6 shuffled words", "model": "all-MiniLM-L6-v2", "shuffle_words": True},
     {"name": "MiniLM-L6 untrained", "model": "all-MiniLM-L6-v2", "untrained": True},
     {"name": "SmolLM2-135M", "model": "SmolLM2-135M"},
@@ -20,7 +20,10 @@ if __name__ == "__main__":
 The same stages for several models and controls, on the same story and the same listeners:
 
 * **all-MiniLM-L6-v2** (BERT architecture, 6 x 384 ANs), reading bidirectionally and **causally**
-  (only the past, as a listener hears it);
+  (only the past, as a listener hears it: one window per word that ends at the word; to keep
+  the default run short the causal windows hold 32 preceding tokens instead of 128, so this
+  contrast mixes context direction with context length: rerun with `context_tokens` equal
+  to see the pure effect);
 * **SmolLM2-135M** (Llama architecture, 30 x 576 ANs), a decoder;
 * **untrained** copies of both (same architecture, random weights): how much of the coupling
   comes from architecture and the story's statistics alone;

@@ -1,0 +1,46 @@
+"""End to end: the default run executes every stage's notebook, and the book builds with every
+chapter and its figures. The artifacts land in the repository's store (runs/), so the nbval
+regression of notebooks/ that follows reuses them."""
+
+import re
+
+import pytest
+
+from llmbrain_utils import pipeline
+
+# figures each chapter must show at least (inline PNGs, plus the interactive viewer)
+MIN_FIGURES = {
+    "00_stimulus": 1, "01_extraction": 3, "02_dictionary": 3, "03_fmri_data": 3,
+    "04_encoding": 4, "05_fbn_mapping": 3, "06_cross_model": 4,
+}
+
+
+@pytest.fixture(scope="module")
+def built_book():
+    records = pipeline.run()
+    assert [r["stage"] for r in records] == list(pipeline.STAGES)
+    index = pipeline.build_book()
+    return index.parent
+
+
+def test_every_chapter_page_exists_with_its_figures(built_book):
+    for stem, n_min in MIN_FIGURES.items():
+        page = built_book / "book" / "executed" / f"{stem}.html"
+        assert page.is_file(), f"chapter {stem} was not built"
+        html = page.read_text()
+        n_img = len(re.findall(r"<img[^>]+(?:src=\"data:image/png|\.png)", html))
+        assert n_img >= n_min, f"{stem}: {n_img} figures, expected >= {n_min}"
+        assert "Traceback (most recent call last)" not in html, f"{stem} shows an error"
+
+
+def test_book_pages_and_viewer(built_book):
+    for page in ("index.html", "book/intro.html", "book/methods.html", "book/results.html",
+                 "book/reviewers.html", "book/performance.html", "book/bibliography.html"):
+        assert (built_book / page).is_file(), page
+    enc = (built_book / "book" / "executed" / "04_encoding.html").read_text()
+    assert "brainsprite" in enc.lower() or "iframe" in enc.lower(), "the interactive brain viewer is missing"
+
+
+def test_second_run_reuses_everything():
+    records = pipeline.run()
+    assert all(r["status"] == "unchanged" for r in records)
