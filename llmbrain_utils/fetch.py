@@ -84,8 +84,9 @@ def data_home(dest: str | Path | None = None) -> Path:
     return Path.home() / ".cache" / "llmbrain" / "narratives"
 
 
-def story_info(story: str, manifest: dict | None = None) -> dict:
-    """Task, window and quirks of a story name (a task name or a story inside a task).
+def story_info(story: str, manifest: dict | None = None, *,
+               participants_tsv: str | Path | None = None) -> dict:
+    """Task, window, quirks and subjects of a story name (a task name or a story inside a task).
 
     Parameters
     ----------
@@ -94,14 +95,26 @@ def story_info(story: str, manifest: dict | None = None) -> dict:
         of task ``milkyway``), ...
     manifest : dict, optional
         A parsed manifest (default: the project's).
+    participants_tsv : str or Path, optional
+        The data set's ``participants.tsv`` (default: ``data_home()/participants.tsv`` when it
+        exists; ``fetch(story, "all")`` or kind ``participants`` downloads it).
 
     Returns
     -------
     dict
         ``task``, ``story``, ``n_trs`` (scan length, may be None), ``n_trs_verified``,
         ``onset_tr`` and ``duration_tr`` (the story's window in the scan), ``condition`` (or
-        None), ``exclude`` (scan names), ``multi_run``, ``scrambled``.
+        None), ``exclude`` (scan names), ``multi_run``, ``scrambled``, and ``subjects``: the
+        subjects with a usable scan of the story (:func:`list_subjects`), or None when no
+        ``participants.tsv`` is at hand.
     """
+    info = _story_info(story, manifest)
+    tsv = Path(participants_tsv) if participants_tsv is not None else data_home() / "participants.tsv"
+    info["subjects"] = list_subjects(story, tsv, manifest=manifest) if tsv.is_file() else None
+    return info
+
+
+def _story_info(story: str, manifest: dict | None = None) -> dict:
     m = manifest or load_manifest()
     for task, t in m["tasks"].items():
         stories = t.get("stories") or {}
@@ -133,6 +146,10 @@ def parse_subjects(spec: str | int | Iterable) -> list[str]:
     list of str
         Zero-padded 3-digit labels, in the order given, without duplicates.
     """
+    if spec is None:
+        raise ParameterError("subjects", "None", expected="labels such as '001-010'; to use every "
+                             "subject of a story, fetch its participants.tsv first: "
+                             "fetch(story, 'all') or the CLI's --subjects all")
     if isinstance(spec, int) and not isinstance(spec, bool):
         items: list = [str(spec)]
     elif isinstance(spec, str):
@@ -186,7 +203,7 @@ def list_subjects(story: str, participants_tsv: str | Path, *, manifest: dict | 
     """
     import pandas as pd
 
-    info = story_info(story, manifest)
+    info = _story_info(story, manifest)
     path = Path(participants_tsv)
     if not path.is_file():
         raise InputError(path, "file not found", expected="the data set's participants.tsv")
@@ -229,7 +246,7 @@ def relative_paths(story: str, subject: str, kinds: Sequence[str] = ("clean",), 
     Excluded scans are left out unless ``include_excluded``.
     """
     m = manifest or load_manifest()
-    info = story_info(story, m)
+    info = _story_info(story, m)
     sub = _sub_label(subject, "subject")
     out: list[str] = []
     for kind in kinds:
@@ -302,10 +319,25 @@ def _download(url: str, target: Path, known: str | None, *, retries: int, progre
               timeout: float) -> None:
     """Download url to target (atomic via pooch), checking known sha256; retry transient errors."""
     import pooch
-    import requests
 
     target.parent.mkdir(parents=True, exist_ok=True)
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
+    plog = pooch.get_logger()
+    level = plog.level
+    if not progress:  # pooch announces every download at INFO; keep quiet when asked to
+        plog.setLevel(logging.WARNING)
+    try:
+        _retrieve(url, target, known, downloader, retries=retries, progress=progress)
+    finally:
+        plog.setLevel(level)
+
+
+def _retrieve(url: str, target: Path, known: str | None, downloader, *, retries: int,
+              progress: bool) -> None:
+    """pooch.retrieve with retries of transient failures; 404 and hash mismatch fail at once."""
+    import pooch
+    import requests
+
     for attempt in range(retries + 1):
         try:
             pooch.retrieve(url, known_hash=f"sha256:{known}" if known else None, fname=target.name,
@@ -323,7 +355,7 @@ def _download(url: str, target: Path, known: str | None, *, retries: int, progre
                 raise InputError(target.name, f"checksum mismatch for {url}: {e}",
                                  expected=f"sha256 {known}") from None
             raise
-        except (requests.ConnectionError, requests.Timeout, OSError) as e:
+        except (requests.RequestException, OSError) as e:  # connection, timeout, cut stream
             err = e
         if attempt < retries:
             wait = min(2.0 ** attempt, 30.0)
@@ -352,7 +384,8 @@ def fetch(story: str, subjects: str | Iterable, *, dest: str | Path | None = Non
     story : str
         Story or task name from the manifest (``pieman``, ``slumlord``, ``milkywayvodka``...).
     subjects : str or iterable
-        Subject labels (see :func:`parse_subjects`), e.g. ``"001-010"``.
+        Subject labels (see :func:`parse_subjects`), e.g. ``"001-010"``; ``"all"`` downloads
+        the data set's ``participants.tsv`` and takes every subject of the story.
     dest : str or Path, optional
         Local root (default ``$LLMBRAIN_DATA`` or ``~/.cache/llmbrain/narratives``); files keep
         the data set's relative paths below it.
@@ -390,6 +423,14 @@ def fetch(story: str, subjects: str | Iterable, *, dest: str | Path | None = Non
         the message names the file; the bad file is not left behind.
     """
     m = manifest if isinstance(manifest, dict) else load_manifest(manifest)
+    root = data_home(dest)
+    url_root = (base_url or m.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+    _story_info(story, m)
+    if isinstance(subjects, str) and subjects.strip().lower() == "all":
+        tsv = fetch(story, "001", dest=root, kinds=("participants",), base_url=url_root, retries=retries,
+                    progress=progress, known_hashes=known_hashes, timeout=timeout, manifest=m,
+                    include_excluded=True)[0]
+        subjects = list_subjects(story, tsv, manifest=m, drop_excluded=not include_excluded)
     subs = parse_subjects(subjects)
     if not subs:
         raise ParameterError("subjects", "no subject given", expected="e.g. '001-010'")
@@ -397,8 +438,6 @@ def fetch(story: str, subjects: str | Iterable, *, dest: str | Path | None = Non
         kinds = (kinds,)
     if not isinstance(retries, int) or retries < 0:
         raise ParameterError("retries", f"{retries!r}", expected="an int >= 0")
-    root = data_home(dest)
-    url_root = (base_url or m.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
     hashes = {k: _norm_hash(v) for k, v in {**(m.get("checksums") or {}), **(known_hashes or {})}.items()}
     rels: list[str] = []
     for sub in subs:  # validate everything before the first byte moves
@@ -426,9 +465,10 @@ def fetch(story: str, subjects: str | Iterable, *, dest: str | Path | None = Non
             if target.name.endswith(".gz"):
                 try:
                     check_gzip(target)
-                except InputError:
+                except InputError as e:
                     _unlink(target)
-                    raise
+                    raise InputError(target, f"downloaded from {url} but {e.problem}; removed",
+                                     expected="a complete file: retry, or check the server") from None
             db[rel] = sha256(target)
             _write_db(root, db)
         out.append(target)

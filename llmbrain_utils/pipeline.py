@@ -108,11 +108,11 @@ def stage_parameters(stage: str, params: dict) -> dict:
 
 
 def _digest(notebook: Path, parameters: dict) -> str:
-    from . import __version__
+    from .store import package_versions
 
     h = hashlib.sha256(notebook.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
-    h.update(__version__.encode())
+    h.update(package_versions(["llmbrain_utils"])["llmbrain_utils"].encode())
     return h.hexdigest()[:16]
 
 

@@ -395,7 +395,7 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.42, 0.6), n_planted: int = 8
     ``n_planted`` of the model's own atoms drive ``n_planted`` networks of the mapping atlas,
     with alternating signs; the data are then encoded with all k atoms and mapped exactly as the
     real chain does. Precision, recall and false-positive rate of the recovered (atom, network,
-    sign) couplings, at several signal-to-noise ratios (the default data's is 0.42).
+    sign) couplings, at several signal-to-noise ratios (the default data's, fmri.DEFAULT_SNR, is among them).
     """
     import shutil
     import tempfile

@@ -77,12 +77,30 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_SOURCE_HASH: str | None = None
+
+
+def source_hash() -> str:
+    """SHA-256 (16 hex) of this package's Python sources and manifests: a code change that may
+    change results changes every artifact's key, so a cache is never reused across it."""
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        pkg = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        files = sorted(pkg.glob("*.py")) + sorted((pkg.parent / "data_manifests").glob("*.yaml"))
+        for p in files:
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+        _SOURCE_HASH = h.hexdigest()[:16]
+    return _SOURCE_HASH
+
+
 def package_versions(names: Iterable[str]) -> dict[str, str]:
     out = {}
     for name in names:
         if name == "llmbrain_utils":
             from . import __version__
-            out[name] = __version__
+            out[name] = f"{__version__}+src.{source_hash()}"
             continue
         try:
             out[name] = metadata.version(name)

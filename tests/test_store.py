@@ -107,3 +107,13 @@ def test_two_processes_same_params_build_once(tmp_path):
         p.join(30)
     results = [q.get(timeout=5) for _ in ps]
     assert results[0] == results[1]  # the second reused the first's artifact
+
+
+def test_code_change_changes_every_key(tmp_path, monkeypatch):
+    from llmbrain_utils import store as st
+
+    store = Store(tmp_path)
+    k1, _ = store.key_for("s", {"k": 1})
+    monkeypatch.setattr(st, "_SOURCE_HASH", "0000000000000000")
+    k2, spec = store.key_for("s", {"k": 1})
+    assert k1 != k2 and spec["versions"]["llmbrain_utils"].endswith("+src.0000000000000000")
