@@ -113,6 +113,8 @@ def _digest(notebook: Path, parameters: dict) -> str:
     h = hashlib.sha256(notebook.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     h.update(package_versions(["llmbrain_utils"])["llmbrain_utils"].encode())
+    for src in sorted(Path(__file__).resolve().parent.glob("*.py")):  # plotting, compare, ...
+        h.update(src.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -192,7 +192,7 @@ def fmri_data(cfg: dict) -> Artifact:
     def build(out: Path) -> dict:
         mask = fmri.brain_mask(cfg["resolution_mm"])
         n_trs = stim.info["n_trs"]
-        info = {}
+        info, start_tr = {}, 0
         if cfg["fmri_source"] == "synthetic":
             atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
             root = fmri.make_synthetic_dataset(
@@ -205,9 +205,13 @@ def fmri_data(cfg: dict) -> Artifact:
             from . import fetch
 
             root = fetch.data_home()
-            subjects = fetch.story_info(cfg["story"])["subjects"]
-        bold, subjects = fmri.load_dataset(root, cfg["story"], subjects, mask,
-                                           tr_s=cfg["tr_s"], n_trs=n_trs, resample=True)
+            story = fetch.story_info(cfg["story"], participants_tsv=root / "participants.tsv"
+                                     if (root / "participants.tsv").is_file() else None)
+            subjects = story["subjects"] or "all"
+            start_tr = story.get("onset_tr") or 0
+            info["scan_window"] = {"onset_tr": start_tr, "duration_tr": story.get("duration_tr")}
+        bold, subjects = fmri.load_dataset(root, cfg["story"], subjects, mask, tr_s=cfg["tr_s"],
+                                           start_tr=start_tr, n_trs=n_trs, resample=True)
         np.save(out / "bold.npy", bold.astype(np.float32))
         mask.to_filename(out / "mask.nii.gz")
         pd.DataFrame({"subject": subjects}).to_csv(out / "subjects.tsv", sep="\t", index=False)

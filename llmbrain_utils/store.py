@@ -78,16 +78,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 _SOURCE_HASH: str | None = None
+#: the modules whose code decides what an artifact holds (not plotting, the CLI or the runner)
+_RESULT_MODULES = ("config", "stimuli", "models", "extract", "dictionary", "fmri", "fetch",
+                   "encoding", "fbn", "stages", "store")
 
 
 def source_hash() -> str:
-    """SHA-256 (16 hex) of this package's Python sources and manifests: a code change that may
-    change results changes every artifact's key, so a cache is never reused across it."""
+    """SHA-256 (16 hex) of the sources that compute artifacts, and of the manifests: a code
+    change that may change results changes every artifact's key, so a cache is never reused
+    across it."""
     global _SOURCE_HASH
     if _SOURCE_HASH is None:
         pkg = Path(__file__).resolve().parent
         h = hashlib.sha256()
-        files = sorted(pkg.glob("*.py")) + sorted((pkg.parent / "data_manifests").glob("*.yaml"))
+        files = [pkg / f"{m}.py" for m in _RESULT_MODULES] + sorted(
+            (pkg.parent / "data_manifests").glob("*.yaml"))
         for p in files:
             h.update(p.name.encode())
             h.update(p.read_bytes())
