@@ -658,3 +658,34 @@ def find_ffn(model, ffn_module: str | None = None) -> list:
         Unknown architecture (the message says how to pass ``ffn_module``).
     """
     return _match_ffn(model, ffn_module)[1]
+
+
+def check_available(name_or_path: str | os.PathLike, registry: dict | str | os.PathLike | None = None
+                    ) -> None:
+    """Raise the error :func:`load_model` would raise for a model whose weights are not at hand,
+    without loading it: a local path must exist, a registry model must have its package installed
+    (or a local path or a reachable hub id), anything else must be a reachable hub id. Used to
+    refuse a run before any work starts."""
+    if not isinstance(registry, dict):
+        registry = read_registry(registry)
+    raw = str(name_or_path)
+    if Path(raw).expanduser().exists():
+        return
+    entry = _lookup(raw, registry)
+    if entry is not None:
+        src = entry["source"]
+        if _package_files(entry) is not None:
+            return
+        if "path" in src and Path(src["path"]).expanduser().exists():
+            return
+        hub = src.get("hf_id") or entry.get("hf_id")
+        if not hub:
+            raise InputError(f"model '{raw}'", "its package is not installed and no hub id is known",
+                             expected=src.get("install") or _offline_help(registry))
+        raw_hub = hub
+    else:
+        if "/" not in raw and not re.fullmatch(r"[\w.-]+", raw):
+            raise InputError(f"model '{raw}'", "not a registry name, local path or Hugging Face id",
+                             expected=_offline_help(registry))
+        raw_hub = raw
+    _hub_folder(raw_hub, registry)

@@ -107,6 +107,21 @@ def stage_parameters(stage: str, params: dict) -> dict:
     return merged
 
 
+def _check_models(plan) -> None:
+    """Every model a run names must have its weights at hand before any notebook runs."""
+    from . import models
+
+    names = {p["model"] for _, p in plan if "model" in p}
+    for _, p in plan:
+        for v in p.get("variants") or []:
+            if not isinstance(v, dict) or "name" not in v:
+                raise ParameterError("variants", f"{v!r}", expected="{name: ..., parameter: value}")
+            config.validate({k: val for k, val in v.items() if k != "name"})
+            names.add(v.get("model", p.get("model", config.PARAMS["model"][0])))
+    for name in sorted(names):
+        models.check_available(name)
+
+
 def _digest(notebook: Path, parameters: dict) -> str:
     from .store import package_versions
 
@@ -145,6 +160,7 @@ def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None 
     plan = [(s, stage_parameters(s, params)) for s in stages]
     for _, p in plan:
         config.validate(p)  # ranges and choices too, not only types
+    _check_models(plan)
     EXECUTED.mkdir(parents=True, exist_ok=True)
     records = []
     for stage, p in plan:

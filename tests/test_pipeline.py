@@ -62,3 +62,19 @@ def test_cli_error_exit_code(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "parameter 'k'" in r.stderr and "out of range" in r.stderr
+
+
+def test_unknown_model_is_refused_before_any_notebook_runs(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("common:\n  model: no-such-model-anywhere\n")
+    with pytest.raises(InputError, match="no-such-model-anywhere") as e:
+        pipeline.run(p, runs_dir=str(tmp_path / "runs"))
+    assert "all-MiniLM-L6-v2" in str(e.value)  # lists the offline models
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_variant_is_refused(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("cross_model:\n  variants:\n    - {name: x, k: 0}\n")
+    with pytest.raises(ParameterError, match="'k'"):
+        pipeline.run(p, only=["cross_model"], runs_dir=str(tmp_path / "runs"))
