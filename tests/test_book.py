@@ -44,3 +44,28 @@ def test_book_pages_and_viewer(built_book):
 def test_second_run_reuses_everything():
     records = pipeline.run()
     assert all(r["status"] == "unchanged" for r in records)
+
+
+def test_pages_render_in_a_headless_browser(built_book):
+    """Screenshots of every chapter (kept in _build/screenshots/ as CI artifacts)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine (apt-get install chromium)")
+    out = built_book.parent / "screenshots"
+    out.mkdir(exist_ok=True)
+    pages = ["index"] + [f"book/executed/{s}" for s in MIN_FIGURES]
+    for page in pages:
+        png = out / (page.replace("/", "_") + ".png")
+        png.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory() as profile:
+            subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                            "--no-first-run", "--disable-background-networking",
+                            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+                            "--hide-scrollbars", "--window-size=1400,2400", "--virtual-time-budget=5000",
+                            f"--screenshot={png}", (built_book / f"{page}.html").as_uri()],
+                           capture_output=True, timeout=120)
+        assert png.is_file() and png.stat().st_size > 20_000, f"{page}: no screenshot or a blank one"
