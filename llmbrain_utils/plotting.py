@@ -8,7 +8,16 @@ import numpy as np
 
 
 def style() -> None:
-    """A quiet, readable matplotlib style for the book's figures."""
+    """A quiet, readable matplotlib style for the book's figures; inline figures in a kernel
+    (also when MPLBACKEND=Agg is set for the tests, which would otherwise hide them)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and "IPKernelApp" in shell.config:
+            shell.run_line_magic("matplotlib", "inline")
+    except ImportError:  # pragma: no cover - IPython comes with the kernel
+        pass
     mpl.rcParams.update({
         "figure.dpi": 100, "savefig.dpi": 100, "font.size": 10, "axes.titlesize": 11,
         "axes.spines.top": False, "axes.spines.right": False, "axes.grid": False,

@@ -138,6 +138,24 @@ np.atleast_1d(axes)[0].set_ylabel("share of coupled atoms' ANs")
 fig.tight_layout()
 """),
 ("md", """
+## Atom explorer
+
+Pick a model and an atom: its time course, its group $t$ map, the layers of its AN sub-group
+and the networks it is coupled to (red: active, blue: deactive; grey: best overlaps when none
+passes FDR). The widget works in the static page, without a running kernel.
+"""),
+("code", """
+from llmbrain_utils import explorer
+
+shown = {}
+for name in [n for n in ("MiniLM-L6", "SmolLM2-135M") if n in runs]:
+    r = runs[name]
+    res = stages.read_dictionary(r["dic"], r["ext"])
+    shown[name] = dict(D=res.D, group_t=np.load(r["enc"].file("group_t.npy")), mask_img=mask, loadings=res.A,
+                       layers=stages.read_an_table(r["ext"]).layer.to_numpy(), couplings=tables[name])
+explorer.atom_explorer(shown, tr_s=base["tr_s"])
+"""),
+("md", """
 ## The paper's claims, checked on this run
 
 Each claim of the paper, and what this run says. These are statements about the **synthetic**
