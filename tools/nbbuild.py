@@ -4,6 +4,10 @@
 
 A "params" cell gets papermill's ``parameters`` tag; a code cell with "check" gets the
 ``# NBVAL_CHECK_OUTPUT`` marker that nbval --nbval-lax compares.
+
+Usage: ``PYTHONPATH=tools/notebooks .venv/bin/python tools/notebooks/nbNN.py`` rewrites
+``notebooks/NN_*.ipynb`` without outputs; then ``make notebooks`` executes them with the default
+parameters and saves the outputs that nbval compares.
 """
 import textwrap
 
@@ -29,3 +33,41 @@ def build(path, cells, title=None):
             meta.setdefault("tags", []).append("hide-input")
         nb.cells.append(nbformat.v4.new_code_cell(src, metadata=meta))
     nbformat.write(nb, path)
+
+
+# Parameter blocks of the notebooks' `parameters` cells (each stage declares its own and its
+# upstream stages' parameters, so that every notebook runs on its own).
+P_STIMULUS = """
+# Parameters (papermill overrides these)
+runs_dir = None
+story = "harrowpoint"
+narratives_dir = None
+tr_s = 1.5
+shuffle_words = False
+seed = 0
+"""
+P_MODEL = """model = "all-MiniLM-L6-v2"
+untrained = False
+units = "output"
+context = "auto"
+context_tokens = 128
+word_pool = "mean"
+tr_pool = "mean"
+hrf = "spm"
+"""
+P_DICTIONARY = """k = 64
+lam = 0.1
+solver = "spams"
+dict_iter = 300
+"""
+P_FMRI = """fmri_source = "synthetic"
+n_subjects = 8
+resolution_mm = 6.0
+snr = None
+plant_atlas = "Seitzman2018"
+n_perm = 1000
+alpha = 0.05
+"""
+P_ENCODING = """n_folds = 5
+trim = 5
+"""

@@ -1,5 +1,5 @@
 import sys; sys.path.insert(0, "tools")
-from nbbuild import build
+from nbbuild import P_STIMULUS, build
 
 build("notebooks/00_stimulus.ipynb", [
 ("md", """
@@ -20,15 +20,7 @@ alignments. Any of the 13 Narratives stories can be used instead (`story`, `narr
 that volume the word has been heard completely. Words the aligner could not place keep their
 position and get times interpolated between their neighbours (flagged `interpolated`).
 """),
-("params", """
-# Parameters (papermill overrides these)
-runs_dir = None
-story = "harrowpoint"
-narratives_dir = None
-tr_s = 1.5
-shuffle_words = False
-seed = 0
-"""),
+("params", P_STIMULUS),
 ("code", """
 import matplotlib.pyplot as plt
 import numpy as np

@@ -1,23 +1,7 @@
 import sys; sys.path.insert(0, "tools")
-from nbbuild import build
+from nbbuild import P_MODEL, P_STIMULUS, build
 
-PARAMS = '''
-# Parameters (papermill overrides these)
-runs_dir = None
-story = "harrowpoint"
-narratives_dir = None
-tr_s = 1.5
-shuffle_words = False
-seed = 0
-model = "all-MiniLM-L6-v2"
-untrained = False
-units = "output"
-context = "auto"
-context_tokens = 128
-word_pool = "mean"
-tr_pool = "mean"
-hrf = "spm"
-'''
+PARAMS = P_STIMULUS + P_MODEL
 
 if __name__ == "__main__":
     build("notebooks/01_extraction.ipynb", [

@@ -1,5 +1,5 @@
 import sys; sys.path.insert(0, "tools")
-from nbbuild import build
+from nbbuild import P_DICTIONARY, build
 from nb01 import PARAMS
 
 build("notebooks/02_dictionary.ipynb", [
@@ -13,11 +13,7 @@ of $k$ atoms, $x_j \\approx D a_j$, minimising $\\tfrac12\\lVert x_j - D a_j\\rV
 the same for any story length). An atom's **AN sub-group** is the set of ANs with a non-zero
 loading on it. The paper used $k = 64$ and reported a dictionary $R^2$ of about 0.5-0.6.
 """),
-("params", PARAMS + '''k = 64
-lam = 0.1
-solver = "spams"
-dict_iter = 300
-'''),
+("params", PARAMS + P_DICTIONARY),
 ("code", """
 import matplotlib.pyplot as plt
 import numpy as np

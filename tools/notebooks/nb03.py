@@ -1,22 +1,7 @@
 import sys; sys.path.insert(0, "tools")
-from nbbuild import build
+from nbbuild import P_FMRI, P_STIMULUS, build
 
-PARAMS_FMRI = '''
-# Parameters (papermill overrides these)
-runs_dir = None
-story = "harrowpoint"
-narratives_dir = None
-tr_s = 1.5
-shuffle_words = False
-seed = 0
-fmri_source = "synthetic"
-n_subjects = 8
-resolution_mm = 6.0
-snr = None
-plant_atlas = "Seitzman2018"
-n_perm = 1000
-alpha = 0.05
-'''
+PARAMS_FMRI = P_STIMULUS + P_FMRI
 
 if __name__ == "__main__":
     build("notebooks/03_fmri_data.ipynb", [

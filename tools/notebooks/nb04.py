@@ -1,23 +1,8 @@
 import sys; sys.path.insert(0, "tools")
-from nbbuild import build
+from nbbuild import P_DICTIONARY, P_ENCODING, P_FMRI, build
 from nb01 import PARAMS
-from nb03 import PARAMS_FMRI
 
-EXTRA = '''k = 64
-lam = 0.1
-solver = "spams"
-dict_iter = 300
-fmri_source = "synthetic"
-n_subjects = 8
-resolution_mm = 6.0
-snr = None
-plant_atlas = "Seitzman2018"
-n_perm = 1000
-alpha = 0.05
-n_folds = 5
-trim = 5
-'''
-PARAMS_ENC = PARAMS + EXTRA
+PARAMS_ENC = PARAMS + P_DICTIONARY + P_FMRI + P_ENCODING
 
 if __name__ == "__main__":
     build("notebooks/04_encoding.ipynb", [
