@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ParameterError
+from .errors import InputError, ParameterError
 
 REPO_RUNS = Path(__file__).resolve().parents[1] / "runs"
 
@@ -96,3 +96,17 @@ def validate(params: dict, *, names: list[str] | None = None) -> dict:
 def collect(namespace: dict) -> dict:
     """The run parameters among a notebook's variables (its parameters cell), validated."""
     return validate({k: namespace[k] for k in PARAMS if k in namespace})
+
+
+def read_yaml(path: str | os.PathLike, *, what: str, expected: str | None = None):
+    """Parse a YAML file (a manifest, a registry, a parameter set); a missing file or invalid
+    YAML is an InputError naming the file (``"<what> not found"``, ``"not valid YAML: ..."``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"{what} not found", expected=expected)
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise InputError(path, f"not valid YAML: {e}") from None

@@ -182,12 +182,10 @@ class NetworkAtlas:
 
 @functools.lru_cache(maxsize=4)
 def _read_manifest(path: str) -> dict:
-    import yaml
+    from .config import read_yaml
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "atlas manifest not found", expected="data_manifests/atlases.yaml")
-    doc = yaml.safe_load(p.read_text())
+    doc = read_yaml(p, what="atlas manifest", expected="data_manifests/atlases.yaml")
     for key in ("source", "atlases", "cortical_mask"):
         if not isinstance(doc, dict) or key not in doc:
             raise InputError(p, f"missing key {key!r}", field=key)

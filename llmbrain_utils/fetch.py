@@ -43,15 +43,10 @@ _SUB = re.compile(r"^(?:sub-)?(\d{1,3})$")
 # --------------------------------------------------------------------------- manifest
 @functools.lru_cache(maxsize=4)
 def _load_manifest(path: str) -> dict:
-    import yaml
+    from .config import read_yaml
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "manifest not found", expected="data_manifests/narratives.yaml")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise InputError(p, f"not valid YAML: {e}") from None
+    data = read_yaml(p, what="manifest", expected="data_manifests/narratives.yaml")
     for key in ("kinds", "tasks"):
         if not isinstance(data, dict) or not isinstance(data.get(key), dict):
             raise InputError(p, f"missing section '{key}'", field=key, expected="a mapping")

@@ -77,15 +77,10 @@ def read_registry(path: str | os.PathLike | None = None) -> dict[str, dict]:
     InputError
         The file is missing, not YAML, or an entry lacks a field or has a wrong type.
     """
-    import yaml
+    from .config import read_yaml
 
     path = Path(path) if path is not None else REGISTRY_FILE
-    if not path.is_file():
-        raise InputError(path, "model registry not found", expected="a YAML file with a 'models' mapping")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise InputError(path, f"not valid YAML: {e}") from None
+    doc = read_yaml(path, what="model registry", expected="a YAML file with a 'models' mapping")
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
         raise InputError(path, "no 'models' mapping", field="models", expected="models: {name: entry}")
     out = {}

@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from . import config
 from .errors import InputError, ParameterError
 
@@ -47,12 +45,7 @@ STAGES = {
 def load_params(path: str | os.PathLike | None) -> dict:
     """Read a parameter set; a missing file or a malformed section is an error naming it."""
     path = Path(path) if path else DEFAULT_PARAMS
-    if not path.is_file():
-        raise InputError(path, "parameter file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise InputError(path, f"not valid YAML ({e})") from None
+    data = config.read_yaml(path, what="parameter file") or {}
     if not isinstance(data, dict):
         raise InputError(path, "top level is not a mapping", expected="sections: common, stimulus, ...")
     unknown = set(data) - {"common", *STAGES}

@@ -78,3 +78,18 @@ def test_bad_variant_is_refused(tmp_path):
     p.write_text("cross_model:\n  variants:\n    - {name: x, k: 0}\n")
     with pytest.raises(ParameterError, match="'k'"):
         pipeline.run(p, only=["cross_model"], runs_dir=str(tmp_path / "runs"))
+
+
+@pytest.mark.parametrize("reader", ["models", "fetch", "fbn"])
+def test_manifests_refuse_invalid_yaml_naming_the_file(tmp_path, reader):
+    from llmbrain_utils import fbn, fetch, models
+
+    bad = tmp_path / "m.yaml"
+    bad.write_text("a: [\n")
+    read = {"models": models.read_registry, "fetch": fetch.load_manifest,
+            "fbn": fbn.atlas_manifest}[reader]
+    with pytest.raises(InputError, match="not valid YAML") as e:
+        read(bad)
+    assert str(bad) in str(e.value)
+    with pytest.raises(InputError, match="not found"):
+        read(tmp_path / "absent.yaml")
