@@ -20,7 +20,7 @@ export PYTHONHASHSEED := 0
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-models.txt
+$(STAMP): requirements.txt requirements-models.txt tools/fetch_widget_js.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned exactly: the CPU wheel (an open range would pull a CUDA build)

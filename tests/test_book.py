@@ -37,6 +37,11 @@ def test_book_pages_and_viewer(built_book):
     for page in ("index.html", "book/intro.html", "book/methods.html", "book/results.html",
                  "book/reviewers.html", "book/performance.html", "book/bibliography.html"):
         assert (built_book / page).is_file(), page
+    # formulas: MathJax from the book's own _static (offline), not from a remote host
+    methods = (built_book / "book" / "methods.html").read_text()
+    assert re.search(r'<script[^>]+src="[./]*_static/mathjax/tex-chtml\.js', methods), \
+        "the methods page does not load the local MathJax"
+    assert (built_book / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
     enc = (built_book / "book" / "executed" / "04_encoding.html").read_text()
     assert "brainsprite" in enc.lower() or "iframe" in enc.lower(), "the interactive brain viewer is missing"
 
