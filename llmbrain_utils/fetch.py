@@ -99,7 +99,9 @@ def story_info(story: str, manifest: dict | None = None, *,
     dict
         ``task``, ``story``, ``n_trs`` (scan length, may be None), ``n_trs_verified``,
         ``onset_tr`` and ``duration_tr`` (the story's window in the scan), ``condition`` (or
-        None), ``exclude`` (scan names), ``multi_run``, ``scrambled``, and ``subjects``: the
+        None), ``exclude`` (scan names), ``multi_run``, ``scrambled``, ``audio_onset_s`` (where
+        the audio file, whose times the word alignment gives, starts in the scan; None when
+        unknown) and ``audio_onset_verified``, and ``subjects``: the
         subjects with a usable scan of the story (:func:`list_subjects`), or None when no
         ``participants.tsv`` is at hand.
     """
@@ -115,6 +117,7 @@ def _story_info(story: str, manifest: dict | None = None) -> dict:
         stories = t.get("stories") or {}
         if story in stories or story == task:
             s = stories.get(story) or {}
+            audio = (m.get("audio_onset_s") or {}).get(story) or {}
             return {
                 "task": str(task), "story": story, "n_trs": t.get("n_trs"),
                 "n_trs_verified": bool(t.get("n_trs_verified", False)),
@@ -122,6 +125,8 @@ def _story_info(story: str, manifest: dict | None = None) -> dict:
                 "condition": s.get("condition"), "exclude": list(t.get("exclude") or []),
                 "multi_run": {str(k): list(v) for k, v in (t.get("multi_run") or {}).items()},
                 "scrambled": bool(t.get("scrambled", False)),
+                "audio_onset_s": audio.get("value"),
+                "audio_onset_verified": bool(audio.get("verified", False)),
             }
     known = sorted(set(m["tasks"]) | {s for t in m["tasks"].values() for s in (t.get("stories") or {})})
     raise ParameterError("story", f"unknown Narratives story {story!r}", expected=f"one of {known}")

@@ -14,6 +14,10 @@ checked against the truth.
 Noise ceiling: leave-one-subject-out inter-subject correlation (:func:`isc_loo`) with a
 phase-randomisation or circular-shift null (:func:`isc_null`) and Benjamini-Hochberg FDR
 (:func:`isc_mask`).
+
+Quality: temporal SNR (:func:`tsnr`) of the volumes before confound regression (kind
+``preproc``; the twin writes them on a stated baseline, :func:`epi_baseline`), carpet plots
+(:func:`carpet_array`). Surfaces: fsaverage6 GIfTI (:func:`load_gifti`, kind ``fsaverage6``).
 """
 
 from __future__ import annotations
@@ -188,12 +192,34 @@ def _standardize(x: np.ndarray, source, *, detrend: bool, zscore: bool) -> tuple
     return x.astype(np.float32, copy=False), {"nan_voxels": nan_vox, "constant_voxels": const}
 
 
+def _check_space(path: Path, space: str | None) -> None:
+    """The BIDS ``space-`` entity of a file name, when present, must be ``space``."""
+    if space is None:
+        return
+    m = re.search(r"_space-([A-Za-z0-9]+)", path.name)
+    if m and m.group(1) != space:
+        raise InputError(path, f"space {m.group(1)!r} in the file name", field="space",
+                         expected=f"{space!r} (another template or native space cannot be "
+                                  f"read on this grid)")
+
+
+def _coverage(img, mask_img, mask: np.ndarray) -> float:
+    """Share of the mask's voxels (their centres) that fall inside a scan's field of view."""
+    ijk = np.argwhere(mask).T.astype(np.float64)
+    xyz = mask_img.affine[:3, :3] @ ijk + mask_img.affine[:3, 3:4]
+    inv = np.linalg.inv(img.affine)
+    vox = inv[:3, :3] @ xyz + inv[:3, 3:4]
+    shape = np.asarray(img.shape[:3], dtype=np.float64)[:, None]
+    return float(np.all((vox >= -0.5) & (vox <= shape - 0.5), axis=0).mean())
+
+
 def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int = 0,
               n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
-              resample: bool = False, return_info: bool = False):
+              resample: bool = False, space: str | None = SPACE, return_info: bool = False):
     """Read one 4-D BOLD NIfTI inside a mask: ``T x V`` float32.
 
-    Checks, before reading the data: the file exists and is a 4-D image; the TR in its header
+    Checks, before reading the data: the file exists and is a 4-D image; the space named in
+    its file name (BIDS ``_space-X_``, when there) is ``space``; the TR in its header
     (when set) equals ``tr_s``; it holds at least ``start_tr + n_trs`` volumes; its grid (shape
     and affine) is the mask's, or it is resampled onto it when ``resample=True``. While reading:
     a truncated or corrupt file (e.g. a cut ``.nii.gz``) raises an error naming it. Voxels with
@@ -215,6 +241,9 @@ def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int =
         Z-score each voxel over time (constant voxels become 0).
     resample : bool
         Resample (continuous interpolation) a scan on another grid onto the mask's grid.
+    space : str or None
+        Template space the file name must name when it names one (default
+        MNI152NLin2009cAsym, the Narratives derivatives' and the masks'); None: not checked.
     return_info : bool
         Also return a dict: header TR, number of volumes, voxels with NaN, constant voxels,
         whether it was resampled.
@@ -233,6 +262,7 @@ def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int =
     mimg, mask = _load_mask(mask_img)
     if not path.is_file():
         raise InputError(path, "file not found")
+    _check_space(path, space)
     try:
         img = nib.load(path)
     except Exception as e:  # noqa: BLE001
@@ -261,6 +291,12 @@ def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int =
                          f"{np.round(img.affine[:3], 3).tolist()} differs from the mask's "
                          f"{mask.shape} / {np.round(mimg.affine[:3], 3).tolist()}",
                          field="shape/affine", expected="the mask's grid, or resample=True")
+    if not same_grid:  # a scan in another space (native, another template) resamples to nothing
+        share = _coverage(img, mimg, mask)
+        if share < 0.5:
+            raise InputError(path, f"its field of view covers {share:.0%} of the mask's voxels",
+                             field="affine (space)",
+                             expected="a scan in the mask's space (MNI152, 'space-' in its name)")
     try:
         data = np.asarray(img.dataobj[..., start_tr:start_tr + n_trs], dtype=np.float32)
     except (OSError, EOFError, ValueError, zlib.error) as e:
@@ -284,12 +320,16 @@ def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int =
 
 def load_gifti(paths: str | Path | Sequence[str | Path], *, tr_s: float = TR_S, start_tr: int = 0,
                n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
+               space: str | None = "fsaverage6", n_vertices: int | None = None,
                return_info: bool = False):
     """Read surface BOLD (``.func.gii``, e.g. fsaverage6 L then R): ``T x V`` float32.
 
     A file holds either one data array per time point (fMRIPrep, Narratives) or one
     vertices x time array. Hemispheres are concatenated along vertices in the order given. The
-    TR is checked when a ``TimeStep`` (ms) is recorded in the file's metadata.
+    TR is checked when a ``TimeStep`` (ms) is recorded in the file's metadata, the space when
+    the file name names one (``_space-fsaverage6_``; ``space=None``: not checked), the vertices
+    of each file when ``n_vertices`` is given (fsaverage6: 40,962 per hemisphere), and every
+    file must hold the same number of time points.
     """
     import nibabel as nib
 
@@ -300,6 +340,7 @@ def load_gifti(paths: str | Path | Sequence[str | Path], *, tr_s: float = TR_S, 
     for p in map(Path, paths):
         if not p.is_file():
             raise InputError(p, "file not found")
+        _check_space(p, space)
         try:
             g = nib.load(p)
             arrays = [np.asarray(d.data, dtype=np.float32) for d in g.darrays]
@@ -315,6 +356,9 @@ def load_gifti(paths: str | Path | Sequence[str | Path], *, tr_s: float = TR_S, 
         else:
             raise InputError(p, "data arrays of mixed shapes", field="darrays",
                              expected="one 1-D array per time point, or one vertices x time array")
+        if n_vertices is not None and x.shape[1] != n_vertices:
+            raise InputError(p, f"{x.shape[1]} vertices", field="vertices",
+                             expected=f"{n_vertices} (the {space or 'surface'} mesh of one hemisphere)")
         step = None
         for meta in (g.meta, g.darrays[0].meta):
             if meta is not None and "TimeStep" in meta:
@@ -447,16 +491,19 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
                                  expected=f"the file; fetch it with llmbrain_utils.fetch.fetch("
                                           f"{story!r}, {sub!r}, dest={str(root)!r})")
     surface = str(next(iter(paths.values()))[0]).endswith(".func.gii")
+    spec = _dataset_info(root, story, manifest)["manifest"]["kinds"][kind]
+    space = spec.get("space")
     if not surface:
         mask_img, _ = _load_mask(mask_img)
     out = None
     first = None
     for i, (sub, ps) in enumerate(paths.items()):
         if surface:
-            x = load_gifti(ps, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend, zscore=zscore)
+            x = load_gifti(ps, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend, zscore=zscore,
+                           space=space, n_vertices=spec.get("vertices_per_hemi"))
         else:
             x = load_bold(ps[0], mask_img, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend,
-                          zscore=zscore, resample=resample)
+                          zscore=zscore, resample=resample, space=space)
         if out is None:
             out = np.empty((len(paths), *x.shape), dtype=np.float32)
             first = sub
@@ -880,13 +927,78 @@ def _bids_label(name: str, value) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=8)
+def _gm_on_grid(shape: tuple, affine: tuple) -> np.ndarray:
+    from nilearn.datasets import load_mni152_gm_template
+    from nilearn.image import resample_img
+
+    gm = load_mni152_gm_template(resolution=1)
+    res = resample_img(gm, target_affine=np.array(affine), target_shape=shape,
+                       interpolation="continuous", force_resample=True, copy_header=True)
+    return np.clip(np.asarray(res.dataobj, dtype=np.float64), 0.0, 1.0)
+
+
+#: Model of the synthetic twin's baseline (see :func:`epi_baseline`).
+EPI_BASELINE = {"mean": (600.0, 600.0), "tsnr": (45.0, 75.0), "dropout_z_mm": (-10.0, -40.0),
+                "dropout_min": 0.5}
+
+
+def epi_baseline(mask_img, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean intensity and temporal SNR per mask voxel, as in a preprocessed 3 T EPI run.
+
+    The synthetic twin's ``preproc`` volumes (as fMRIPrep's ``desc-preproc_bold``: no confound
+    regression, the signal on its baseline) are ``c_s * mean_v * (1 + clean_v(t) / tsnr_v)``,
+    with ``c_s`` a subject's scanner gain (0.9-1.1); the clean series have SD ~1 (the subject's
+    noise level, 0.85-1.15), so the volumes' tSNR is ~``tsnr_v``:
+
+    - ``mean_v = 600 + 600 * p_GM(v)`` (arbitrary scanner units; grey matter is brighter than
+      white matter in T2*-weighted EPI; ``p_GM`` from nilearn's MNI152 2009 grey-matter
+      template on the mask's grid);
+    - ``tsnr_v = (45 + 75 * r_v) * d_v``: ``r_v`` in [0, 1] is the voxel's ellipsoidal distance
+      from the mask's centre (receive-coil arrays: SNR highest near the cortex, lowest in the
+      centre of the head), ``d_v`` a susceptibility loss below MNI z = -10 mm, linear down to
+      0.5 at z <= -40 mm (orbitofrontal and inferior temporal dropout).
+
+    On the 6 mm grid this gives a median of ~100 in dorsal (z > 40 mm) and ~110 in lateral
+    cortex, ~60 in the centre of the head and ~57 (49-66) below z = -30 mm; 46-120 overall
+    (median 93): the range of tSNR of preprocessed Narratives scans (~50-150 in cortex).
+
+    Parameters
+    ----------
+    mask_img : image or path
+        The grid's mask.
+    mask : bool array, optional
+        The mask's voxels (default: ``mask_img > 0``).
+
+    Returns
+    -------
+    mean, tsnr : numpy.ndarray, (V,) each
+        In the mask's C order.
+    """
+    mimg, m = _load_mask(mask_img)
+    if mask is not None:
+        m = np.asarray(mask, bool)
+    aff = np.asarray(mimg.affine, dtype=float)
+    gm = _gm_on_grid(tuple(int(n) for n in m.shape), tuple(map(tuple, np.round(aff, 6))))[m]
+    ijk = np.argwhere(m)
+    xyz = ijk @ aff[:3, :3].T + aff[:3, 3]
+    centre = xyz.mean(axis=0)
+    half = np.maximum(np.abs(xyz - centre).max(axis=0), 1e-6)
+    r = np.clip(np.sqrt((((xyz - centre) / half) ** 2).sum(axis=1)), 0.0, 1.0)
+    (m0, m1), (t0, t1) = EPI_BASELINE["mean"], EPI_BASELINE["tsnr"]
+    z_hi, z_lo = EPI_BASELINE["dropout_z_mm"]
+    drop = 1.0 - (1.0 - EPI_BASELINE["dropout_min"]) * np.clip((z_hi - xyz[:, 2]) / (z_hi - z_lo), 0.0, 1.0)
+    return m0 + m1 * gm, (t0 + t1 * r) * drop
+
+
 def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFrame, n_trs: int,
                            mask_img, atlas_img, network_names: Sequence[str], n_subjects: int = 8,
                            plant: Sequence[dict] | None = None, timecourses=None,
                            snr: float | None = None, seed: int = 0, tr_s: float = TR_S,
                            start_offset_s: float = 0.0, smooth_fwhm_vox: float = 2.0,
                            ar_phi: float = 0.4, drift_amp: float = 0.3, profile_fwhm_vox: float = 3.0,
-                           hrf_model: str = "spm", overwrite: bool = False) -> Path:
+                           hrf_model: str = "spm", preproc: bool = True,
+                           overwrite: bool = False) -> Path:
     """Write a Narratives-shaped synthetic fMRI data set with planted network couplings.
 
     Every voxel of a planted network carries ``sign * weight * snr * g_v * a_s * source(t)``
@@ -903,6 +1015,8 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         sub-XXX/func/sub-XXX_task-T_events.tsv,
         derivatives/afni-nosmooth/sub-XXX/func/sub-XXX_task-T_space-MNI152NLin2009cAsym_res-native_desc-clean_bold.nii.gz
         derivatives/afni-nosmooth/tpl-MNI152NLin2009cAsym/tpl-MNI152NLin2009cAsym_res-T_desc-brain_mask.nii.gz
+        derivatives/fmriprep/sub-XXX/func/sub-XXX_task-T_space-MNI152NLin2009cAsym_res-native_desc-preproc_bold.nii.gz
+            (the same series on a realistic baseline, for tSNR: :func:`epi_baseline`)
         truth.json (planted couplings, gains, noise, grid, seed), truth_sources.tsv (T x sources)
 
     Parameters
@@ -933,6 +1047,9 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         As in :func:`stimulus_features`.
     smooth_fwhm_vox, ar_phi, drift_amp, profile_fwhm_vox : float
         Noise and spatial-profile parameters.
+    preproc : bool
+        Also write the ``preproc`` volumes (for tSNR; ~1 s per subject at 6 mm); False when
+        only the cleaned volumes are needed (e.g. recovery sweeps).
     overwrite : bool
         Replace an existing ``out_dir``.
 
@@ -1050,7 +1167,8 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     subjects = [f"{i:03d}" for i in range(1, int(n_subjects) + 1)]
-    gains, noise_levels, phis = [], [], []
+    gains, noise_levels, phis, scales = [], [], [], []
+    base_mean, base_tsnr = epi_baseline(mimg, mask) if preproc else (None, None)
     try:
         tmp.mkdir()
         zooms = tuple(float(z) for z in np.abs(np.diag(mimg.affine))[:3])
@@ -1058,7 +1176,7 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         w_on = float(pd.to_numeric(words["onset"], errors="coerce").min()) + start_offset_s
         w_off = float(pd.to_numeric(words["offset"], errors="coerce").max()) + start_offset_s
 
-        def one_subject(s: int) -> tuple[float, float, float]:
+        def one_subject(s: int) -> tuple[float, float, float, float]:
             sub = subjects[s]
             rng = np.random.default_rng(children[s + 1])
             a = float(rng.uniform(0.75, 1.25))
@@ -1080,29 +1198,40 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
                 noise = (noise + drift_amp * (dct @ coef)) / np.sqrt(1 + drift_amp ** 2)
             x = (a * snr * signal + b * noise).astype(np.float32)
             del noise
-            vol = np.zeros((*mask.shape, T), dtype=np.float32)
-            vol[mask] = x.T
-            img = nib.Nifti1Image(vol, mimg.affine)
-            img.header.set_xyzt_units("mm", "sec")
-            img.header.set_zooms((*zooms, float(tr_s)))
-            img.header["descrip"] = b"llmbrain synthetic twin"
-            rel = kinds["clean"]["path"].format(sub=sub, task=task, run="", hemi=None)
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            img.to_filename(tmp / rel)
+            # drawn after every draw above, so the clean series do not depend on it
+            c = float(rng.uniform(0.9, 1.1))  # the subject's scanner gain (intensity units)
+
+            def write(kind: str, values: np.ndarray, dtype=np.float32) -> None:
+                vol = np.zeros((*mask.shape, T), dtype=np.float32)
+                vol[mask] = values.T
+                img = nib.Nifti1Image(vol, mimg.affine, dtype=dtype)  # int16: nibabel scales
+                img.header.set_xyzt_units("mm", "sec")
+                img.header.set_zooms((*zooms, float(tr_s)))
+                img.header["descrip"] = b"llmbrain synthetic twin"
+                rel = kinds[kind]["path"].format(sub=sub, task=task, run="", hemi=None)
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                img.to_filename(tmp / rel)
+
+            write("clean", x)
+            # scanner-like volume before confound regression (int16, scaled): the same series on
+            # the voxel's mean intensity, scaled to its tSNR (clean = this, demeaned and rescaled)
+            if preproc:
+                write("preproc", (c * base_mean * (1.0 + x / base_tsnr)).astype(np.float32), np.int16)
             ev = kinds["events"]["path"].format(sub=sub, task=task, run="")
             (tmp / ev).parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame([{"onset": round(w_on, 3), "duration": round(w_off - w_on, 3),
                            "trial_type": "story", "stim_file": f"{task}_audio.wav"}]).to_csv(
                 tmp / ev, sep="\t", index=False)
-            return a, b, phi
+            return a, b, phi, c
 
         # subjects are independent (own seed): threads (numpy, scipy and zlib release the GIL)
         n_workers = max(1, min(int(n_subjects), os.cpu_count() or 1, 4))
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            for a, b, phi in pool.map(one_subject, range(int(n_subjects))):
+            for a, b, phi, c in pool.map(one_subject, range(int(n_subjects))):
                 gains.append(a)
                 noise_levels.append(b)
                 phis.append(phi)
+                scales.append(c)
         mask_rel = kinds["mask"]["path"].format(task=task)
         (tmp / mask_rel).parent.mkdir(parents=True, exist_ok=True)
         mimg_out = nib.Nifti1Image(mask.astype(np.uint8), mimg.affine)
@@ -1116,6 +1245,9 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         deriv = tmp / "derivatives" / "afni-nosmooth"
         (deriv / "dataset_description.json").write_text(json.dumps(
             {**desc, "DatasetType": "derivative", "Name": desc["Name"] + ", afni-nosmooth"}, indent=2))
+        if preproc:
+            (tmp / "derivatives" / "fmriprep" / "dataset_description.json").write_text(json.dumps(
+                {**desc, "DatasetType": "derivative", "Name": desc["Name"] + ", fmriprep"}, indent=2))
         pd.DataFrame({"participant_id": [f"sub-{s}" for s in subjects], "age": "n/a", "sex": "n/a",
                       "task": task, "condition": "n/a", "comprehension": "n/a"}).to_csv(
             tmp / "participants.tsv", sep="\t", index=False)
@@ -1153,6 +1285,14 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
                      "voxel_mm": list(zooms), "n_voxels": n_vox, "space": SPACE},
             "mask_sha256": _array_sha(mask.astype(np.uint8)), "atlas_sha256": _array_sha(atlas),
             "bold": kinds["clean"]["path"].format(sub="{sub}", task=task, run="", hemi=None),
+            "preproc": None if not preproc else {
+                "bold": kinds["preproc"]["path"].format(sub="{sub}", task=task, run="", hemi=None),
+                "model": "preproc = c_s * mean_v * (1 + clean / tsnr_v); see fmri.epi_baseline",
+                "subject_scale": [round(c, 6) for c in scales],
+                "mean_intensity_median": round(float(np.median(base_mean)), 3),
+                "tsnr_v": {"median": round(float(np.median(base_tsnr)), 3),
+                           "min": round(float(base_tsnr.min()), 3), "max": round(float(base_tsnr.max()), 3)},
+            },
         }
         (tmp / "truth.json").write_text(json.dumps(truth, indent=2))
         old = None

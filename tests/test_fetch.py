@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from llmbrain_utils import fetch, fmri
@@ -230,3 +231,151 @@ def test_data_home(monkeypatch, tmp_path):
     assert fetch.data_home() == tmp_path / "d"
     monkeypatch.delenv("LLMBRAIN_DATA")
     assert fetch.data_home() == Path.home() / ".cache" / "llmbrain" / "narratives"
+
+
+# --------------------------------------------------------------------------- the real-data stage
+PREPROC = ("derivatives/fmriprep/sub-{sub}/func/sub-{sub}_task-{task}_space-"
+           "MNI152NLin2009cAsym_res-native_desc-preproc_bold.nii.gz")
+
+
+def write_scan(path: Path, data: np.ndarray, affine: np.ndarray, tr: float = 1.5) -> None:
+    img = nib.Nifti1Image(data.astype(np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms((*np.abs(np.diag(affine))[:3], tr))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.to_filename(path)
+
+
+def narratives_fixture(root: Path, task: str, subjects, n_vol: int, mask_img, *, seed: int = 0,
+                       preproc: bool = True) -> dict:
+    """A small data set in the real layout: clean (and preproc) scans on the mask's grid.
+
+    Voxels in the upper half of the brain (z > 0 mm) share one story-driven time course
+    across subjects; the others hold independent noise. Every scan's first volumes (before the
+    audio) hold a large offset, so a wrong cut shows.
+    """
+    rng = np.random.default_rng(seed)
+    mask = np.asarray(mask_img.dataobj) > 0
+    xyz = np.argwhere(mask) @ mask_img.affine[:3, :3].T + mask_img.affine[:3, 3]
+    shared = xyz[:, 2] > 0
+    story = np.convolve(rng.standard_normal(n_vol + 9), np.ones(10) / 10, mode="valid")
+    story = (story - story.mean()) / story.std()
+    clean, raw = {}, {}
+    for sub in subjects:
+        x = rng.standard_normal((n_vol, mask.sum()))
+        x[:, shared] += 1.5 * story[:, None]
+        x[:8] += 50.0
+        vol = np.zeros((*mask.shape, n_vol), np.float32)
+        vol[mask] = x.T
+        write_scan(root / CLEAN.replace("pieman", task).format(sub=sub, run=""), vol, mask_img.affine)
+        clean[sub] = x
+        if preproc:
+            y = 900.0 + 9.0 * x
+            vol[mask] = y.T
+            write_scan(root / PREPROC.format(sub=sub, task=task), vol, mask_img.affine)
+            raw[sub] = y
+    rows = [f"sub-{s}\t25\tF\t{task}\tn/a\tn/a" for s in subjects] + ["sub-099\t30\tM\tlucy\tn/a\tn/a"]
+    (root / "participants.tsv").write_text(
+        "participant_id\tage\tsex\ttask\tcondition\tcomprehension\n" + "\n".join(rows) + "\n")
+    return {"clean": clean, "raw": raw, "shared": shared}
+
+
+def test_stage_reads_real_layout(narratives, tmp_path, monkeypatch):
+    """stages.fmri_data with fmri_source='narratives' on a fixture in the real layout."""
+    from llmbrain_utils import stages
+
+    mask = fmri.brain_mask(12)
+    root = tmp_path / "narratives"
+    n_vol = fetch.story_info("forgot")["n_trs"]  # 574 volumes; the audio starts at 12 s = TR 8
+    fx = narratives_fixture(root, "forgot", ["001", "002", "003"], n_vol, mask)
+    monkeypatch.setenv("LLMBRAIN_DATA", str(root))
+    cfg = {"runs_dir": str(tmp_path / "runs"), "story": "forgot", "narratives_dir": str(narratives),
+           "fmri_source": "narratives", "resolution_mm": 12, "n_perm": 100}
+    art = stages.fmri_data(cfg)
+    T = stages.stimulus(cfg).info["n_trs"]
+    win = art.info["scan_window"]
+    assert (win["onset_tr"], win["n_trs"], win["audio_onset_s"]) == (8, T, 12.0)
+    bold = stages.read_bold(art, mmap=False)
+    V = int(np.asarray(mask.dataobj).sum())
+    assert bold.shape == (3, T, V) and art.info["n_subjects"] == 3  # sub-099 heard another story
+    assert pd.read_csv(art.file("subjects.tsv"), sep="\t", dtype=str)["subject"].tolist() == ["001", "002", "003"]
+    # the scan's TRs 8 .. 8+T-1, z-scored, in the mask's voxel order
+    for s, sub in enumerate(["001", "002", "003"]):
+        x = fx["clean"][sub][8:8 + T]
+        assert np.allclose(bold[s], (x - x.mean(0)) / x.std(0), atol=1e-4)
+    got = stages.read_mask(art)
+    assert np.array_equal(np.asarray(got.dataobj), np.asarray(mask.dataobj))
+    assert np.allclose(got.affine, mask.affine)
+    isc = np.load(art.file("isc.npy"))
+    sh = fx["shared"]
+    assert np.median(isc[sh]) > 0.5 and np.abs(np.median(isc[~sh])) < 0.05
+    keep = fmri.isc_mask(np.load(art.file("isc_p.npy")))
+    assert keep[sh].mean() > 0.95 and keep[~sh].mean() < 0.1
+    assert art.info["isc_mask_voxels"] == int(keep.sum())
+    # tSNR from the preproc volumes over the same TRs
+    ts = np.load(art.file("tsnr.npy"))
+    raw = np.stack([fx["raw"][s][8:8 + T] for s in ("001", "002", "003")])
+    assert ts.shape == (3, V) and np.allclose(ts, raw.mean(1) / raw.std(1), rtol=1e-4)
+    assert art.info["tsnr"]["kind"] == "preproc"
+
+    # new files, new artifact: a listed subject without a scan is named with the way to fetch it
+    tsv = root / "participants.tsv"
+    tsv.write_text(tsv.read_text() + "sub-004\t26\tM\tforgot\tn/a\tn/a\n")
+    with pytest.raises(InputError, match=r"sub-004_task-forgot.*not found.*fetch"):
+        stages.fmri_data(cfg)
+
+
+def test_stage_real_layout_errors(narratives, tmp_path, monkeypatch):
+    from llmbrain_utils import stages
+
+    mask = fmri.brain_mask(12)
+    root = tmp_path / "narratives"
+    monkeypatch.setenv("LLMBRAIN_DATA", str(root))
+    cfg = {"runs_dir": str(tmp_path / "runs"), "story": "black", "narratives_dir": str(narratives),
+           "fmri_source": "narratives", "resolution_mm": 12, "n_perm": 10}
+    with pytest.raises(InputError, match=r"participants.tsv.*not found.*fetch --story black"):
+        stages.fmri_data(cfg)
+    # black: the stimulus grid (words + 10 TRs for the response) runs past the scan's end
+    n_vol = fetch.story_info("black")["n_trs"]
+    narratives_fixture(root, "black", ["001", "002"], n_vol, mask, preproc=False)
+    T = stages.stimulus(cfg).info["n_trs"]
+    with pytest.raises(InputError, match=rf"sub-001_task-black.*{n_vol} volumes, fewer than the {8 + T}"):
+        stages.fmri_data(cfg)
+    # a story whose audio onset in the scan is unknown is refused before anything is read
+    with pytest.raises(InputError, match=r"narratives.yaml.*audio_onset_s.bronx"):
+        stages.fmri_data({**cfg, "story": "bronx"})
+    # pieman: the audio (music, then the story at 15 s) starts with the scan, so the cut is at
+    # TR 0, not at the story's onset TR 10 (the word times count from the audio's start);
+    # without preproc scans there is no tSNR, and the artifact says why
+    root2 = tmp_path / "pieman"
+    narratives_fixture(root2, "pieman", ["002", "003"], fetch.story_info("pieman")["n_trs"], mask,
+                       preproc=False)
+    monkeypatch.setenv("LLMBRAIN_DATA", str(root2))
+    art = stages.fmri_data({**cfg, "story": "pieman"})
+    win = art.info["scan_window"]
+    assert (win["onset_tr"], win["story_onset_tr"], art.info["n_trs"]) == (0, 10, 297)
+    assert art.info["tsnr"]["kind"] is None and "preproc" in art.info["tsnr"]["reason"]
+    assert not (art.path / "tsnr.npy").exists()
+
+
+def test_audio_onsets_match_the_alignments(narratives):
+    """Each verified audio onset puts the story's aligned words inside its story event."""
+    from llmbrain_utils import stimuli
+
+    m = fetch.load_manifest()
+    checked = 0
+    for story, entry in m["audio_onset_s"].items():
+        info = fetch.story_info(story)
+        assert (info["audio_onset_s"], info["audio_onset_verified"]) == (entry["value"], entry["verified"])
+        if not entry["verified"]:
+            continue
+        words = stimuli.load_story(story, narratives_dir=narratives)
+        first = float(words["onset"].min()) + entry["value"]
+        last = float(words["offset"].max()) + entry["value"]
+        events = [e for e in m["tasks"][info["task"]]["events"] if e["trial_type"] == "story"]
+        assert min(abs(first - e["onset"]) for e in events) < 1.0, story
+        assert last <= events[-1]["onset"] + events[-1]["duration"] + 1.0, story
+        assert info["audio_onset_s"] / m["tr_s"] == round(info["audio_onset_s"] / m["tr_s"]), story
+        checked += 1
+    assert checked >= 8
+    assert fetch.story_info("tunnel")["audio_onset_s"] is None  # no entry: unknown

@@ -393,3 +393,103 @@ def test_fdr_tsnr_carpet():
                                   labels=[3, 1, 2, 1, 3, 2, 1, 2, 3], max_voxels=5)
     assert img.shape[1] == 20 and img.shape[0] <= 5 and np.all(np.diff(labs) >= 0)
 
+
+
+# --------------------------------------------------------------------------- tSNR of the twin
+def test_twin_preproc_tsnr(default_twin):
+    """The twin's preproc volumes: the clean series on a realistic EPI baseline."""
+    root, mask, truth = default_twin["root"], default_twin["mask"], default_twin["truth"]
+    raw, subs = fmri.load_dataset(root, "harrowpoint", "001-008", mask, kind="preproc", zscore=False)
+    assert subs == default_twin["subs"] and raw.shape == default_twin["data"].shape
+    mean = raw.mean(axis=1)
+    assert 500 < np.median(mean) < 1500  # scanner-like intensities, not residuals around 0
+    t = fmri.tsnr(raw)  # S x V
+    med = np.median(t.mean(0))
+    assert 60 < med < 120 and np.percentile(t, 1) > 25 and np.percentile(t, 99) < 170
+    # higher in dorsal cortex (near the coils) than in ventral cortex (susceptibility loss)
+    xyz = np.argwhere(np.asarray(mask.dataobj) > 0) @ mask.affine[:3, :3].T + mask.affine[:3, 3]
+    assert np.median(t.mean(0)[xyz[:, 2] > 40]) > 1.5 * np.median(t.mean(0)[xyz[:, 2] < -30])
+    # the subject's noise level lowers its tSNR: the truth predicts each subject's median
+    scale = np.array(truth["subject_noise"])
+    assert np.corrcoef(np.median(t, axis=1), 1 / scale)[0, 1] > 0.9
+    assert truth["preproc"]["tsnr_v"]["min"] > 25 and len(truth["preproc"]["subject_scale"]) == 8
+    # z-scored, the preproc volumes are the clean volumes (the twin has no other confounds)
+    z = (raw - mean[:, None]) / raw.std(axis=1, keepdims=True)
+    assert np.abs(z - default_twin["data"]).max() < 2e-2  # int16 quantisation of the scanner units
+
+
+# --------------------------------------------------------------------------- more bad input
+def test_load_bold_corrupt_space_and_shape(tmp_path):
+    mask, img = small_grid(n_t=20)
+    garbage = tmp_path / "sub-001_task-x_space-MNI152NLin2009cAsym_desc-clean_bold.nii.gz"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(InputError, match=r"sub-001_task-x.*cannot read as NIfTI"):
+        fmri.load_bold(garbage, mask)
+    # an uncompressed file cut inside its data block
+    good = tmp_path / "full_bold.nii"
+    img.to_filename(good)
+    cut = tmp_path / "cut_bold.nii"
+    cut.write_bytes(good.read_bytes()[:-500])
+    with pytest.raises(InputError, match=r"cut_bold.nii.*(truncated|corrupt|read)"):
+        fmri.load_bold(cut, mask)
+    # another template in the file name
+    other = tmp_path / "sub-001_task-x_space-MNI152NLin6Asym_res-2_desc-clean_bold.nii.gz"
+    img.to_filename(other)
+    with pytest.raises(InputError, match=r"MNI152NLin6Asym.*space.*MNI152NLin2009cAsym"):
+        fmri.load_bold(other, mask)
+    assert fmri.load_bold(other, mask, space=None).shape == (20, 120)
+    # same affine, another grid shape
+    bigger = nib.Nifti1Image(np.ones((7, 5, 4), np.uint8), mask.affine)
+    with pytest.raises(InputError, match=r"full_bold.nii.*grid \(6, 5, 4\).*\(7, 5, 4\)"):
+        fmri.load_bold(good, bigger)
+
+
+def _gifti(path, n_v, n_t, rng, step_ms=1500.0):
+    arrays = [nib.gifti.GiftiDataArray(rng.standard_normal(n_v).astype(np.float32),
+                                       intent="NIFTI_INTENT_TIME_SERIES",
+                                       meta={"TimeStep": f"{step_ms:f}"}) for _ in range(n_t)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.gifti.GiftiImage(darrays=arrays), path)
+
+
+def test_load_dataset_fsaverage6(tmp_path):
+    """fsaverage6 surfaces (both hemispheres) of a data set in the real layout, with their checks."""
+    from llmbrain_utils import fetch
+
+    rng = np.random.default_rng(0)
+    n_v = fetch.load_manifest()["kinds"]["fsaverage6"]["vertices_per_hemi"]
+    assert n_v == 40962
+    root = tmp_path / "ds"
+    for sub in ("002", "003"):
+        for rel in fetch.relative_paths("pieman", sub, ["fsaverage6"]):
+            _gifti(root / rel, n_v, 14, rng)
+    data, subs = fmri.load_dataset(root, "pieman", "002-003", kind="fsaverage6", start_tr=2, n_trs=12)
+    assert subs == ["002", "003"] and data.shape == (2, 12, 2 * n_v)
+    assert np.allclose(data.std(axis=1), 1, atol=1e-4)
+    # L then R: the first n_v columns are the left hemisphere's, z-scored
+    left = root / fetch.relative_paths("pieman", "002", ["fsaverage6"])[0]
+    raw = np.stack([d.data for d in nib.load(left).darrays])[2:14]
+    assert np.allclose(data[0, :, :n_v], (raw - raw.mean(0)) / raw.std(0), atol=1e-4)
+    # a mesh that is not fsaverage6, a wrong TR, a missing hemisphere
+    right3 = root / fetch.relative_paths("pieman", "003", ["fsaverage6"])[1]
+    _gifti(right3, 10242, 14, rng)
+    with pytest.raises(InputError, match=r"sub-003.*hemi-R.*10242 vertices.*40962"):
+        fmri.load_dataset(root, "pieman", "002-003", kind="fsaverage6")
+    _gifti(right3, n_v, 14, rng, step_ms=2000.0)
+    with pytest.raises(InputError, match=r"sub-003.*hemi-R.*TimeStep 2 s"):
+        fmri.load_dataset(root, "pieman", "002-003", kind="fsaverage6")
+    right3.unlink()
+    with pytest.raises(InputError, match=r"sub-003.*hemi-R.*not found.*fetch"):
+        fmri.load_dataset(root, "pieman", "002-003", kind="fsaverage6")
+
+
+def test_twin_without_preproc(tmp_path, small_twin_args):
+    """preproc=False writes only the cleaned volumes, byte-identical to those of the full twin."""
+    a = fmri.make_synthetic_dataset(tmp_path / "a", seed=3, **small_twin_args)
+    b = fmri.make_synthetic_dataset(tmp_path / "b", seed=3, preproc=False, **small_twin_args)
+    rel = fmri.read_truth(a)["bold"].format(sub="002")
+    assert (a / rel).read_bytes() == (b / rel).read_bytes()
+    assert not (b / "derivatives" / "fmriprep").exists() and fmri.read_truth(b)["preproc"] is None
+    raw, _ = fmri.load_dataset(a, "harrowpoint", "001-003", small_twin_args["mask_img"],
+                               kind="preproc", zscore=False)
+    assert raw.dtype == np.float32 and raw.min() > 0

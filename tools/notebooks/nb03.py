@@ -45,10 +45,81 @@ print(f"subjects: {S}, TRs: {T}, voxels: {V} ({cfg['resolution_mm']:g} mm grid)"
 print(f"ISC (leave-one-out r): median {np.median(isc):.3f}, max {isc.max():.2f}")
 print(f"voxels with significant ISC (FDR {cfg['alpha']}): {keep.sum()} ({keep.mean():.1%})")
 """, ["check"]),
+("md", """
+## What is loaded
+
+The files the loader read, in the data set's layout: one cleaned volume per subject (AFNI's
+confound regression of fMRIPrep's output, MNI152NLin2009cAsym, unsmoothed), cut to the
+story's TRs, resampled onto the analysis grid, inside the brain mask, z-scored per voxel; and,
+for tSNR, the same subjects' volumes before confound regression (fMRIPrep's `desc-preproc`).
+"""),
+("code", """
+from llmbrain_utils import fetch
+
+kinds = fetch.load_manifest()["kinds"]
+if truth is not None:
+    root = art.path / "dataset"
+    print(f"source: synthetic twin (seed {truth['seed']}), written to the artifact's dataset/ folder")
+    window = f"TRs 0-{T - 1} of {truth['n_trs']} (the twin's scans hold exactly the story's grid)"
+else:
+    root = fetch.data_home()
+    w = art.info["scan_window"]
+    print(f"source: Narratives (ds002345) under {root}")
+    window = (f"TRs {w['onset_tr']}-{w['onset_tr'] + T - 1} of the scan (the audio starts at "
+              f"{w['audio_onset_s']:g} s; the story itself at TR {w['story_onset_tr']})")
+subs = pd.read_csv(art.file("subjects.tsv"), sep="\t", dtype=str)["subject"].tolist()
+print("subjects:", ", ".join(subs))
+task = cfg["story"] if truth is not None else fetch.story_info(cfg["story"])["task"]
+for kind in ("clean", "preproc"):
+    print(f"{kind:8s}", kinds[kind]["path"].format(sub=subs[0], task=task, run="", hemi=None), "...")
+print("window:", window)
+print(f"grid: {cfg['resolution_mm']:g} mm, shape {mask.shape}, {V} brain voxels (nilearn's MNI152 mask)")
+"""),
 ("md", "## Inter-subject correlation: the ceiling of any model"),
 ("code", """
 plotting.glass(np.where(keep, isc, 0), mask, title="ISC (FDR-significant voxels)", cmap="hot", symmetric=False)
 plt.show()
+"""),
+("md", """
+## Temporal signal-to-noise
+
+tSNR is each voxel's mean over its standard deviation across the story's TRs, from the volumes
+*before* confound regression (the cleaned volumes are regression residuals with mean ~0, whose
+tSNR means nothing). Preprocessed 3 T Narratives scans reach ~50-150 in cortex, less in
+ventral temporal and orbitofrontal cortex (susceptibility) and in the centre of the head. The
+synthetic twin writes such volumes on a stated baseline (`fmri.epi_baseline`: intensity from
+the MNI grey-matter map, tSNR rising towards the cortex, falling below z = -10 mm); for real
+data, fetch them with `--kind preproc`.
+"""),
+("code", """
+tsnr_info = art.info.get("tsnr") or {}
+if tsnr_info.get("kind"):
+    tsnr = np.load(art.file("tsnr.npy"))  # S x V
+    t_mean = tsnr.mean(axis=0)
+    print(f"tSNR (mean over {tsnr.shape[0]} subjects): median {np.median(t_mean):.0f}, "
+          f"5-95% {np.percentile(t_mean, 5):.0f}-{np.percentile(t_mean, 95):.0f}; "
+          f"per-subject medians {np.round(np.median(tsnr, axis=1)).astype(int).tolist()}")
+else:
+    tsnr = None
+    print("no tSNR:", tsnr_info.get("reason", "not computed"))
+""", ["check"]),
+("code", """
+if tsnr is not None:
+    from nilearn import plotting as nplot
+
+    fig = plt.figure(figsize=(13, 3.6))
+    ax_map = fig.add_axes([0.0, 0.0, 0.66, 1.0])
+    nplot.plot_img(plotting.to_img(t_mean, mask), display_mode="z", cut_coords=[-36, -18, 0, 18, 36, 54],
+                   axes=ax_map, cmap="viridis", vmin=0, vmax=150, threshold=1, colorbar=True,
+                   cbar_tick_format="%.0f", black_bg=False, title="tSNR, mean over subjects")
+    ax_h = fig.add_axes([0.72, 0.18, 0.27, 0.72])
+    for s in range(tsnr.shape[0]):
+        ax_h.hist(tsnr[s], bins=40, range=(0, 200), histtype="step", lw=0.8, color="0.5", alpha=0.6)
+    ax_h.hist(t_mean, bins=40, range=(0, 200), histtype="step", lw=1.8, color="C0", label="mean")
+    ax_h.axvspan(50, 150, color="C2", alpha=0.08, label="typical cortex")
+    ax_h.set(xlabel="tSNR", ylabel="voxels", title="Distribution (grey: each subject)")
+    ax_h.legend(fontsize=8)
+    plt.show()
 """),
 ("md", "## A carpet plot\n\nOne subject's voxels (rows, grouped by network) over time."),
 ("code", """
