@@ -36,3 +36,40 @@ class ParameterError(InputError):
 
 class ArtifactError(LLMBrainError):
     """A stored artifact is missing, incomplete, or does not match its sidecar."""
+
+
+class StoreError(ArtifactError, OSError):
+    """The artifact store cannot be written (full disk, read-only or not a folder).
+
+    Names the store, the artifact and the operating system's reason; nothing partial is kept.
+    It is an OSError too (with the original ``errno``), so code that caught the raw error still
+    catches it.
+
+    >>> raise StoreError("/data/runs", "cannot write dictionary/0123abcd: No space left on device")
+    """
+
+    def __init__(self, root, problem, *, errno=None, expected=None):
+        self.root, self.problem = str(root), problem
+        msg = f"artifact store {root}: {problem}"
+        if expected is not None:
+            msg += f" (expected {expected})"
+        if errno is not None:
+            OSError.__init__(self, errno, msg)
+        else:
+            OSError.__init__(self, msg)
+        self.message = msg
+
+    def __str__(self):
+        return self.message
+
+
+class StageError(LLMBrainError):
+    """A stage's notebook stopped on one of the package's errors (a bad input, a parameter, the
+    store): its type and message, the stage and notebook, and where the failed copy lies."""
+
+    def __init__(self, stage, notebook, ename, evalue, failed_copy=None):
+        self.stage, self.notebook, self.ename, self.evalue = stage, notebook, ename, evalue
+        msg = f"stage '{stage}' ({notebook}): {ename}: {' '.join(str(evalue).split())}"
+        if failed_copy is not None:
+            msg += f" [failed notebook: {failed_copy}]"
+        super().__init__(msg)

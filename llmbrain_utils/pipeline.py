@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from . import config
-from .errors import InputError, ParameterError
+from . import errors
+from .errors import InputError, ParameterError, StageError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 EXECUTED = REPO / "book" / "executed"
 DEFAULT_PARAMS = REPO / "params" / "default.yaml"
+
+#: the package's own errors: raised inside a notebook, they reach the CLI as one line
+_OWN_ERRORS = {c.__name__ for c in vars(errors).values()
+               if isinstance(c, type) and issubclass(c, errors.LLMBrainError)}
 
 #: stage name -> notebook, in run order
 STAGES = {
@@ -171,10 +176,13 @@ def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None 
             nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
                                      kernel_name="python3", progress_bar=False,
                                      request_save_on_cell_execute=False)
-        except Exception:
+        except Exception as e:
             # keep the failed copy for reading, never under the executed name
+            failed = dst.with_name(f"FAILED-{dst.name}")
             if tmp.exists():
-                os.replace(tmp, dst.with_name(f"FAILED-{dst.name}"))
+                os.replace(tmp, failed)
+            if getattr(e, "ename", None) in _OWN_ERRORS:  # the stage refused an input: one line
+                raise StageError(stage, src.name, e.ename, e.evalue, failed) from None
             raise
         nb.metadata["llmbrain"] = {"digest": digest, "parameters": p}
         import nbformat

@@ -314,12 +314,18 @@ def load_story(story: str = EMBEDDED_STORY, *, narratives_dir: str | Path | None
         raise ParameterError("story", f"{story!r} is not the embedded story and no "
                              "narratives_dir was given",
                              expected=f"'{EMBEDDED_STORY}' or a narratives_dir with the story")
+    return read_alignment(alignment_path(story, narratives_dir))
+
+
+def alignment_path(story: str, narratives_dir: str | Path) -> Path:
+    """The alignment file of a Narratives story in ``narratives_dir`` (Gentle JSON first, then
+    the CSV); InputError naming the folder when there is none."""
     root = Path(narratives_dir)
     for cand in (root / "stimuli" / "gentle" / story / "align.json",
                  root / "stimuli" / story / "align.json",
                  root / "stimuli" / story / "align.csv"):
         if cand.is_file():
-            return read_alignment(cand)
+            return cand
     raise InputError(root, f"no alignment for story {story!r}",
                      expected=f"stimuli/gentle/{story}/align.json or stimuli/{story}/align.csv")
 

