@@ -447,3 +447,128 @@ def test_download_verifies_and_maps_parcels(served, mask6, tmp_path, monkeypatch
     (site / rel).write_bytes((site / rel).read_bytes() + b"\0")
     with pytest.raises(InputError, match="sha256"):
         fbn.load_atlas("TY7", mask6, manifest=manifest)
+
+
+# ------------------------------------------------------------------- the correlation statistic
+
+
+def test_r_statistic_counts_match_a_direct_spin(grid, seitz, mask6):
+    """statistic='r': p counts the rotations whose signed correlation reaches the observed one."""
+    rng = np.random.default_rng(21)
+    maps, _ = planted(seitz, grid, 3, rng)
+    perms = fbn.spin_permutations(mask6, 120, seed=4)
+    tab = fbn.couple_atoms(maps, seitz, n_perm=120, seed=4, perms=perms, statistic="r")
+    assert list(tab.columns) == fbn.TABLE_COLUMNS and tab.attrs["statistic"] == "r"
+    ref = fbn.couple_atoms(maps, seitz, n_perm=120, seed=4, perms=perms)
+    np.testing.assert_allclose(tab.r, ref.r)  # same reported columns, other test
+    np.testing.assert_allclose(tab.dice, ref.dice)
+    for a, j, sign in [(0, 2, "active"), (1, 5, "deactive"), (2, 0, "active")]:
+        net = seitz.masks[j]
+        s = 1.0 if sign == "active" else -1.0
+        obs = s * np.corrcoef(maps[a], net)[0, 1]
+        null = np.array([s * np.corrcoef(maps[a], net[idx])[0, 1] for idx in perms])
+        want = (1 + (null >= obs - 1e-9).sum()) / 121
+        row = tab[(tab.atom == a) & (tab.network == seitz.network_names[j]) & (tab.sign == sign)]
+        assert row.p.item() == pytest.approx(want), (a, j, sign)
+        assert row.r.item() == pytest.approx(obs, abs=1e-9)
+
+
+def test_r_statistic_recovers_planted_and_rejects_noise(grid, seitz):
+    maps, truth = planted(seitz, grid, 16, np.random.default_rng(4))
+    tab = fbn.couple_atoms(maps, seitz, n_perm=1000, seed=0, statistic="r")
+    rec = fbn.recovery(tab, truth)
+    assert rec["precision"] >= 0.9 and rec["recall"] >= 0.9, rec
+    assert (tab.loc[tab.coupled, "r"] > 0).all()
+    noise = smooth_noise(np.random.default_rng(3), grid, 64)
+    null = fbn.couple_atoms(noise, seitz, n_perm=300, seed=2, statistic="r")
+    assert 0.02 <= (null.p < 0.05).mean() <= 0.09 and null.coupled.sum() <= 2
+
+
+def test_r_statistic_finds_a_weak_effect_spread_over_a_small_network(grid, seitz):
+    """The case Dice misses: a weak effect over a whole small network, its top-10% part
+    mostly noise elsewhere (the part is several times the network's size)."""
+    sizes = seitz.masks.sum(1)
+    j = int(np.argsort(sizes)[4])  # a small network (about 130 voxels on the 6 mm mask)
+    rng = np.random.default_rng(8)
+    noise = smooth_noise(rng, grid, 40, sigma=1.0)
+    maps = noise.copy()
+    maps[:20] += 1.2 * seitz.masks[j]
+    truth = {a: [(seitz.network_names[j], "active")] for a in range(20)}
+    tab_r = fbn.couple_atoms(maps, seitz, n_perm=2000, seed=1, statistic="r")
+    tab_d = fbn.couple_atoms(maps, seitz, n_perm=2000, seed=1)
+    rec_r, rec_d = fbn.recovery(tab_r, truth), fbn.recovery(tab_d, truth)
+    assert rec_r["recall"] >= 0.75 and rec_r["precision"] >= 0.9, rec_r
+    assert rec_r["recall"] >= rec_d["recall"] + 0.2, (rec_r, rec_d)
+    sel = (tab_r.atom < 20) & (tab_r.network == seitz.network_names[j]) & (tab_r.sign == "active")
+    p_r, p_d = tab_r.p[sel].to_numpy(), tab_d.p[sel].to_numpy()
+    assert np.mean(p_r) < np.mean(p_d) and (p_r <= p_d).mean() >= 0.75
+
+
+def test_r_statistic_with_the_signflip_null(grid, seitz):
+    rng = np.random.default_rng(6)
+    maps, truth = planted(seitz, grid, 6, rng, noise=0.5)
+    subj = 0.4 * maps[None] + np.stack([smooth_noise(rng, grid, 6) for _ in range(12)])
+    tab = fbn.couple_atoms(None, seitz, subject_maps=subj, null="signflip", n_perm=1000,
+                           statistic="r")
+    rec = fbn.recovery(tab, truth)
+    assert rec["recall"] >= 0.9 and rec["precision"] >= 0.7, rec
+    noise = np.stack([smooth_noise(rng, grid, 6) for _ in range(12)])
+    null_tab = fbn.couple_atoms(None, seitz, subject_maps=noise, null="signflip", n_perm=200,
+                                statistic="r")
+    assert (null_tab.p < 0.05).mean() <= 0.12 and null_tab.coupled.sum() <= 2
+
+
+def test_unknown_statistic_is_refused(grid, seitz):
+    good = smooth_noise(np.random.default_rng(0), grid, 2)
+    with pytest.raises(ParameterError, match="statistic"):
+        fbn.couple_atoms(good, seitz, n_perm=10, statistic="dice2")
+    with pytest.raises(ParameterError, match="statistic"):
+        fbn.threshold_sensitivity(good, seitz, ["top5%"], n_perm=10, statistic="t")
+
+
+# ------------------------------------------------------------------- the recovery stage
+
+
+TINY = dict(n_subjects=3, resolution_mm=12, k=8, n_perm=10, fbn_perm=100, dict_iter=30)
+
+
+def test_recovery_stage_tables_are_consistent(tmp_path):
+    """fbn_recovery on a tiny chain: one row per (twin, SNR, statistic), the planted table
+    agrees with the per-twin counts, and a repeated call is a cache hit."""
+    from llmbrain_utils import config, stages
+
+    # 4 planted among 8 x n x 2 tests: BH needs p below 0.05 * 4 / (16 n), so > 1000 rotations
+    cfg = config.validate({**TINY, "fbn_perm": 1500, "runs_dir": str(tmp_path)})
+    art = stages.fbn_recovery(cfg, snrs=(0.3, 3.0), n_planted=4, n_seeds=2)
+    rec = stages.read_tsv(art, "recovery.tsv")
+    planted = stages.read_tsv(art, "planted.tsv")
+    snr0 = art.info["default_snr"]
+    assert snr0 == pytest.approx(0.36)
+    assert set(art.info["twin_seeds"]) == {1, 2}
+    # first twin at every SNR (default included), the second at the default only; 2 statistics
+    want = {(1, s) for s in (0.3, snr0, 3.0)} | {(2, snr0)}
+    assert set(zip(rec.twin_seed, rec.snr)) == want and len(rec) == 2 * len(want)
+    assert len(planted) == 4 and planted.network.is_unique and (planted.vif >= 1).all()
+    assert list(planted.sign) == ["active", "deactive", "active", "deactive"]
+    assert planted.n_voxels.is_monotonic_decreasing
+    for row in rec[rec.snr == snr0].itertuples():
+        hits = planted[f"{row.statistic}_seed{row.twin_seed}"]
+        assert row.tp == hits.sum() and row.fn == (~hits).sum()
+        assert row.recall == pytest.approx(hits.mean())
+    strong = rec[rec.snr == 3.0]
+    assert (strong.recall == 1.0).all(), strong  # the planted signal at SNR 3 is unmissable
+    assert art.info["unplanted_networks"]
+    again = stages.fbn_recovery(cfg, snrs=(0.3, 3.0), n_planted=4, n_seeds=2)
+    assert again.path == art.path
+
+
+@pytest.mark.parametrize("kw, name", [({"n_planted": 0}, "n_planted"), ({"n_seeds": 1.5}, "n_seeds"),
+                                      ({"statistics": ["t"]}, "statistics"),
+                                      ({"snrs": ()}, "snrs"), ({"snrs": (0.2, -1)}, "snrs")])
+def test_recovery_stage_refuses_bad_arguments_before_work(tmp_path, kw, name):
+    from llmbrain_utils import config, stages
+
+    cfg = config.validate({**TINY, "runs_dir": str(tmp_path / "runs")})
+    with pytest.raises(ParameterError, match=name):
+        stages.fbn_recovery(cfg, **kw)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.json"))
