@@ -55,6 +55,13 @@ PARAMS: dict[str, tuple] = {
     "trim": (5, int, lambda v: v >= 0, "TRs dropped around each test fold (autocorrelation)"),
     "n_perm": (1000, int, lambda v: v >= 10, "permutations of the encoding and ISC nulls"),
     "alpha": (0.05, (int, float), lambda v: 0 < v < 1, "FDR level"),
+    "group_perm": (100, int, lambda v: v >= 10,
+                   "phase surrogates of the group test of held-out r (independent draws: the "
+                   "pooled tail gives fine p-values with ~100)"),
+    "recovery_snrs": ([0.2, 0.6], list, lambda v: all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v),
+        "synthetic twin: other SNRs at which encoding_recovery measures the group test's "
+        "recovery of the planted networks (each makes the twin again, ~20 s)"),
     # FBN mapping
     "atlas": ("Seitzman2018", str, None, "offline network templates (nilearn's Seitzman ROIs)"),
     "compare_atlas": ("TY7", str, None, "second atlas for the agreement analysis (Yeo 2011, 7 networks)"),
@@ -88,9 +95,27 @@ def validate(params: dict, *, names: list[str] | None = None) -> dict:
             raise ParameterError(name, f"{v!r} is not allowed", expected=f"one of {check}")
         if callable(check) and not check(v):
             raise ParameterError(name, f"{v!r} is out of range", expected=PARAMS[name][3])
+        if name in _ATLAS_PARAMS or name == "threshold":
+            _check_fbn(name, v)
     if out["runs_dir"] is None:
         out["runs_dir"] = os.environ.get("LLMBRAIN_RUNS", str(REPO_RUNS))
     return out
+
+
+_ATLAS_PARAMS = ("atlas", "plant_atlas", "compare_atlas")
+
+
+def _check_fbn(name: str, value) -> None:
+    """An atlas name the mapping knows and a threshold it understands, checked before any
+    stage runs (not in the middle of the fMRI or mapping stage)."""
+    from . import fbn
+
+    if name == "threshold":
+        fbn.parse_threshold(value)  # ParameterError naming 'threshold'
+        return
+    names = fbn.available_atlases()
+    if value not in names:
+        raise ParameterError(name, f"unknown atlas {value!r}", expected=f"one of {names}")
 
 
 def collect(namespace: dict) -> dict:
@@ -108,5 +133,9 @@ def read_yaml(path: str | os.PathLike, *, what: str, expected: str | None = None
         raise InputError(path, f"{what} not found", expected=expected)
     try:
         return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise InputError(path, f"not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # one line: the problem, its context and where
+        mark = getattr(e, "problem_mark", None)
+        what = ": ".join(" ".join(str(x).split()) for x in (getattr(e, "context", None),
+                                                           getattr(e, "problem", None)) if x)
+        raise InputError(path, f"not valid YAML: {what or ' '.join(str(e).split())}",
+                         line=mark.line + 1 if mark is not None else None) from None

@@ -477,3 +477,128 @@ def test_bad_inputs_are_named_before_work(small):
     with pytest.raises(ParameterError, match="device"):
         E.fit_ols(X, Y, device="tpu")
     assert issubclass(ParameterError, InputError)
+
+
+# ------------------------------------------------------------------ group test of held-out r
+
+
+def _twin(rng, T=200, k=6, S=4, V=300, n_planted=60, snr=0.0, phi=0.4):
+    """Smooth regressors; AR(1) noise per subject; planted voxels share ``snr * X w`` in every
+    subject (the stimulus-locked part listeners share)."""
+    from scipy.signal import lfilter
+    X = _atoms(T, k, rng)
+    w = rng.standard_normal((k, n_planted))
+    shared = _zscore(X @ w)
+    Ys = []
+    for _ in range(S):
+        e = _zscore(lfilter([1.0], [1.0, -phi], rng.standard_normal((T, V)), axis=0))
+        e[:, :n_planted] += snr * shared
+        Ys.append(_zscore(e))
+    return X, np.stack(Ys), np.arange(V) < n_planted
+
+
+@pytest.mark.parametrize("null", ["phase", "shift_bold", "shift_regressors"])
+def test_ridge_null_r_observed_row_and_shifts_match_cv_scores(null):
+    rng = np.random.default_rng(11)
+    X, Y, _ = _twin(rng, T=120, k=4, S=2, V=25, n_planted=10, snr=1.0)
+    folds = E.contiguous_folds(120, 4, 3)
+    a = np.array([10.0])  # one penalty: cv_scores' choice is known
+    ref = E.cv_scores(X, Y, folds=folds, alphas=a)
+    vals = E.ridge_null_r(X, Y, np.full((2, 4, 25), 10.0), null=null, n_perm=12, seed=3,
+                          folds=folds, batch=5)
+    assert vals.shape == (13, 2, 25)
+    np.testing.assert_allclose(vals[0], ref.r, atol=1e-5)  # row 0: the observed alignment
+    # per-voxel penalties as cv_scores chose them reproduce its r as well
+    cv = E.cv_scores(X, Y, folds=folds, alphas=np.logspace(-1, 3, 5))
+    obs = E.ridge_null_r(X, Y, cv.best_alphas, null=null, n_perm=0, folds=folds)
+    np.testing.assert_allclose(obs[0], cv.r, atol=1e-5)
+    if null == "phase":
+        assert np.all(np.isfinite(vals)) and np.abs(vals[1:]).mean() < np.abs(vals[0]).mean()
+        return
+    shifts = E._shift_list(120, 12, None, 3)
+    for i in (0, 7):
+        s = shifts[i]
+        if null == "shift_regressors":
+            want = E.cv_scores(np.roll(X, s, axis=0), Y, folds=folds, alphas=a).r
+        else:
+            want = E.cv_scores(X, np.roll(Y, -s, axis=1), folds=folds, alphas=a).r
+        np.testing.assert_allclose(vals[1 + i], want, atol=1e-5)
+
+
+def test_group_cv_test_is_valid_on_null_data():
+    rng = np.random.default_rng(12)
+    X, Y, _ = _twin(rng, T=200, k=6, S=4, V=1500, snr=0.0)  # no signal anywhere
+    for statistic in ("average_bold", "mean_r"):
+        g = E.group_cv_test(X, Y, statistic=statistic, n_perm=40, seed=1)
+        assert g.n_null == 40 and g.p.shape == (1500,) and np.all((g.p > 0) & (g.p <= 1))
+        rate = np.mean(g.p <= 0.05)
+        assert 0.03 <= rate <= 0.07, (statistic, rate)  # calibrated (uncorrected)
+        assert 0.9 <= np.std(g.z) <= 1.1, (statistic, np.std(g.z))
+        reject = E.fdr(g.p, 0.05)[0]
+        assert reject.mean() <= 0.01, (statistic, reject.mean())  # FDR: hardly any discovery
+    # the voxel's own null and the normal tail are valid too (coarse / parametric)
+    for tail in ("voxel", "gaussian"):
+        assert 0.03 <= np.mean(g.pvalues(tail=tail) <= 0.05) <= 0.07
+
+
+def test_group_cv_test_finds_planted_voxels():
+    rng = np.random.default_rng(13)
+    X, Y, planted = _twin(rng, T=200, k=6, S=4, V=400, n_planted=80, snr=0.35)
+    rates = {}
+    for statistic in ("average_bold", "mean_r"):
+        g = E.group_cv_test(X, Y, statistic=statistic, n_perm=40, seed=2)
+        reject = E.fdr(g.p, 0.05)[0]
+        rates[statistic] = E.recovery_rates(reject, planted, g.p, 0.05)
+        assert rates[statistic]["fpr"] <= 0.05 and rates[statistic]["fdp"] <= 0.2, rates
+    # the average BOLD: the shared signal with sqrt(S) less noise
+    assert rates["average_bold"]["sensitivity"] >= 0.9, rates
+    assert rates["average_bold"]["sensitivity"] >= rates["mean_r"]["sensitivity"], rates
+    # observed statistic: the held-out r of the average BOLD, as cv_scores computes it
+    g = E.group_cv_test(X, Y, n_perm=10, seed=2, mask=np.arange(400) < 100)
+    avg = Y.mean(0)
+    cv = E.cv_scores(X, _zscore(avg[:, :100]))
+    np.testing.assert_allclose(g.observed[:100], cv.r, atol=1e-5)
+    assert np.isnan(g.p[100:]).all() and np.isfinite(g.p[:100]).all()
+    # a family restricted to a mask: fewer tests, p-values from that family's pool
+    sub = g.pvalues(np.arange(400) < 50)
+    assert np.isfinite(sub[:50]).all() and np.isnan(sub[50:]).all()
+
+
+def test_recovery_rates_counts():
+    reject = np.array([1, 1, 0, 0, 1, 0], bool)
+    planted = np.array([1, 1, 1, 0, 0, 0], bool)
+    r = E.recovery_rates(reject, planted)
+    assert r["sensitivity"] == pytest.approx(2 / 3) and r["fpr"] == pytest.approx(1 / 3)
+    assert r["fdp"] == pytest.approx(1 / 3) and r["discoveries"] == 3
+    p = np.array([0.01, 0.01, 0.5, 0.04, 0.001, np.nan])  # the last voxel is not tested
+    r = E.recovery_rates(reject, planted, p, alpha=0.05)
+    assert r["tested_outside"] == 2 and r["uncorrected_rate_outside"] == 1.0
+    assert r["fpr"] == 0.5
+    with pytest.raises(ParameterError, match="reject/planted"):
+        E.recovery_rates(reject.astype(int), planted)
+
+
+def test_group_test_bad_inputs(small):
+    X, Y = small
+    Ys = np.stack([Y, Y[::-1]])
+    with pytest.raises(ParameterError, match="'Y'.*1 subject"):
+        E.group_cv_test(X, Y)
+    with pytest.raises(ParameterError, match="statistic"):
+        E.group_cv_test(X, Ys, statistic="median_r")
+    with pytest.raises(ParameterError, match="null"):
+        E.group_cv_test(X, Ys, null="bootstrap")
+    with pytest.raises(ParameterError, match="tail"):
+        E.group_cv_test(X, Ys, tail="two-sided")
+    with pytest.raises(ParameterError, match="n_perm"):
+        E.group_cv_test(X, Ys, n_perm=5)
+    with pytest.raises(ParameterError, match=r"'alphas'.*shape \(3,\)"):
+        E.group_cv_test(X, Ys, alphas=np.ones(3))
+    with pytest.raises(ParameterError, match="alphas"):
+        E.ridge_null_r(X, Ys, -np.ones((2, 5, Y.shape[1])))
+
+
+def test_encoding_recovery_needs_the_synthetic_twin(tmp_path):
+    from llmbrain_utils import stages
+    with pytest.raises(ParameterError, match="fmri_source.*no planted truth"):
+        stages.encoding_recovery({"fmri_source": "narratives", "runs_dir": str(tmp_path)})
+    assert not any(tmp_path.iterdir())  # refused before any work
