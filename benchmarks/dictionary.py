@@ -23,7 +23,8 @@ Usage::
     python benchmarks/dictionary.py --n-ans 20000 --T 300 --k 64 --lam 0.1
     python benchmarks/dictionary.py --n-ans 131072 --T 1000 --solvers spams,torch --device cuda
 
-Prints a table; ``--json PATH`` also writes the numbers.
+Prints a table (``--print-json``: one JSON object instead); ``--json PATH`` also writes the
+numbers; :func:`measure` returns them.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def print_table(out: dict) -> None:
         print(" ".join(cells))
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n-ans", type=int, default=20000, help="N, the number of ANs")
     p.add_argument("--T", type=int, default=300, help="TRs")
@@ -149,17 +150,42 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default=None, help="where the memmapped X is written")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--print-json", action="store_true",
+                   help="print the results as one JSON object instead of the table")
+    return p
+
+
+def _args(argv=None) -> argparse.Namespace:
+    p = _parser()
     args = p.parse_args(argv)
     args.solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
     bad = [s for s in args.solvers if s not in dl.SOLVERS]
     if bad:
         p.error(f"--solvers: unknown {bad}; expected some of {dl.SOLVERS}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    return args
+
+
+def _measure(args: argparse.Namespace) -> dict:
     out = run(args)
-    print_table(out)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))
+    return out
+
+
+def measure(argv=None) -> dict:
+    """Parse the command line, run the benchmark and return its results (one dict)."""
+    return _measure(_args(argv))
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = _args(argv)
+    out = _measure(args)
+    if args.print_json:
+        print(json.dumps(out, indent=1))
+    else:
+        print_table(out)
     return 0
 
 

@@ -16,7 +16,7 @@ Usage::
     python benchmarks/encoding.py ... --device cuda     # torch on the GPU where there is one
 
 Prints a table of wall times and the loop/nilearn-to-batched ratios; ``--json PATH`` also
-writes them.
+writes them, ``--print-json`` prints them as one JSON object; ``main()`` returns them.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--skip-cv", action="store_true", help="skip the cross-validation timings")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    ap.add_argument("--print-json", action="store_true",
+                    help="also print the results as one JSON object (main() returns it)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
                   timings=rows, agreement=agreement)
     if a.json:
         a.json.write_text(json.dumps(result, indent=2))
+    if a.print_json:
+        print(json.dumps(result, indent=2))
     return result
 
 

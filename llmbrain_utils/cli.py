@@ -1,4 +1,4 @@
-"""Command line: ``python -m llmbrain_utils {run,book,fetch}``.
+"""Command line: ``python -m llmbrain_utils {run,book,fetch,sweep}``.
 
 Every error the package raises on purpose (bad input, bad parameter, damaged artifact) is
 printed as one line naming what was wrong and where, and the command exits with status 2.
@@ -32,6 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--dest", help="cache directory (default $LLMBRAIN_DATA)")
     f.add_argument("--kind", action="append", dest="kinds", help="derivative kind(s), e.g. clean")
     f.add_argument("--base-url", help="mirror of the data set")
+    w = sub.add_parser("sweep", help="run a parameter grid (sweep spec, YAML) on Dask")
+    w.add_argument("spec", help="sweep spec (YAML), e.g. params/sweep_example.yaml")
+    w.add_argument("--scheduler", metavar="ADDR", help="an existing Dask scheduler "
+                   "(default: a LocalCluster on this machine)")
+    w.add_argument("--workers", type=int, help="LocalCluster worker processes (default: CPU count)")
+    w.add_argument("--out", metavar="FILE.tsv", help="results table (default RUNS/sweeps/SPEC.tsv)")
+    w.add_argument("--runs-dir", help="artifact store (default $LLMBRAIN_RUNS or ./runs)")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
 
@@ -56,6 +64,24 @@ def main(argv: list[str] | None = None) -> int:
                                     ("base_url", args.base_url)) if v}
             for p in fetch.fetch(args.story, fetch.parse_subjects(args.subjects), **kw):
                 print(p)
+        elif args.cmd == "sweep":
+            from .sweep import run_sweep
+
+            if args.workers is not None and args.workers < 1:
+                from .errors import ParameterError
+
+                raise ParameterError("--workers", f"{args.workers}", expected="at least 1")
+            logging.getLogger("distributed").setLevel(logging.WARNING)  # scheduler chatter
+            table, path = run_sweep(args.spec, scheduler=args.scheduler, workers=args.workers,
+                                    out=args.out, runs_dir=args.runs_dir,
+                                    progress=not args.no_progress)
+            show = [c for c in table.columns if not c.endswith(("_key", "_status"))
+                    and c != "task_seconds"]
+            shown = table[show].assign(error=table["error"].str.slice(0, 60))
+            print(shown.to_string(index=False))
+            print(f"results: {path}")
+            if (table["status"].isin(["failed", "skipped"])).any():
+                return 1
     except LLMBrainError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

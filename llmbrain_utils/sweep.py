@@ -1,0 +1,443 @@
+"""Parameter sweeps as a Dask task graph: one chain of stage tasks per grid point.
+
+A sweep spec is YAML::
+
+    params: default.yaml        # optional base parameter set (relative to the spec's folder)
+    common: {n_subjects: 4}     # optional, like a parameter file's sections
+    dictionary: {dict_iter: 300}
+    until: fbn                  # last stage of every point (default fbn)
+    grid:                       # parameter -> list of values; the points are their product
+      k: [16, 32]
+      lam: [0.1, 0.2]
+
+Every point runs the stages ``stimulus -> extraction -> dictionary -> fmri -> encoding -> fbn``
+(up to ``until``) through :mod:`llmbrain_utils.stages`, so its artifacts are exactly those of a
+notebook run with the same parameters. A stage's parameters for a point are, in increasing
+precedence: the base file's ``common`` and its section for that stage, the spec's ``common`` and
+section, the grid values. Tasks are identified like store artifacts (stage, the stage's own
+parameters, the identities of its inputs), so identical upstream tasks of different points (one
+extraction for several k) are one task.
+
+Every parameter of every point is checked (:func:`llmbrain_utils.config.validate`, the models'
+weights at hand) before any task starts. The graph runs on a ``LocalCluster`` (one process per
+worker, one thread each, single-threaded BLAS) or on an existing scheduler by address, e.g. one
+that ``dask-jobqueue`` started (workers there must import this package and see the same store
+directory). An artifact already in the store is reused and reported ``cached``; a failed task
+is reported with its error, its dependants ``skipped: upstream failed``, and every other task
+still runs. A worker that dies mid-task is replaced by Dask and its task reruns elsewhere; the
+store's atomic writes and file locks make that safe. The results are one table (TSV, written
+atomically): one row per point with its grid values, status, artifact keys and summary metrics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import config
+from .errors import InputError, ParameterError
+
+log = logging.getLogger(__name__)
+
+#: sweep stages in run order (the store's stage names); each: upstream stages and the parameter
+#: overrides the stage applies when it asks for them (as llmbrain_utils.stages does)
+STAGES = ("stimulus", "extraction", "dictionary", "fmri", "encoding", "fbn")
+DEPS: dict[str, tuple[tuple[str, dict], ...]] = {
+    "stimulus": (),
+    "extraction": (("stimulus", {}),),
+    "dictionary": (("extraction", {}),),
+    "fmri": (("stimulus", {"shuffle_words": False}),),  # listeners heard the story in order
+    "encoding": (("dictionary", {}), ("fmri", {})),
+    "fbn": (("encoding", {}), ("fmri", {})),
+}
+#: grid or section names that are not analysis parameters of a point
+NOT_SWEPT = ("runs_dir", "variants", "compare_atlas")
+#: table column -> (stage, key in the artifact's sidecar ``info``)
+METRICS = {
+    "n_trs": ("stimulus", "n_trs"),
+    "n_ans": ("extraction", "n_ans"),
+    "dictionary_r2": ("dictionary", "r2_overall"),
+    "dictionary_sparsity": ("dictionary", "sparsity"),
+    "dictionary_objective": ("dictionary", "objective"),
+    "n_voxels": ("fmri", "n_voxels"),
+    "isc_mask_voxels": ("fmri", "isc_mask_voxels"),
+    "encoding_median_r2": ("encoding", "median_r2"),
+    "encoding_mean_cv_r_isc_mask": ("encoding", "mean_cv_r_in_isc_mask"),
+    "encoding_ceiling_normalised_isc_mask": ("encoding", "ceiling_normalised_in_isc_mask"),
+    "encoding_mean_cv_r_whole_brain": ("encoding", "mean_cv_r_whole_brain"),
+    "n_couplings": ("fbn", "n_couplings"),
+    "n_atoms_coupled": ("fbn", "n_atoms_coupled"),
+}
+SPEC_KEYS = ("params", "common", "grid", "until", *STAGES)
+
+
+def _stage_params(stage: str) -> tuple[str, ...]:
+    from . import stages
+
+    return {"stimulus": stages.STIMULUS_PARAMS, "extraction": stages.EXTRACTION_PARAMS,
+            "dictionary": stages.DICTIONARY_PARAMS, "fmri": stages.FMRI_PARAMS,
+            "encoding": stages.ENCODING_PARAMS, "fbn": stages.FBN_PARAMS}[stage]
+
+
+def _stage_function(stage: str):
+    from . import stages
+
+    return {"stimulus": stages.stimulus, "extraction": stages.extraction,
+            "dictionary": stages.dictionary, "fmri": stages.fmri_data,
+            "encoding": stages.encoding, "fbn": stages.fbn_mapping}[stage]
+
+
+def chain(until: str) -> list[str]:
+    """The stages a point runs to reach ``until``, in run order."""
+    need, todo = set(), [until]
+    while todo:
+        s = todo.pop()
+        if s not in need:
+            need.add(s)
+            todo.extend(u for u, _ in DEPS[s])
+    return [s for s in STAGES if s in need]
+
+
+# --------------------------------------------------------------------------- the spec
+@dataclass
+class Spec:
+    """A parsed sweep spec: base sections (``common`` + per stage), the grid, the last stage."""
+
+    source: str
+    sections: dict[str, dict]
+    grid: dict[str, list]
+    until: str = "fbn"
+
+    def points(self) -> list[dict]:
+        names = list(self.grid)
+        return [dict(zip(names, vals)) for vals in itertools.product(*(self.grid[n] for n in names))]
+
+    def stage_config(self, stage: str, point: dict) -> dict:
+        cfg = dict(self.sections.get("common", {}))
+        cfg.update(self.sections.get(stage, {}))
+        cfg.update(point)
+        return cfg
+
+
+def _check_names(source: str, section: str, values: dict) -> None:
+    for name in values:
+        if name not in config.PARAMS:
+            raise ParameterError(f"{section}.{name}" if section else name,
+                                 f"unknown parameter (in {source})",
+                                 expected=f"one of {sorted(config.PARAMS)}")
+
+
+def parse_spec(data: Any, source: str = "<spec>", base_dir: str | os.PathLike | None = None,
+               runs_dir: str | None = None) -> Spec:
+    """Check a sweep spec (the parsed YAML) and return a :class:`Spec`; raise InputError /
+    ParameterError naming the spec, the field and what was expected, before any work."""
+    from .pipeline import load_params
+
+    if not isinstance(data, dict):
+        raise InputError(source, "top level is not a mapping", expected=f"keys among {list(SPEC_KEYS)}")
+    unknown = sorted(set(data) - set(SPEC_KEYS))
+    if unknown:
+        raise InputError(source, f"unknown key(s) {unknown}", expected=f"keys among {list(SPEC_KEYS)}")
+    sections: dict[str, dict] = {}
+    if data.get("params") is not None:
+        if not isinstance(data["params"], str):
+            raise InputError(source, f"{data['params']!r} is not a path", field="params",
+                             expected="the path of a parameter file")
+        p = Path(data["params"]).expanduser()
+        if not p.is_absolute() and base_dir is not None:
+            p = Path(base_dir) / p
+        base = load_params(p)
+        base.pop("cross_model", None)  # the sweep runs no cross-model notebook
+        for sec, vals in base.items():
+            _check_names(str(p), sec, vals)
+            sections[sec] = dict(vals)
+    for sec in ("common", *STAGES):
+        vals = data.get(sec)
+        if vals is None:
+            continue
+        if not isinstance(vals, dict):
+            raise InputError(source, "section is not a mapping", field=sec,
+                             expected="parameter: value")
+        _check_names(source, sec, vals)
+        sections.setdefault(sec, {}).update(vals)
+    until = data.get("until", "fbn")
+    if until not in STAGES:
+        raise InputError(source, f"{until!r} is not a stage", field="until", expected=f"one of {list(STAGES)}")
+    grid = data.get("grid")
+    if not isinstance(grid, dict) or not grid:
+        raise InputError(source, "no grid" if grid is None else "grid is not a non-empty mapping",
+                         field="grid", expected="parameter: [value, value, ...]")
+    for name, values in grid.items():
+        if name not in config.PARAMS:
+            raise ParameterError(f"grid.{name}", f"unknown parameter (in {source})",
+                                 expected=f"one of {sorted(config.PARAMS)}")
+        if name in NOT_SWEPT:
+            raise ParameterError(f"grid.{name}", "cannot be swept",
+                                 expected="an analysis parameter (not runs_dir, variants, compare_atlas)")
+        if not isinstance(values, list) or not values:
+            raise ParameterError(f"grid.{name}", f"{values!r} is not a non-empty list (in {source})",
+                                 expected="a list of values, e.g. [16, 32]")
+        if len({repr(v) for v in values}) != len(values):
+            raise ParameterError(f"grid.{name}", f"repeated value in {values!r}", expected="distinct values")
+    for sec, vals in sections.items():
+        for name in NOT_SWEPT[1:]:
+            vals.pop(name, None)
+    if runs_dir is not None:
+        sections.setdefault("common", {})["runs_dir"] = runs_dir
+    rd = sections.get("common", {}).get("runs_dir")
+    if rd is not None:
+        if not isinstance(rd, str):
+            raise ParameterError("common.runs_dir", f"{rd!r}", expected="a path")
+        sections["common"]["runs_dir"] = str(Path(rd).expanduser().resolve())
+    else:  # resolve once here, so every worker writes to the same store
+        sections.setdefault("common", {})["runs_dir"] = config.validate({})["runs_dir"]
+    return Spec(source=source, sections=sections, grid={k: list(v) for k, v in grid.items()}, until=until)
+
+
+def load_spec(path: str | os.PathLike, runs_dir: str | None = None) -> Spec:
+    """Read and check a sweep spec file (see :func:`parse_spec`)."""
+    path = Path(path)
+    data = config.read_yaml(path, what="sweep spec", expected="a YAML file with a grid")
+    return parse_spec(data, str(path), base_dir=path.parent, runs_dir=runs_dir)
+
+
+# --------------------------------------------------------------------------- the plan
+@dataclass
+class Node:
+    """One task: a stage with its full parameter set; ``id`` hashes what decides its artifact."""
+
+    id: str
+    stage: str
+    cfg: dict
+    deps: list[str]
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    nodes: dict[str, Node]                 # in topological order
+    points: list[dict]                     # grid values of each point
+    point_nodes: list[dict[str, str]] = field(default_factory=list)  # stage -> node id
+
+
+def plan(spec: Spec) -> Plan:
+    """Expand the grid, validate every point's parameters and merge identical tasks."""
+    from . import models
+    from .store import hash_params
+
+    nodes: dict[str, Node] = {}
+
+    def node(stage: str, cfg: dict) -> str:
+        deps = [node(up, {**cfg, **over}) for up, over in DEPS[stage]]
+        ident = {"stage": stage, "params": {k: cfg[k] for k in _stage_params(stage)},
+                 "runs_dir": cfg["runs_dir"], "narratives_dir": cfg["narratives_dir"], "deps": deps}
+        nid = hash_params(ident)
+        if nid not in nodes:
+            nodes[nid] = Node(nid, stage, cfg, deps)
+        return nid
+
+    points = spec.points()
+    out = Plan(spec, nodes, points)
+    model_names = set()
+    for point in points:
+        ids = {}
+        for stage in chain(spec.until):
+            try:
+                cfg = config.validate(spec.stage_config(stage, point))
+            except ParameterError as e:
+                raise ParameterError(e.source.removeprefix("parameter ").strip("'"),
+                                     f"{e.problem} (grid point {point}, stage {stage}, {spec.source})",
+                                     expected=e.expected) from None
+            if stage == "extraction":
+                model_names.add(cfg["model"])
+            ids[stage] = node(stage, cfg)
+        out.point_nodes.append(ids)
+    for name in sorted(model_names):
+        models.check_available(name)
+    return out
+
+
+# --------------------------------------------------------------------------- the tasks
+def run_stage_task(stage: str, cfg: dict, *upstream: dict) -> dict:
+    """Run one stage (on a worker); return its artifact's key, path, ``info`` and whether it
+    was already in the store. ``upstream`` (the inputs' results) only orders the graph."""
+    from .store import SIDECAR
+
+    t0 = time.perf_counter()
+    stage_dir = Path(cfg["runs_dir"]) / stage
+    before = {p.name for p in stage_dir.iterdir() if (p / SIDECAR).is_file()} if stage_dir.is_dir() else set()
+    art = _stage_function(stage)(cfg)
+    return {"stage": stage, "key": art.key, "path": str(art.path), "info": art.info,
+            "cached": art.key in before, "seconds": round(time.perf_counter() - t0, 3),
+            "pid": os.getpid()}
+
+
+def local_cluster(n_workers: int | None = None, **kwargs):
+    """A LocalCluster of ``n_workers`` processes (default: the CPU count), one thread each,
+    single-threaded BLAS, so parallel tasks do not oversubscribe the cores."""
+    from distributed import LocalCluster
+
+    n = n_workers or os.cpu_count() or 1
+    env = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONHASHSEED",
+                                           "LLMBRAIN_RUNS", "LLMBRAIN_DATA", "LLMBRAIN_CACHE",
+                                           "LLMBRAIN_ATLAS_DIR") if k in os.environ})
+    kw = dict(n_workers=n, threads_per_worker=1, processes=True, env=env, dashboard_address=None,
+              silence_logs=logging.WARNING)
+    kw.update(kwargs)
+    return LocalCluster(**kw)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\t", " ").replace("\n", " ")
+
+
+def execute(pl: Plan, client, *, progress: bool = True) -> dict[str, dict]:
+    """Submit every task of the plan to ``client``; wait for all; return per node id a record
+    (status ``built`` / ``cached`` / ``failed`` / ``skipped``, result or error)."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    token = uuid.uuid4().hex[:8]
+    futures, by_key = {}, {}
+    for nid, nd in pl.nodes.items():
+        f = client.submit(run_stage_task, nd.stage, nd.cfg, *[futures[d] for d in nd.deps],
+                          key=f"{nd.stage}-{nid}-{token}", pure=False)
+        futures[nid] = f
+        by_key[f.key] = nid
+    done: dict[str, dict] = {}
+    bar = tqdm(total=len(futures), desc="sweep", unit="task", disable=not progress)
+    try:
+        for f in as_completed(list(futures.values())):
+            nid = by_key[f.key]
+            if f.status == "finished":
+                res = f.result()
+                done[nid] = {"status": "cached" if res["cached"] else "built", "result": res}
+            else:
+                try:
+                    exc = f.exception()
+                except Exception as e:  # cancelled, scheduler gone
+                    exc = e
+                done[nid] = {"status": "error", "error": exc}
+            bar.update(1)
+            bar.set_postfix(failed=sum(r["status"] == "error" for r in done.values()), refresh=False)
+    finally:
+        bar.close()
+    # a dependant of a failed task carries its upstream's error: report it as skipped
+    for nid, nd in pl.nodes.items():  # topological order
+        rec = done[nid]
+        bad = [d for d in nd.deps if done[d]["status"] in ("failed", "skipped")]
+        if bad:
+            up = pl.nodes[bad[0]]
+            rec.update(status="skipped", error=f"upstream failed: {up.stage} ({bad[0]})")
+        elif rec["status"] == "error":
+            exc = rec["error"]
+            rec.update(status="failed", error=_error_text(exc))
+            log.error("%s (%s) failed: %s", nd.stage, nid, rec["error"])
+    for f in futures.values():
+        f.release()
+    return done
+
+
+def results_table(pl: Plan, done: dict[str, dict]) -> pd.DataFrame:
+    """One row per grid point: its grid values, status, per-stage status and artifact key,
+    the summary metrics of its artifacts and the first error."""
+    stages_run = chain(pl.spec.until)
+    rows = []
+    for i, (point, ids) in enumerate(zip(pl.points, pl.point_nodes)):
+        row: dict[str, Any] = {"point": i, **point}
+        statuses = {s: done[ids[s]]["status"] for s in stages_run}
+        failed = [s for s in stages_run if statuses[s] == "failed"]
+        skipped = [s for s in stages_run if statuses[s] == "skipped"]
+        if failed:
+            row["status"] = "failed"
+        elif skipped:
+            row["status"] = "skipped"
+        elif all(v == "cached" for v in statuses.values()):
+            row["status"] = "cached"
+        else:
+            row["status"] = "done"
+        first = (failed or skipped or [None])[0]
+        row["error"] = f"{first}: {done[ids[first]]['error']}" if first else ""
+        seconds = 0.0
+        for s in stages_run:
+            rec = done[ids[s]]
+            row[f"{s}_status"] = rec["status"]
+            row[f"{s}_key"] = rec["result"]["key"] if "result" in rec else ""
+            seconds += rec["result"]["seconds"] if "result" in rec else 0.0
+        for col, (s, k) in METRICS.items():
+            if s in stages_run and "result" in done[ids[s]]:
+                row[col] = done[ids[s]]["result"]["info"].get(k)
+        row["task_seconds"] = round(seconds, 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the table as TSV through a temporary file, fsync and rename."""
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            table.to_csv(f, sep="\t", index=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def default_out(spec: Spec) -> Path:
+    stem = Path(spec.source).stem if spec.source != "<spec>" else "sweep"
+    return Path(spec.sections["common"]["runs_dir"]) / "sweeps" / f"{stem}.tsv"
+
+
+def run_sweep(spec: Spec | str | os.PathLike, *, client=None, scheduler: str | None = None,
+              workers: int | None = None, out: str | os.PathLike | None = None,
+              runs_dir: str | None = None, progress: bool = True) -> tuple[pd.DataFrame, Path]:
+    """Plan, execute and tabulate a sweep; return the table and the TSV's path.
+
+    ``client``: an existing ``distributed.Client``; else ``scheduler`` (an address) to connect
+    to; else a :func:`local_cluster` of ``workers`` processes, closed at the end.
+    """
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec, runs_dir=runs_dir)
+    elif runs_dir is not None:
+        spec.sections.setdefault("common", {})["runs_dir"] = str(Path(runs_dir).resolve())
+    pl = plan(spec)  # every check before any work
+    log.info("sweep %s: %d points, %d tasks", spec.source, len(pl.points), len(pl.nodes))
+    cluster = own = None
+    if client is None:
+        from distributed import Client
+
+        if scheduler:
+            try:
+                client = own = Client(scheduler, timeout="30s")
+            except (OSError, TimeoutError) as e:
+                raise InputError(f"--scheduler {scheduler}", f"cannot connect ({e})",
+                                 expected="the address of a running Dask scheduler, e.g. tcp://host:8786") from None
+        else:
+            cluster = local_cluster(workers)
+            client = own = Client(cluster)
+    try:
+        done = execute(pl, client, progress=progress)
+    finally:
+        if own is not None:
+            own.close()
+        if cluster is not None:
+            cluster.close()
+    table = results_table(pl, done)
+    path = write_table(table, out or default_out(spec))
+    return table, path
