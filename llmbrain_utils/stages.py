@@ -7,14 +7,20 @@ parameter recomputes exactly the stages that depend on it. The artifact contract
 ============ ==================================================================================
 stage        files
 ============ ==================================================================================
-stimulus     ``words.tsv`` (word table with ``tr``), ``trs.tsv`` (one row per TR)
+stimulus     ``words.tsv`` (word table with ``tr``), ``trs.tsv`` (one row per TR; a Narratives
+             story's grid stops with its scan)
 extraction   ``responses.npy`` (T x N float32, z-scored), ``an_table.tsv`` (layer, unit,
              constant), ``stats.json``
 dictionary   ``D.npy`` (T x k), ``loadings.npz`` (sparse k x N), ``r2_per_an.npy``
 fmri         ``bold.npy`` (S x T x V float32), ``mask.nii.gz``, ``subjects.tsv``, ``isc.npy``,
-             ``isc_p.npy``; synthetic: ``dataset/`` (Narratives layout) and ``truth.json``
-encoding     ``beta.npy`` / ``t.npy`` (S x k x V), ``r2.npy`` / ``cv_r.npy`` (S x V),
-             ``group_t.npy`` (k x V), ``p_cv.npy``
+             ``isc_p.npy``, ``tsnr.npy`` (S x V, when preproc volumes exist); synthetic:
+             ``dataset/`` (Narratives layout) and ``truth.json``
+encoding     ``beta.npy`` / ``t.npy`` (S x k x V), ``r2.npy`` / ``cv_r.npy`` / ``p_r2.npy``
+             (S x V), ``group_t.npy`` (k x V), ``p_group_cv.npy`` (V, t test); the group
+             test: ``group_avg_r.npy``, ``p_group_avg.npy``, ``p_group_avg_isc.npy`` (V),
+             ``group_avg_sig.npy`` / ``group_avg_sig_isc.npy`` (V bool)
+recovery     ``recovery.tsv`` (``encoding_recovery``, synthetic data): sensitivity and false
+             positive rate of the group tests against the planted truth, per SNR
 fbn          ``couplings.tsv`` (atom, network, sign, dice, r, p, q, coupled)
 ============ ==================================================================================
 """
@@ -51,18 +57,46 @@ def stimulus(cfg: dict) -> Artifact:
         params["story_sha256"] = _sha(stimuli.STORY_FILE)
     elif cfg["narratives_dir"]:
         params["narratives_dir"] = str(Path(cfg["narratives_dir"]).resolve())
+        # the alignment's content, not only its folder: an edited file is never reused
+        params["alignment_sha256"] = _sha(stimuli.alignment_path(cfg["story"], cfg["narratives_dir"]))
+    scan_trs = _scan_trs_after_audio(cfg["story"], cfg["tr_s"])
 
     def build(out: Path) -> dict:
         words, trs, n_trs = stimuli.build_stimulus(
             cfg["story"], tr_s=cfg["tr_s"], narratives_dir=cfg["narratives_dir"],
             shuffle_seed=cfg["seed"] if cfg["shuffle_words"] else None)
+        info = {}
+        if scan_trs is not None and n_trs > scan_trs:
+            # the 10-TR tail after the last word runs past the end of the story's scan: the grid
+            # stops with the scan (words after it, if any, stay as context, TR index >= n_trs)
+            info["n_trs_uncapped"] = n_trs
+            words, trs, n_trs = stimuli.build_stimulus(
+                cfg["story"], tr_s=cfg["tr_s"], n_trs=scan_trs, narratives_dir=cfg["narratives_dir"],
+                shuffle_seed=cfg["seed"] if cfg["shuffle_words"] else None)
         words.to_csv(out / "words.tsv", sep="\t", index=False)
         trs.to_csv(out / "trs.tsv", sep="\t", index=False)
         return {"n_words": len(words), "n_trs": n_trs,
                 "n_interpolated": int(words["interpolated"].sum()),
-                "duration_s": float(words["offset"].max())}
+                "duration_s": float(words["offset"].max()), **info}
 
     return _store(cfg).get_or_create("stimulus", params, build, packages=("llmbrain_utils", "pandas"))
+
+
+def _scan_trs_after_audio(story: str, tr_s: float) -> int | None:
+    """Volumes of a Narratives story's scan from its audio onset on (the manifest's ``n_trs``
+    and ``audio_onset_s``), or None for a story the manifest does not know or times it lacks."""
+    from . import fetch, stimuli
+    from .errors import ParameterError
+
+    if story == stimuli.EMBEDDED_STORY:
+        return None
+    try:
+        info = fetch._story_info(story)
+    except ParameterError:
+        return None
+    if info.get("n_trs") is None or info.get("audio_onset_s") is None:
+        return None
+    return int(info["n_trs"]) - int(round(info["audio_onset_s"] / tr_s))
 
 
 def read_words(art: Artifact) -> pd.DataFrame:
@@ -98,16 +132,26 @@ def load_model(cfg: dict):
 
 def extraction(cfg: dict, loaded=None) -> Artifact:
     """Every AN's response per TR (``responses.npy``, T x N) and the AN table."""
-    from . import extract
+    from . import extract, models
+    from .errors import InputError
 
     cfg = config.validate(cfg)
     stim = stimulus(cfg)
-    loaded = loaded or load_model(cfg)
     params = _pick(cfg, EXTRACTION_PARAMS)
-    params["weights_sha256"] = loaded.info["weights_sha256"]
-    params["architecture"] = {k: loaded.info[k] for k in ("family", "n_layers", "d_model", "d_ffn")}
+    # the key needs only the model's fingerprint (hashes of its files, remembered by path, size
+    # and mtime), so a cache hit never loads the model
+    if loaded is not None:
+        prints = {k: loaded.info[k] for k in ("weights_sha256", "files_sha256")}
+    else:
+        prints = models.fingerprint(cfg["model"], untrained=cfg["untrained"], seed=cfg["seed"])
+    params.update(prints)
 
     def build(out: Path) -> dict:
+        nonlocal loaded
+        loaded = loaded or load_model(cfg)
+        if loaded.info["weights_sha256"] != prints["weights_sha256"]:
+            raise InputError(f"model '{cfg['model']}'", "its weight files changed after the run began",
+                             field="weights_sha256", expected=prints["weights_sha256"])
         words = read_words(stim)
         res = extract.extract_responses(
             loaded, words, stim.info["n_trs"], tr_s=cfg["tr_s"], units=cfg["units"],
@@ -115,9 +159,13 @@ def extraction(cfg: dict, loaded=None) -> Artifact:
             word_pool=cfg["word_pool"], tr_pool=cfg["tr_pool"], hrf=cfg["hrf"],
             responses_out=out / "responses.npy", progress=False)
         res["an_table"].to_csv(out / "an_table.tsv", sep="\t", index=False)
-        stats = res["stats"]
+        stats = dict(res["stats"])
+        # seconds differ run to run: they go to the sidecar, so the files of two runs are identical
+        timing = {k: stats.pop(k) for k in sorted(stats)
+                  if k.endswith("_s") and k not in ("tr_s",)}  # forward_s, total_s, tokens_per_s...
         (out / "stats.json").write_text(_json(stats))
-        return {"n_trs": int(res["responses"].shape[0]), "n_ans": int(res["responses"].shape[1]),
+        return {"timing": timing,
+                "n_trs": int(res["responses"].shape[0]), "n_ans": int(res["responses"].shape[1]),
                 "n_constant": int(res["constant"].sum()), "n_silent_trs": int(res["silent"].sum()),
                 "n_params": int(sum(p.numel() for p in loaded.model.parameters())),
                 "model": {k: v for k, v in loaded.info.items() if k != "ffn_modules"}}
@@ -153,8 +201,10 @@ def dictionary(cfg: dict) -> Artifact:
         res = dl.learn_dictionary(X, k=cfg["k"], lam=cfg["lam"], solver=cfg["solver"],
                                   seed=cfg["seed"], n_iter=cfg["dict_iter"],
                                   an_table=read_an_table(ext), n_threads=1)
+        summary = {k: v for k, v in res.summary().items() if k not in ("info",)}
+        res.timings = {}  # seconds differ run to run: in the sidecar (summary), not in the files
         res.save(out)
-        return {k: v for k, v in res.summary().items() if k not in ("info",)}
+        return summary
 
     return _store(cfg).get_or_create("dictionary", _pick(cfg, DICTIONARY_PARAMS), build,
                                      inputs=[ext], packages=("llmbrain_utils", "numpy", "scipy",
@@ -173,21 +223,74 @@ FMRI_PARAMS = ("fmri_source", "n_subjects", "resolution_mm", "snr", "plant_atlas
 
 
 def fmri_data(cfg: dict) -> Artifact:
-    """Every subject's masked BOLD (``bold.npy``, S x T x V), the mask, and the ISC ceiling.
+    """Every subject's masked BOLD (``bold.npy``, S x T x V), the mask, the ISC ceiling, tSNR.
 
     ``fmri_source: synthetic`` writes the synthetic twin (``dataset/``, Narratives layout, with
     ``truth.json``) and reads it back through the real loader; ``narratives`` reads the real
-    data set from ``$LLMBRAIN_DATA`` (see ``python -m llmbrain_utils fetch``).
+    data set from ``$LLMBRAIN_DATA`` (see ``python -m llmbrain_utils fetch``): every subject of
+    the story in its ``participants.tsv`` whose scan the authors do not exclude, the scan cut
+    where the story's audio starts (the manifest's ``audio_onset_s``: the word times are
+    seconds from the audio's start) for as many TRs as the stimulus grid has.
+
+    ``tsnr.npy`` (S x V, mean / SD over the same TRs) comes from the volumes before confound
+    regression (kind ``preproc``; the cleaned volumes are residuals with mean ~0): always for
+    the twin, for real data when those files are at hand (``fetch --kind preproc``); else it is
+    absent and ``info["tsnr"]["reason"]`` says why.
     """
+    import logging
+
     import numpy as np
 
     from . import fbn, fmri
+    from .errors import InputError
 
+    log = logging.getLogger(__name__)
     cfg = config.validate(cfg)
     stim = stimulus({**cfg, "shuffle_words": False})  # listeners heard the story in order
     params = _pick(cfg, FMRI_PARAMS)
+    real: dict = {}
     if cfg["fmri_source"] == "synthetic":
         params["plant"] = [dict(p) for p in fmri.DEFAULT_PLANT]
+    else:
+        import hashlib
+
+        from . import fetch
+
+        root = fetch.data_home()
+        tsv = root / "participants.tsv"
+        hint = (f"python -m llmbrain_utils fetch --story {cfg['story']} --subjects all "
+                f"(into $LLMBRAIN_DATA={root})")
+        story = fetch.story_info(cfg["story"], participants_tsv=tsv)
+        onset_s = story["audio_onset_s"]
+        if onset_s is None:
+            raise InputError(fetch.MANIFEST, f"where the audio of {cfg['story']!r} starts in the "
+                             "scan is unknown", field=f"audio_onset_s.{cfg['story']}",
+                             expected="seconds from the first volume (check it on the data "
+                                      "first, e.g. ISC with a word-rate regressor over lags)")
+        if not tsv.is_file():
+            raise InputError(tsv, "the data set's participants.tsv not found",
+                             expected=f"the Narratives data set; {hint}")
+        if not story["subjects"]:
+            raise InputError(tsv, f"no subject with a usable scan of {cfg['story']!r}",
+                             field="task", expected="participants who heard the story")
+        if not story["audio_onset_verified"]:
+            log.warning("%s: audio_onset_s of %r is not verified", fetch.MANIFEST, cfg["story"])
+        start_tr = int(round(onset_s / cfg["tr_s"]))
+        if abs(start_tr * cfg["tr_s"] - onset_s) > 1e-6:
+            log.warning("%r: the audio starts %.3f s into the scan, %.3f s off the TR grid",
+                        cfg["story"], onset_s, onset_s - start_tr * cfg["tr_s"])
+        # the data's identity is part of the key: other files, another artifact
+        ident = hashlib.sha256(tsv.read_bytes())
+        for kind in ("clean", "preproc"):
+            for sub, ps in fmri.dataset_paths(root, cfg["story"], story["subjects"], kind=kind).items():
+                for q in ps:
+                    st = q.stat() if q.is_file() else None
+                    ident.update(f"{q.relative_to(root)}:{st and st.st_size}:{st and st.st_mtime_ns};".encode())
+        params["data"] = {"home": str(root.resolve()), "files_sha256": ident.hexdigest()[:16]}
+        real = {"root": root, "subjects": story["subjects"], "start_tr": start_tr,
+                "scan_window": {"onset_tr": start_tr, "n_trs": stim.info["n_trs"],
+                                "audio_onset_s": onset_s, "duration_tr": story.get("duration_tr"),
+                                "story_onset_tr": story.get("onset_tr")}}
 
     def build(out: Path) -> dict:
         mask = fmri.brain_mask(cfg["resolution_mm"])
@@ -202,14 +305,8 @@ def fmri_data(cfg: dict) -> Artifact:
             subjects = [f"{i:03d}" for i in range(1, cfg["n_subjects"] + 1)]
             info["truth"] = fmri.read_truth(root)
         else:
-            from . import fetch
-
-            root = fetch.data_home()
-            story = fetch.story_info(cfg["story"], participants_tsv=root / "participants.tsv"
-                                     if (root / "participants.tsv").is_file() else None)
-            subjects = story["subjects"] or "all"
-            start_tr = story.get("onset_tr") or 0
-            info["scan_window"] = {"onset_tr": start_tr, "duration_tr": story.get("duration_tr")}
+            root, subjects, start_tr = real["root"], real["subjects"], real["start_tr"]
+            info["scan_window"] = real["scan_window"]
         bold, subjects = fmri.load_dataset(root, cfg["story"], subjects, mask, tr_s=cfg["tr_s"],
                                            start_tr=start_tr, n_trs=n_trs, resample=True)
         np.save(out / "bold.npy", bold.astype(np.float32))
@@ -223,6 +320,22 @@ def fmri_data(cfg: dict) -> Artifact:
         info.update(n_subjects=len(subjects), n_trs=int(bold.shape[1]), n_voxels=int(bold.shape[2]),
                     isc_median=float(np.median(isc)), isc_max=float(np.max(isc)),
                     isc_mask_voxels=int(keep.sum()))
+        del bold
+        # tSNR from the volumes before confound regression, same subjects, TRs and grid
+        raw_paths = fmri.dataset_paths(root, cfg["story"], subjects, kind="preproc")
+        missing = [q for sub in subjects for q in raw_paths.get(sub, [None]) if q is None or not q.is_file()]
+        if missing:
+            info["tsnr"] = {"kind": None, "reason": f"{len(missing)} of {len(subjects)} preproc "
+                            f"scan(s) not at hand (first: {missing[0]}); fetch them with --kind preproc"}
+        else:
+            ts = np.stack([fmri.tsnr(fmri.load_dataset(  # one subject at a time (memory)
+                root, cfg["story"], [sub], mask, kind="preproc", tr_s=cfg["tr_s"], start_tr=start_tr,
+                n_trs=n_trs, zscore=False, resample=True)[0][0]) for sub in subjects]).astype(np.float32)
+            np.save(out / "tsnr.npy", ts)
+            brain = ts.mean(axis=0)
+            info["tsnr"] = {"kind": "preproc", "file": "tsnr.npy", "shape": list(ts.shape),
+                            "median": float(np.median(brain)),
+                            "p5": float(np.percentile(brain, 5)), "p95": float(np.percentile(brain, 95))}
         return info
 
     return _store(cfg).get_or_create("fmri", params, build, inputs=[stim],
@@ -242,7 +355,7 @@ def read_mask(art: Artifact):
 
 
 # --------------------------------------------------------------------------- 5. encoding
-ENCODING_PARAMS = ("n_folds", "trim", "n_perm", "seed", "alpha")
+ENCODING_PARAMS = ("n_folds", "trim", "n_perm", "seed", "alpha", "group_perm")
 
 
 def encoding(cfg: dict) -> Artifact:
@@ -282,6 +395,23 @@ def encoding(cfg: dict) -> Artifact:
         p_group = ttest_1samp(z, 0.0, axis=0, alternative="greater").pvalue
         np.save(out / "p_group_cv.npy", p_group.astype(np.float32))
         group_sig = enc.fdr(p_group, cfg["alpha"])[0]
+        # group test with one null for all subjects: held-out r of the subjects' average BOLD
+        # (ridge; per fold and voxel the geometric mean of the subjects' penalties, chosen by
+        # their nested CV, held fixed) against phase surrogates of the BOLD; FDR over the whole
+        # brain and, as its own family, over the ISC mask
+        folds = enc.contiguous_folds(bold.shape[1], cfg["n_folds"], cfg["trim"])
+        g_alphas = np.exp(np.log(res.cv_alphas.astype(np.float64)).mean(0))
+        gt = enc.group_cv_test(D, bold, statistic="average_bold", alphas=g_alphas, null="phase",
+                               n_perm=cfg["group_perm"], seed=cfg["seed"], folds=folds,
+                               trim=cfg["trim"])
+        p_isc = gt.pvalues(isc_keep) if isc_keep.any() else np.full(gt.p.shape, np.nan)
+        gsig, gsig_isc = enc.fdr(gt.p, cfg["alpha"])[0], enc.fdr(p_isc, cfg["alpha"])[0]
+        np.save(out / "group_avg_r.npy", gt.observed.astype(np.float32))
+        np.save(out / "group_avg_alphas.npy", g_alphas.astype(np.float32))
+        np.save(out / "p_group_avg.npy", gt.p.astype(np.float32))
+        np.save(out / "p_group_avg_isc.npy", p_isc.astype(np.float32))
+        np.save(out / "group_avg_sig.npy", gsig)
+        np.save(out / "group_avg_sig_isc.npy", gsig_isc)
         return {"dof": int(res.dof),
                 "median_r2": float(np.median(res.r2)), "max_group_r2": float(res.r2.mean(0).max()),
                 "mean_cv_r_in_isc_mask": float(mean_cv[isc_keep].mean()) if isc_keep.any() else None,
@@ -290,10 +420,111 @@ def encoding(cfg: dict) -> Artifact:
                     float(np.nanmean(enc.normalise_by_ceiling(mean_cv, isc)[isc_keep]))
                     if isc_keep.any() else None,
                 "share_significant_voxels": float(sig.mean()),
-                "group_significant_cv_voxels": int(group_sig.sum())}
+                "group_significant_cv_voxels": int(group_sig.sum()),
+                "group_test": {"statistic": "held-out r of the subjects' average BOLD",
+                               "null": f"{gt.n_null} phase surrogates of the BOLD, the same for "
+                                       "every subject and voxel", "tail": gt.tail,
+                               "significant_voxels": int(gsig.sum()),
+                               "significant_voxels_isc_mask": int(gsig_isc.sum()),
+                               "isc_mask_voxels": int(isc_keep.sum())}}
 
     return _store(cfg).get_or_create("encoding", _pick(cfg, ENCODING_PARAMS), build,
                                      inputs=[dic, data],
+                                     packages=("llmbrain_utils", "numpy", "scipy", "himalaya"))
+
+
+def encoding_recovery(cfg: dict) -> Artifact:
+    """The encoding's group tests against the synthetic twin's planted truth: ``recovery.tsv``.
+
+    Planted voxels are those of the networks that carry a planted signal (``truth.json``); the
+    rest (unplanted networks, voxels outside every network) carry noise only. At the twin's SNR:
+    the atoms as regressors (the encoding stage's p-values: the group test over the whole brain
+    and over the ISC mask, and the t test of the subjects' r), and as the test's positive control
+    the planted sources themselves (``truth_sources.tsv``). At ``recovery_snrs``: the atoms'
+    group test on the twin made again with the same seed, hence the same noise (about 20 s
+    each; the default twin's ISC mask, and its penalties held fixed: chosen without the new
+    data, so the test stays valid).
+    Real data (``fmri_source: narratives``) have no truth: a ParameterError.
+    """
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from . import encoding as enc, fbn, fmri
+    from .errors import ParameterError
+
+    cfg = config.validate(cfg)
+    if cfg["fmri_source"] != "synthetic":
+        raise ParameterError("fmri_source", f"is {cfg['fmri_source']!r}: real data have no planted "
+                             "truth", expected="'synthetic' for the recovery of the group test")
+    enc_art, data, dic = encoding(cfg), fmri_data(cfg), dictionary(cfg)
+    stim = stimulus({**cfg, "shuffle_words": False})
+    params = _pick(cfg, ("recovery_snrs", "group_perm", "alpha", "n_folds", "trim", "seed",
+                         "plant_atlas"))
+
+    def build(out: Path) -> dict:
+        truth = data.info["truth"]
+        mask = read_mask(data)
+        atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
+        labels = np.asarray(atlas.label_img.dataobj)[np.asarray(mask.dataobj) > 0]
+        planted = np.isin(labels, [p["label"] for p in truth["plant"]])
+        nets = list(dict.fromkeys(p["network"] for p in truth["plant"]))
+        sources = pd.read_csv(data.file("dataset/truth_sources.tsv"), sep="\t", index_col=0)
+        isc_keep = enc.fdr(np.load(data.file("isc_p.npy")), cfg["alpha"])[0]
+        D = np.load(dic.file("D.npy"))
+        bold = read_bold(data, mmap=False)
+        folds = enc.contiguous_folds(bold.shape[1], cfg["n_folds"], cfg["trim"])
+        kw = dict(statistic="average_bold", null="phase", n_perm=cfg["group_perm"],
+                  seed=cfg["seed"], folds=folds, trim=cfg["trim"])
+
+        def rows_for(snr, name, tests):
+            rows = []
+            for test, p in tests:
+                rej = enc.fdr(p, cfg["alpha"])[0]
+                rows.append({"snr": snr, "regressors": name, "test": test,
+                             **enc.recovery_rates(rej, planted, p, cfg["alpha"]),
+                             **{f"sensitivity {n}": float(rej[(labels == truth["networks"][n]["label"])
+                                                              & np.isfinite(p)].mean()) for n in nets}})
+            return rows
+
+        def group(g):
+            return [("group average BOLD, whole brain", g.p)] + (
+                [("group average BOLD, ISC mask", g.pvalues(isc_keep))] if isc_keep.any() else [])
+
+        snr0 = float(truth["snr"])
+        p_t = np.load(enc_art.file("p_group_cv.npy")).astype(np.float64)
+        rows = rows_for(snr0, "atoms", [
+            ("group average BOLD, whole brain", np.load(enc_art.file("p_group_avg.npy")).astype(np.float64)),
+            ("group average BOLD, ISC mask", np.load(enc_art.file("p_group_avg_isc.npy")).astype(np.float64)),
+            ("t test of subjects' r, whole brain", p_t),
+            ("t test of subjects' r, ISC mask", np.where(isc_keep, p_t, np.nan))])
+        gs = enc.group_cv_test(sources.to_numpy(), bold, **kw)  # its penalties: nested CV
+        rows += rows_for(snr0, "planted sources", group(gs))
+        a_atoms = np.load(enc_art.file("group_avg_alphas.npy")).astype(np.float64)
+        for snr in cfg["recovery_snrs"]:
+            tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
+            try:
+                root = fmri.make_synthetic_dataset(
+                    tmp / "ds", task=cfg["story"], words=read_words(stim), n_trs=stim.info["n_trs"],
+                    mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
+                    n_subjects=cfg["n_subjects"], snr=float(snr), seed=cfg["seed"],
+                    tr_s=cfg["tr_s"], preproc=False)
+                b, _ = fmri.load_dataset(root, cfg["story"], truth["subjects"], mask,
+                                         n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"], resample=True)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            rows += rows_for(float(snr), "atoms", group(enc.group_cv_test(D, b, alphas=a_atoms, **kw)))
+        table = pd.DataFrame(rows)
+        table.to_csv(out / "recovery.tsv", sep="\t", index=False)
+        pick = table[(table.snr == snr0) & (table.regressors == "atoms")]
+        return {"planted_voxels": int(planted.sum()), "outside_voxels": int((~planted).sum()),
+                "snr": snr0, "snrs": sorted({snr0, *map(float, cfg["recovery_snrs"])}),
+                "atoms_default_snr": {r.test: {"sensitivity": round(r.sensitivity, 4),
+                                               "fpr": round(r.fpr, 4)} for r in pick.itertuples()}}
+
+    return _store(cfg).get_or_create("encoding_recovery", params, build,
+                                     inputs=[enc_art, data, dic],
                                      packages=("llmbrain_utils", "numpy", "scipy", "himalaya"))
 
 
@@ -319,7 +550,7 @@ def fbn_mapping(cfg: dict) -> Artifact:
         c = table[table.coupled]
         return {"n_couplings": int(len(c)), "n_atoms_coupled": int(c.atom.nunique()),
                 "n_networks_involved": int(c.network.nunique()),
-                "networks": atlas.network_names}
+                "networks": atlas.network_names, "statistic": table.attrs["statistic"]}
 
     return _store(cfg).get_or_create("fbn", _pick(cfg, FBN_PARAMS), build, inputs=[enc_art, data],
                                      packages=("llmbrain_utils", "numpy", "scipy", "nilearn"))
@@ -359,15 +590,24 @@ def read_tsv(art: Artifact, name: str) -> pd.DataFrame:
     return pd.read_csv(art.file(name), sep="\t")
 
 
+#: The controls of the atoms-vs-layers comparison: their own extraction and dictionary.
+BASELINE_CONTROLS = (("atoms, untrained model", {"untrained": True}),
+                     ("atoms, shuffled words", {"shuffle_words": True}))
+
+
 def baseline(cfg: dict) -> Artifact:
     """Do atoms beat layers? Held-out ridge scores in the ISC mask, same folds for every set:
-    the k atoms, each layer's first k principal components, and all ANs' first k components."""
+    the k atoms, each layer's first k principal components, all ANs' first k components, and
+    the atoms of the controls (the same model with untrained weights; the story's words
+    shuffled), each from its own extraction and dictionary."""
     import numpy as np
 
     from . import encoding as enc, fmri
 
     cfg = config.validate(cfg)
     ext, dic, data = extraction(cfg), dictionary(cfg), fmri_data(cfg)
+    controls = [(name, dictionary({**cfg, **over})) for name, over in BASELINE_CONTROLS
+                if any(cfg[key] != v for key, v in over.items())]
 
     def build(out: Path) -> dict:
         bold = read_bold(data, mmap=False)
@@ -382,24 +622,39 @@ def baseline(cfg: dict) -> Artifact:
         tables = [enc.score_regressors(np.load(dic.file("D.npy")), Y, name="atoms", folds=folds),
                   enc.score_regressors(R, Y, name="all ANs (PCs)", n_components=k, folds=folds),
                   enc.layerwise_baseline(R, layers, Y, n_components=k, folds=folds)]
+        tables += [enc.score_regressors(np.load(c.file("D.npy")), Y, name=name, folds=folds)
+                   for name, c in controls]
         table = pd.concat(tables, ignore_index=True)
         table.to_csv(out / "baseline.tsv", sep="\t", index=False)
-        return {"n_voxels": int(keep.sum()), "k": k}
+        return {"n_voxels": int(keep.sum()), "k": k, "controls": [name for name, _ in controls]}
 
     return _store(cfg).get_or_create("baseline", _pick(cfg, ("n_folds", "trim", "alpha")), build,
-                                     inputs=[ext, dic, data],
+                                     inputs=[ext, dic, data, *(c for _, c in controls)],
                                      packages=("llmbrain_utils", "numpy", "scipy", "himalaya",
                                                "scikit-learn"))
 
 
-def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.42, 0.6), n_planted: int = 8) -> Artifact:
+def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_seeds: int = 3,
+                 statistics=("dice", "r")) -> Artifact:
     """Measured recovery of the whole encoding + mapping chain on planted atom couplings.
 
-    A synthetic twin (same story, grid, noise model and subjects as the default data) in which
-    ``n_planted`` of the model's own atoms drive ``n_planted`` networks of the mapping atlas,
-    with alternating signs; the data are then encoded with all k atoms and mapped exactly as the
-    real chain does. Precision, recall and false-positive rate of the recovered (atom, network,
-    sign) couplings, at several signal-to-noise ratios (the default data's, fmri.DEFAULT_SNR, is among them).
+    Synthetic twins (same story, grid, noise model and subjects as the default data) in which
+    one of the model's own atoms drives each of the ``n_planted`` largest networks of the
+    mapping atlas (atom i -> the i-th largest network, signs alternating; at most all networks
+    but one, so at least the smallest network carries no signal and the false-positive rate on
+    an unplanted network is measured too). The data are encoded with all k atoms and mapped
+    exactly as the real chain does, once per overlap statistic (``statistics``, see
+    :func:`fbn.couple_atoms`; the same rotations for all). Precision, recall, false discovery
+    proportion and false-positive rate of the recovered (atom, network, sign) couplings:
+
+    * at the default data's SNR (``cfg["snr"]`` or fmri.DEFAULT_SNR) on ``n_seeds`` twins
+      (noise and spatial profiles drawn with seeds ``seed + 1 ... seed + n_seeds``);
+    * against SNR (``snrs``) on the first of those twins.
+
+    Files: ``recovery.tsv`` (one row per twin seed, SNR and statistic), ``planted.tsv`` (each
+    planted coupling: network size, the atom's variance inflation factor among the k atoms, and
+    whether each statistic found it on each twin at the default SNR), ``couplings.tsv`` (every
+    table), ``truth.tsv``.
     """
     import shutil
     import tempfile
@@ -407,47 +662,97 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.42, 0.6), n_planted: int = 8
     import numpy as np
 
     from . import encoding as enc, fbn, fmri
+    from .errors import ParameterError
 
     cfg = config.validate(cfg)
+    for name, v in (("n_planted", n_planted), ("n_seeds", n_seeds)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ParameterError(name, f"{v!r}", expected="an integer >= 1")
+    statistics = list(statistics)
+    if not statistics or any(s not in fbn.STATISTICS for s in statistics):
+        raise ParameterError("statistics", f"{statistics!r}",
+                             expected=f"a non-empty list of {list(fbn.STATISTICS)}")
+    try:
+        snr_list = [float(v) for v in snrs]
+    except (TypeError, ValueError):
+        snr_list = []
+    if not snr_list or not all(0 < v < float("inf") for v in snr_list):
+        raise ParameterError("snrs", f"{snrs!r}",
+                             expected="a non-empty list of positive numbers, e.g. (0.2, 0.36, 0.6)")
+    default_snr = float(cfg["snr"] if cfg["snr"] is not None else fmri.DEFAULT_SNR)
+    snrs = sorted(set(snr_list) | {default_snr})
     dic, stim = dictionary(cfg), stimulus({**cfg, "shuffle_words": False})
     params = dict(_pick(cfg, ("atlas", "threshold", "fbn_perm", "alpha", "seed", "n_subjects",
-                              "resolution_mm", "tr_s")), snrs=list(snrs), n_planted=n_planted)
+                              "resolution_mm", "tr_s", "snr")), snrs=snrs, n_planted=n_planted,
+                  n_seeds=n_seeds, statistics=statistics)
 
     def build(out: Path) -> dict:
         D = np.load(dic.file("D.npy"))
         mask = fmri.brain_mask(cfg["resolution_mm"])
         atlas = fbn.load_atlas(cfg["atlas"], mask)
         sizes = atlas.sizes()
-        nets = sorted(sizes, key=lambda n: -sizes[n])[:n_planted]
-        atoms = list(range(min(n_planted, D.shape[1], len(nets))))
+        order = sorted((n for n in sizes if sizes[n] > 0), key=lambda n: -sizes[n])
+        n_pl = min(n_planted, D.shape[1], max(1, len(order) - 1))
+        nets = order[:n_pl]
+        atoms = list(range(n_pl))
         signs = [1 if i % 2 == 0 else -1 for i in atoms]
         plant = [{"network": nets[i], "source": f"timecourse:{i}", "sign": signs[i], "weight": 1.0}
                  for i in atoms]
         truth = [(a, nets[a], "active" if signs[a] > 0 else "deactive") for a in atoms]
-        rows, tables = [], []
-        for snr in snrs:
+        unplanted = [n for n in atlas.network_names if n not in set(nets)]
+        # variance inflation factor of each atom among all k: 1 / (1 - R2 on the other atoms)
+        vif = np.diag(np.linalg.inv(np.corrcoef(D, rowvar=False)))
+        perms = fbn.spin_permutations(mask, cfg["fbn_perm"], seed=cfg["seed"])
+        seeds = [cfg["seed"] + 1 + i for i in range(n_seeds)]
+        runs = [(seeds[0], s) for s in snrs] + [(sd, default_snr) for sd in seeds[1:]]
+        rows, tables, found = [], [], {}
+        for twin_seed, snr in runs:
             tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
             try:
                 root = fmri.make_synthetic_dataset(
                     tmp / "ds", task=cfg["story"], words=read_words(stim), n_trs=stim.info["n_trs"],
                     mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
                     n_subjects=cfg["n_subjects"], plant=plant, timecourses=D[:, atoms], snr=snr,
-                    seed=cfg["seed"] + 1, tr_s=cfg["tr_s"])
+                    seed=twin_seed, tr_s=cfg["tr_s"])
                 bold, _ = fmri.load_dataset(root, cfg["story"],
                                             [f"{i:03d}" for i in range(1, cfg["n_subjects"] + 1)],
                                             mask, n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"])
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-            res = enc.encode_subjects(D, bold, cv_model=None)
-            table = fbn.couple_atoms(enc.group_maps(res.beta).t, atlas, threshold=cfg["threshold"],
-                                     n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"])
-            rec = fbn.recovery(table, truth)
-            rows.append({"snr": snr, **{k: rec[k] for k in ("precision", "recall", "fpr", "tp", "fp", "fn")}})
-            tables.append(table.assign(snr=snr))
-        pd.DataFrame(rows).to_csv(out / "recovery.tsv", sep="\t", index=False)
+            group_t = enc.group_maps(enc.encode_subjects(D, bold, cv_model=None).beta).t
+            del bold
+            for stat in statistics:
+                table = fbn.couple_atoms(group_t, atlas, threshold=cfg["threshold"],
+                                         n_perm=cfg["fbn_perm"], alpha=cfg["alpha"],
+                                         seed=cfg["seed"], perms=perms, statistic=stat)
+                rec = fbn.recovery(table, truth)
+                on_unpl = table.network.isin(unplanted)
+                n_coupled = int(table.coupled.sum())
+                rows.append({"twin_seed": twin_seed, "snr": snr, "statistic": stat,
+                             **{k: rec[k] for k in ("precision", "recall", "fpr")},
+                             "fdp": rec["fp"] / n_coupled if n_coupled else 0.0,
+                             "fpr_unplanted_networks": float(table.coupled[on_unpl].mean())
+                             if on_unpl.any() else float("nan"),
+                             **{k: rec[k] for k in ("tp", "fp", "fn")}})
+                tables.append(table.assign(twin_seed=twin_seed, snr=snr, statistic=stat))
+                if snr == default_snr:
+                    hit = table.set_index(["atom", "network", "sign"])["coupled"]
+                    found[(stat, twin_seed)] = [bool(hit.loc[t]) for t in truth]
+        recovery = pd.DataFrame(rows)
+        recovery.to_csv(out / "recovery.tsv", sep="\t", index=False)
         pd.concat(tables).to_csv(out / "couplings.tsv", sep="\t", index=False)
-        pd.DataFrame(truth, columns=["atom", "network", "sign"]).to_csv(out / "truth.tsv", sep="\t", index=False)
-        return {"truth": truth}
+        planted = pd.DataFrame(truth, columns=["atom", "network", "sign"])
+        planted["n_voxels"] = [sizes[n] for n in nets]
+        planted["vif"] = vif[atoms].round(1)
+        for (stat, sd), hits in found.items():
+            planted[f"{stat}_seed{sd}"] = hits
+        planted.to_csv(out / "planted.tsv", sep="\t", index=False)
+        planted[["atom", "network", "sign"]].to_csv(out / "truth.tsv", sep="\t", index=False)
+        at_default = recovery[recovery.snr == default_snr]
+        summary = {stat: {k: float(g[k].mean()) for k in ("precision", "recall", "fdp", "fpr")}
+                   for stat, g in at_default.groupby("statistic")}
+        return {"truth": truth, "default_snr": default_snr, "twin_seeds": seeds,
+                "unplanted_networks": unplanted, "mean_at_default_snr": summary}
 
     return _store(cfg).get_or_create("fbn_recovery", params, build, inputs=[dic, stim],
                                      packages=("llmbrain_utils", "numpy", "scipy", "nilearn"))

@@ -335,11 +335,16 @@ def test_stage_real_layout_errors(narratives, tmp_path, monkeypatch):
            "fmri_source": "narratives", "resolution_mm": 12, "n_perm": 10}
     with pytest.raises(InputError, match=r"participants.tsv.*not found.*fetch --story black"):
         stages.fmri_data(cfg)
-    # black: the stimulus grid (words + 10 TRs for the response) runs past the scan's end
+    # black: words + 10 TRs for the response would run 2 TRs past the scan's end, so the
+    # stimulus grid stops with the scan (audio onset 12 s = 8 TRs into it) and the data fit
     n_vol = fetch.story_info("black")["n_trs"]
-    narratives_fixture(root, "black", ["001", "002"], n_vol, mask, preproc=False)
-    T = stages.stimulus(cfg).info["n_trs"]
-    with pytest.raises(InputError, match=rf"sub-001_task-black.*{n_vol} volumes, fewer than the {8 + T}"):
+    stim = stages.stimulus(cfg)
+    T = stim.info["n_trs"]
+    assert T == n_vol - 8 and stim.info["n_trs_uncapped"] == T + 2
+    assert stages.read_words(stim)["tr"].max() < T  # every word inside the grid
+    # a scan shorter than the story: an error naming the file and the counts
+    narratives_fixture(root, "black", ["001", "002"], n_vol - 5, mask, preproc=False)
+    with pytest.raises(InputError, match=rf"sub-001_task-black.*{n_vol - 5} volumes, fewer than the {8 + T}"):
         stages.fmri_data(cfg)
     # a story whose audio onset in the scan is unknown is refused before anything is read
     with pytest.raises(InputError, match=r"narratives.yaml.*audio_onset_s.bronx"):
