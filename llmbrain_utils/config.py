@@ -43,6 +43,11 @@ PARAMS: dict[str, tuple] = {
     "solver": ("spams", str, ("spams", "sklearn", "torch"), "SPAMS trainDL, the paper's tool"),
     "dict_iter": (300, int, lambda v: v >= 1, "iterations (minibatches) of online learning"),
     "variants": ([], list, None, "cross-model chapter: list of {name, parameter overrides}"),
+    "n_workers": (2, int, lambda v: v >= 1,
+                  "cross-model chapter: variants computed at once, each single-threaded (results "
+                  "do not depend on it)"),
+    "n_boot": (20, int, lambda v: v >= 2,
+               "cross-model chapter: subject resamples of the coupling-count bootstrap"),
     # fMRI data
     "fmri_source": ("synthetic", str, ("synthetic", "narratives"),
                     "synthetic twin with planted truth, or the real data set (download)"),

@@ -496,6 +496,17 @@ _MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "speci
                 "tokenizer.model", "sentencepiece.bpe.model")
 
 
+def _check_model_args(name_or_path, untrained, seed) -> None:
+    """The arguments :func:`fingerprint` and :func:`load_model` share: ParameterError naming the bad one."""
+    if not isinstance(untrained, bool):
+        raise ParameterError("untrained", f"{untrained!r}", expected="True or False")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ParameterError("seed", f"{seed!r}", expected="an integer >= 0")
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise ParameterError("name_or_path", f"{name_or_path!r}",
+                             expected="a registry name, a Hugging Face id or a local path")
+
+
 def _fingerprint(folder: Path, config, untrained: bool, seed: int) -> dict[str, str]:
     """``weights_sha256`` and ``files_sha256`` of a resolved model folder (see :func:`fingerprint`)."""
     if untrained:
@@ -535,13 +546,7 @@ def fingerprint(name_or_path: str | os.PathLike, *, untrained: bool = False, see
     """
     from transformers import AutoConfig
 
-    if not isinstance(untrained, bool):
-        raise ParameterError("untrained", f"{untrained!r}", expected="True or False")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError("seed", f"{seed!r}", expected="an integer >= 0")
-    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
-        raise ParameterError("name_or_path", f"{name_or_path!r}",
-                             expected="a registry name, a Hugging Face id or a local path")
+    _check_model_args(name_or_path, untrained, seed)
     if not isinstance(registry, dict):
         registry = read_registry(registry)
     folder = _resolve(name_or_path, registry)[1]
@@ -590,13 +595,7 @@ def load_model(name_or_path: str | os.PathLike, *, untrained: bool = False, seed
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    if not isinstance(untrained, bool):
-        raise ParameterError("untrained", f"{untrained!r}", expected="True or False")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError("seed", f"{seed!r}", expected="an integer >= 0")
-    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
-        raise ParameterError("name_or_path", f"{name_or_path!r}",
-                             expected="a registry name, a Hugging Face id or a local path")
+    _check_model_args(name_or_path, untrained, seed)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if not isinstance(registry, dict):

@@ -139,19 +139,25 @@ def _fsync_tree(path: Path) -> None:
         os.close(dir_fd)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file, fsync and rename."""
+def write_atomic(path: Path, write: Callable[[Any], None], *, newline: str | None = None) -> None:
+    """Write ``path`` through a temporary sibling: ``write(file)`` fills it, then fsync and
+    rename; on any failure the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
+        with os.fdopen(fd, "w", newline=newline) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file, fsync and rename."""
+    write_atomic(path, lambda f: json.dump(_jsonable(obj), f, indent=2, sort_keys=True))
 
 
 @dataclass

@@ -34,7 +34,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -384,18 +383,11 @@ def results_table(pl: Plan, done: dict[str, dict]) -> pd.DataFrame:
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the table as TSV through a temporary file, fsync and rename."""
+    from .store import write_atomic
+
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            table.to_csv(f, sep="\t", index=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: table.to_csv(f, sep="\t", index=False), newline="")
     return path
 
 
