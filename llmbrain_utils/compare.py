@@ -455,6 +455,14 @@ def _variant_worker(cfg: dict, n_boot: int) -> dict:
     return {"timing": out, "bootstrap": boot}
 
 
+def _quiet_worker() -> None:
+    """A variant worker shows no progress bars (a first GGUF conversion draws one per tensor
+    batch into the notebook): set before the worker imports tqdm."""
+    import os
+
+    os.environ["TQDM_DISABLE"] = "1"
+
+
 def run_variants(base: dict, variants: list[dict], *, n_workers: int = 2, n_boot: int = 20) -> dict:
     """Run every variant's stages (extraction to FBN mapping) and its coupling bootstrap.
 
@@ -496,7 +504,7 @@ def run_variants(base: dict, variants: list[dict], *, n_workers: int = 2, n_boot
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=min(n_workers, len(cfgs)),
-                                 mp_context=mp.get_context("spawn")) as pool:
+                                 mp_context=mp.get_context("spawn"), initializer=_quiet_worker) as pool:
             futures = {name: pool.submit(_variant_worker, cfg, n_boot) for name, cfg in cfgs.items()}
             for name, fut in futures.items():
                 try:
