@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -422,93 +423,66 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
 
 
 # --------------------------------------------------------------------------- running the variants
-_NULLS: dict = {}
+def variants_spec(base: dict, variants: list[dict]):
+    """The sweep spec of a comparison: the run's parameters as ``common``, every variant a named
+    point, each run up to its coupling bootstrap (:func:`sweep.parse_spec` checks them)."""
+    from . import sweep
+
+    if not isinstance(base, dict):
+        raise ParameterError("base", f"{type(base).__name__}", expected="the run's parameters (a dict)")
+    common = {k: v for k, v in base.items() if k not in sweep.NOT_SWEPT[1:]}
+    return sweep.parse_spec({"common": common, "points": variants, "until": "coupling_bootstrap"},
+                            source="cross-model variants")
 
 
-def _variant_worker(cfg: dict, n_boot: int) -> dict:
-    """Run (or reuse) one variant's stages and bootstrap its couplings; CPU and wall seconds."""
-    import time
-
-    from . import fbn, stages
-
-    w, c = time.perf_counter(), time.process_time()
-    for stage in (stages.extraction, stages.dictionary, stages.encoding, stages.fbn_mapping):
-        stage(cfg)
-    out = {"stages_wall_s": time.perf_counter() - w, "stages_cpu_s": time.process_time() - c}
-    boot = None
-    if n_boot:
-        w2, c2 = time.perf_counter(), time.process_time()
-        enc, data, mapped = stages.encoding(cfg), stages.fmri_data(cfg), stages.fbn_mapping(cfg)
-        if mapped.info.get("statistic", "dice") != "dice":
-            raise ParameterError("statistic", f"{mapped.info['statistic']!r}",
-                                 expected="'dice': the coupling bootstrap repeats the Dice test")
-        key = (cfg["runs_dir"], data.key, cfg["atlas"], cfg["fbn_perm"], cfg["seed"])
-        if key not in _NULLS:
-            _NULLS.clear()
-            _NULLS[key] = SpinNull(fbn.load_atlas(cfg["atlas"], stages.read_mask(data)),
-                                   cfg["fbn_perm"], cfg["seed"])
-        null = _NULLS[key]
-        boot = bootstrap_couplings(np.load(enc.file("beta.npy")), null.atlas, threshold=cfg["threshold"],
-                                   n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"],
-                                   n_boot=n_boot, null=null, group_maps=np.load(enc.file("group_t.npy")))
-        out.update(boot_wall_s=time.perf_counter() - w2, boot_cpu_s=time.process_time() - c2)
-    return {"timing": out, "bootstrap": boot}
-
-
-def _quiet_worker() -> None:
-    """A variant worker shows no progress bars (a first GGUF conversion draws one per tensor
-    batch into the notebook): set before the worker imports tqdm."""
-    import os
-
-    os.environ["TQDM_DISABLE"] = "1"
-
-
-def run_variants(base: dict, variants: list[dict], *, n_workers: int = 2, n_boot: int = 20) -> dict:
-    """Run every variant's stages (extraction to FBN mapping) and its coupling bootstrap.
+def run_variants(base: dict, variants: list[dict], *, n_workers: int = 2, out=None,
+                 client=None) -> tuple[pd.DataFrame, dict]:
+    """Run every variant's stages, extraction to coupling bootstrap, as one Dask sweep.
 
     Parameters
     ----------
     base : dict
-        The run's parameters (validated); each variant overrides some of them.
+        The run's parameters; each variant overrides some of them.
     variants : list of dict
-        ``{"name": ..., parameter: value, ...}``.
+        ``{"name": ..., parameter: value, ...}`` (the sweep's named points).
     n_workers : int
-        Variants computed at the same time, each in its own single-threaded process (results
-        do not depend on it: every stage is seeded and single-threaded); 1 = in this process.
-    n_boot : int
-        Subject resamples of :func:`bootstrap_couplings` per variant (0 = none).
+        Worker processes of the local cluster, each single-threaded (results do not depend on
+        it: every stage is seeded and single-threaded). Tasks shared by variants (the story,
+        the fMRI data, one model's extraction) run once.
+    out : path, optional
+        The sweep table (default ``<runs_dir>/sweeps/cross_model.tsv``).
+    client : distributed.Client, optional
+        An existing cluster's client instead of a local cluster.
 
     Returns
     -------
-    dict
-        name -> ``{"cfg", "timing", "bootstrap"}`` in the order of ``variants``.
+    (pandas.DataFrame, dict)
+        The sweep's table (one row per variant: status, per-stage artifact keys and seconds,
+        summary metrics) and, per variant name, ``{"cfg", "artifacts": {stage: Artifact}}``
+        opened from the store by the table's keys. A failed variant raises, naming it.
     """
-    from . import config
+    from . import config, sweep
+    from .store import Store
 
-    for name, v, low in (("n_workers", n_workers, 1), ("n_boot", n_boot, 0)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ParameterError(name, f"{v!r}", expected=f"an integer >= {low}")
-    cfgs = {}
-    for i, v in enumerate(variants):
-        if not isinstance(v, dict) or not isinstance(v.get("name"), str):
-            raise ParameterError(f"variants[{i}]", f"{v!r}", expected="{name: str, parameter: value, ...}")
-        if v["name"] in cfgs:
-            raise ParameterError(f"variants[{i}].name", f"{v['name']!r} twice", expected="unique names")
-        cfgs[v["name"]] = config.validate({**base, **{k: x for k, x in v.items() if k != "name"}})
-    results = {}
-    if n_workers == 1 or len(cfgs) < 2:
-        for name, cfg in cfgs.items():
-            results[name] = _variant_worker(cfg, n_boot)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=min(n_workers, len(cfgs)),
-                                 mp_context=mp.get_context("spawn"), initializer=_quiet_worker) as pool:
-            futures = {name: pool.submit(_variant_worker, cfg, n_boot) for name, cfg in cfgs.items()}
-            for name, fut in futures.items():
-                try:
-                    results[name] = fut.result()
-                except Exception as e:
-                    raise RuntimeError(f"variant {name!r} failed: {type(e).__name__}: {e}") from e
-    return {name: {"cfg": cfgs[name], **results[name]} for name in cfgs}
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ParameterError("n_workers", f"{n_workers!r}", expected="an integer >= 1")
+    spec = variants_spec(base, variants)
+    runs_dir = Path(spec.sections["common"]["runs_dir"])
+    table, _ = sweep.run_sweep(spec, client=client, workers=min(n_workers, len(variants)),
+                               out=out or runs_dir / "sweeps" / "cross_model.tsv", progress=False)
+    bad = table[~table.status.isin(["done", "cached"])]
+    if len(bad):
+        raise RuntimeError("; ".join(f"variant {r['name']!r} {r.status}: {r.error}" for _, r in bad.iterrows()))
+    store = Store(runs_dir)
+    runs = {}
+    for (_, row), point in zip(table.iterrows(), spec.points()):
+        arts = {}
+        for stage in sweep.chain(spec.until):
+            art = store.find(stage, row[f"{stage}_key"])
+            if art is None:
+                raise InputError(runs_dir / stage / row[f"{stage}_key"], "missing after the sweep",
+                                 expected=f"the {stage} artifact of variant {row['name']!r}")
+            arts[stage] = art
+        runs[row["name"]] = {"cfg": config.validate(spec.stage_config(spec.until, point)),
+                             "artifacts": arts}
+    return table, runs

@@ -629,7 +629,9 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
 
     Ridge uses himalaya's ``RidgeCV`` (one alpha per voxel, the alpha with the lowest mean
     squared error over ``inner_folds`` contiguous inner folds of the training TRs, with the
-    same ``trim``; intercept fitted; then refitted on all training TRs). OLS fits an intercept.
+    same ``trim``; intercept fitted; then refitted on all training TRs), in float32 on every
+    device (2.3x faster than float64 on one core; measured on the default data: held-out r
+    within 2e-4 of float64's, the same alpha in all but 0.002% of voxels). OLS fits an intercept.
 
     Parameters
     ----------
@@ -743,12 +745,16 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
 def _ridge_fold(Xtr, Xte, Ytr, alphas, inner, device):
     """One outer fold of himalaya RidgeCV (per-target alpha): test predictions, alphas."""
     from himalaya.ridge import RidgeCV
-    dtype = np.float64 if device == "cpu" else np.float32
+    # float32 (see cv_scores); targets in batches of 2000 keep himalaya's (alphas x test TRs x
+    # targets) predictions in cache-sized blocks (another 10% on one core)
     est = RidgeCV(alphas=alphas, fit_intercept=True, cv=inner,
-                  solver_params=dict(warn=False))
-    est.fit(Xtr.astype(dtype), Ytr.astype(dtype))
-    pred = _to_numpy(est.predict(Xte.astype(dtype)))
-    return pred, _to_numpy(est.best_alphas_)
+                  solver_params=dict(warn=False, n_targets_batch=2000))
+    est.fit(Xtr.astype(np.float32), Ytr.astype(np.float32))
+    pred = _to_numpy(est.predict(Xte.astype(np.float32))).astype(np.float64)
+    # the chosen alphas as the grid's exact (float64) values
+    chosen = np.log(_to_numpy(est.best_alphas_).astype(np.float64))
+    grid = np.asarray(alphas, dtype=np.float64)
+    return pred, grid[np.abs(np.log(grid)[:, None] - chosen[None]).argmin(0)]
 
 
 # ---------------------------------------------------------------------------------------------

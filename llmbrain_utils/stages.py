@@ -22,6 +22,8 @@ encoding     ``beta.npy`` / ``t.npy`` (S x k x V), ``r2.npy`` / ``cv_r.npy`` / `
 recovery     ``recovery.tsv`` (``encoding_recovery``, synthetic data): sensitivity and false
              positive rate of the group tests against the planted truth, per SNR
 fbn          ``couplings.tsv`` (atom, network, sign, dice, r, p, q, coupled)
+coupling_    ``per_network.tsv``, ``per_model.tsv`` (observed counts and subject-bootstrap
+bootstrap    intervals), ``observed.tsv``, ``draws.npz``
 ============ ==================================================================================
 """
 
@@ -560,6 +562,70 @@ def read_couplings(art: Artifact) -> pd.DataFrame:
     return pd.read_csv(art.file("couplings.tsv"), sep="\t")
 
 
+# --------------------------------------------------------------------------- 7. coupling bootstrap
+BOOTSTRAP_PARAMS = (*FBN_PARAMS, "n_boot")
+#: the spin null of the last (store, data, atlas, rotations) in this process: every model of a
+#: comparison, computed one after another in one worker, reuses it
+_SPIN_NULL: dict = {}
+
+
+def coupling_bootstrap(cfg: dict) -> Artifact:
+    """Subject-bootstrap intervals of a model's coupling counts (:func:`compare.bootstrap_couplings`,
+    the mapping stage's rule and rotations): ``per_network.tsv`` (network, sign, observed,
+    boot_mean, ci_low, ci_high), ``per_model.tsv`` (networks_involved, atoms_coupled, couplings),
+    ``observed.tsv`` (the rule's full-sample decisions, equal to the mapping stage's),
+    ``draws.npz`` (every resample's counts)."""
+    import numpy as np
+
+    from . import compare, fbn
+    from .errors import InputError
+
+    cfg = config.validate(cfg)
+    enc_art, data, mapped = encoding(cfg), fmri_data(cfg), fbn_mapping(cfg)
+
+    def build(out: Path) -> dict:
+        if mapped.info.get("statistic", "dice") != "dice":
+            raise InputError(mapped.path / "couplings.tsv", f"statistic {mapped.info['statistic']!r}",
+                             field="statistic", expected="'dice': the coupling bootstrap repeats the Dice test")
+        ck = (cfg["runs_dir"], data.key, cfg["atlas"], cfg["fbn_perm"], cfg["seed"])
+        if ck not in _SPIN_NULL:
+            _SPIN_NULL.clear()
+            _SPIN_NULL[ck] = compare.SpinNull(fbn.load_atlas(cfg["atlas"], read_mask(data)),
+                                              cfg["fbn_perm"], cfg["seed"])
+        null = _SPIN_NULL[ck]
+        boot = compare.bootstrap_couplings(
+            np.load(enc_art.file("beta.npy")), null.atlas, threshold=cfg["threshold"],
+            n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"], n_boot=cfg["n_boot"],
+            null=null, group_maps=np.load(enc_art.file("group_t.npy")))
+        if boot.observed_table.coupled.tolist() != read_couplings(mapped).coupled.tolist():
+            raise RuntimeError(f"the bootstrap's full-sample decisions differ from {mapped.path}")
+        boot.per_network.to_csv(out / "per_network.tsv", sep="\t", index=False)
+        boot.per_model.to_csv(out / "per_model.tsv", sep="\t")
+        boot.observed_table.to_csv(out / "observed.tsv", sep="\t", index=False)
+        np.savez(out / "draws.npz", **boot.draws)
+        intervals = {f"{m}_{c}": float(boot.per_model.loc[m, c]) for m in boot.per_model.index
+                     for c in ("ci_low", "ci_high")}
+        return {**intervals, "settings": boot.info}
+
+    return _store(cfg).get_or_create("coupling_bootstrap", _pick(cfg, BOOTSTRAP_PARAMS), build,
+                                     inputs=[enc_art, data, mapped],
+                                     packages=("llmbrain_utils", "numpy", "scipy", "nilearn"))
+
+
+def read_bootstrap(art: Artifact):
+    """The :class:`compare.CouplingBootstrap` of a ``coupling_bootstrap`` artifact."""
+    import numpy as np
+
+    from .compare import CouplingBootstrap
+
+    with np.load(art.file("draws.npz")) as z:
+        draws = {k: z[k] for k in z.files}
+    return CouplingBootstrap(per_network=pd.read_csv(art.file("per_network.tsv"), sep="\t"),
+                             per_model=pd.read_csv(art.file("per_model.tsv"), sep="\t", index_col=0),
+                             draws=draws, observed_table=pd.read_csv(art.file("observed.tsv"), sep="\t"),
+                             info=dict(art.info.get("settings", {})))
+
+
 def _json(obj) -> str:
     import json
 
@@ -713,7 +779,7 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
                     tmp / "ds", task=cfg["story"], words=read_words(stim), n_trs=stim.info["n_trs"],
                     mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
                     n_subjects=cfg["n_subjects"], plant=plant, timecourses=D[:, atoms], snr=snr,
-                    seed=twin_seed, tr_s=cfg["tr_s"])
+                    seed=twin_seed, tr_s=cfg["tr_s"], preproc=False)
                 bold, _ = fmri.load_dataset(root, cfg["story"],
                                             [f"{i:03d}" for i in range(1, cfg["n_subjects"] + 1)],
                                             mask, n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"])

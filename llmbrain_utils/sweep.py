@@ -10,9 +10,16 @@ A sweep spec is YAML::
       k: [16, 32]
       lam: [0.1, 0.2]
 
-Every point runs the stages ``stimulus -> extraction -> dictionary -> fmri -> encoding -> fbn``
-(up to ``until``) through :mod:`llmbrain_utils.stages`, so its artifacts are exactly those of a
-notebook run with the same parameters. A stage's parameters for a point are, in increasing
+or, instead of ``grid``, named points (each its own parameter overrides; the cross-model
+chapter's variants)::
+
+    points:
+      - {name: MiniLM, model: all-MiniLM-L6-v2}
+      - {name: MiniLM untrained, model: all-MiniLM-L6-v2, untrained: true}
+
+Every point runs the stages ``stimulus -> extraction -> dictionary -> fmri -> encoding -> fbn
+-> coupling_bootstrap`` (up to ``until``) through :mod:`llmbrain_utils.stages`, so its artifacts
+are exactly those of a notebook run with the same parameters. A stage's parameters for a point are, in increasing
 precedence: the base file's ``common`` and its section for that stage, the spec's ``common`` and
 section, the grid values. Tasks are identified like store artifacts (stage, the stage's own
 parameters, the identities of its inputs), so identical upstream tasks of different points (one
@@ -49,7 +56,7 @@ log = logging.getLogger(__name__)
 
 #: sweep stages in run order (the store's stage names); each: upstream stages and the parameter
 #: overrides the stage applies when it asks for them (as llmbrain_utils.stages does)
-STAGES = ("stimulus", "extraction", "dictionary", "fmri", "encoding", "fbn")
+STAGES = ("stimulus", "extraction", "dictionary", "fmri", "encoding", "fbn", "coupling_bootstrap")
 DEPS: dict[str, tuple[tuple[str, dict], ...]] = {
     "stimulus": (),
     "extraction": (("stimulus", {}),),
@@ -57,9 +64,10 @@ DEPS: dict[str, tuple[tuple[str, dict], ...]] = {
     "fmri": (("stimulus", {"shuffle_words": False}),),  # listeners heard the story in order
     "encoding": (("dictionary", {}), ("fmri", {})),
     "fbn": (("encoding", {}), ("fmri", {})),
+    "coupling_bootstrap": (("encoding", {}), ("fmri", {}), ("fbn", {})),
 }
 #: grid or section names that are not analysis parameters of a point
-NOT_SWEPT = ("runs_dir", "variants", "compare_atlas")
+NOT_SWEPT = ("runs_dir", "variants", "compare_atlas", "n_workers")
 #: table column -> (stage, key in the artifact's sidecar ``info``)
 METRICS = {
     "n_trs": ("stimulus", "n_trs"),
@@ -75,8 +83,13 @@ METRICS = {
     "encoding_mean_cv_r_whole_brain": ("encoding", "mean_cv_r_whole_brain"),
     "n_couplings": ("fbn", "n_couplings"),
     "n_atoms_coupled": ("fbn", "n_atoms_coupled"),
+    "n_networks_involved": ("fbn", "n_networks_involved"),
+    "atoms_coupled_ci_low": ("coupling_bootstrap", "atoms_coupled_ci_low"),
+    "atoms_coupled_ci_high": ("coupling_bootstrap", "atoms_coupled_ci_high"),
+    "networks_involved_ci_low": ("coupling_bootstrap", "networks_involved_ci_low"),
+    "networks_involved_ci_high": ("coupling_bootstrap", "networks_involved_ci_high"),
 }
-SPEC_KEYS = ("params", "common", "grid", "until", *STAGES)
+SPEC_KEYS = ("params", "common", "grid", "points", "until", *STAGES)
 
 
 def _stage_params(stage: str) -> tuple[str, ...]:
@@ -84,7 +97,8 @@ def _stage_params(stage: str) -> tuple[str, ...]:
 
     return {"stimulus": stages.STIMULUS_PARAMS, "extraction": stages.EXTRACTION_PARAMS,
             "dictionary": stages.DICTIONARY_PARAMS, "fmri": stages.FMRI_PARAMS,
-            "encoding": stages.ENCODING_PARAMS, "fbn": stages.FBN_PARAMS}[stage]
+            "encoding": stages.ENCODING_PARAMS, "fbn": stages.FBN_PARAMS,
+            "coupling_bootstrap": stages.BOOTSTRAP_PARAMS}[stage]
 
 
 def _stage_function(stage: str):
@@ -92,7 +106,8 @@ def _stage_function(stage: str):
 
     return {"stimulus": stages.stimulus, "extraction": stages.extraction,
             "dictionary": stages.dictionary, "fmri": stages.fmri_data,
-            "encoding": stages.encoding, "fbn": stages.fbn_mapping}[stage]
+            "encoding": stages.encoding, "fbn": stages.fbn_mapping,
+            "coupling_bootstrap": stages.coupling_bootstrap}[stage]
 
 
 def chain(until: str) -> list[str]:
@@ -109,21 +124,25 @@ def chain(until: str) -> list[str]:
 # --------------------------------------------------------------------------- the spec
 @dataclass
 class Spec:
-    """A parsed sweep spec: base sections (``common`` + per stage), the grid, the last stage."""
+    """A parsed sweep spec: base sections (``common`` + per stage), the grid or the named
+    points, the last stage."""
 
     source: str
     sections: dict[str, dict]
     grid: dict[str, list]
     until: str = "fbn"
+    named: list[dict] | None = None
 
     def points(self) -> list[dict]:
+        if self.named is not None:
+            return [dict(p) for p in self.named]
         names = list(self.grid)
         return [dict(zip(names, vals)) for vals in itertools.product(*(self.grid[n] for n in names))]
 
     def stage_config(self, stage: str, point: dict) -> dict:
         cfg = dict(self.sections.get("common", {}))
         cfg.update(self.sections.get(stage, {}))
-        cfg.update(point)
+        cfg.update({k: v for k, v in point.items() if k != "name"})
         return cfg
 
 
@@ -171,17 +190,23 @@ def parse_spec(data: Any, source: str = "<spec>", base_dir: str | os.PathLike | 
     until = data.get("until", "fbn")
     if until not in STAGES:
         raise InputError(source, f"{until!r} is not a stage", field="until", expected=f"one of {list(STAGES)}")
-    grid = data.get("grid")
-    if not isinstance(grid, dict) or not grid:
+    grid, named = data.get("grid"), data.get("points")
+    if grid is not None and named is not None:
+        raise InputError(source, "both a grid and points", field="points",
+                         expected="either grid (a product of values) or points (a list)")
+    if named is not None:
+        named = _check_points(source, named)
+        grid = {}
+    elif not isinstance(grid, dict) or not grid:
         raise InputError(source, "no grid" if grid is None else "grid is not a non-empty mapping",
-                         field="grid", expected="parameter: [value, value, ...]")
+                         field="grid", expected="parameter: [value, value, ...] (or points: [...])")
     for name, values in grid.items():
         if name not in config.PARAMS:
             raise ParameterError(f"grid.{name}", f"unknown parameter (in {source})",
                                  expected=f"one of {sorted(config.PARAMS)}")
         if name in NOT_SWEPT:
             raise ParameterError(f"grid.{name}", "cannot be swept",
-                                 expected="an analysis parameter (not runs_dir, variants, compare_atlas)")
+                                 expected=f"an analysis parameter (not {', '.join(NOT_SWEPT)})")
         if not isinstance(values, list) or not values:
             raise ParameterError(f"grid.{name}", f"{values!r} is not a non-empty list (in {source})",
                                  expected="a list of values, e.g. [16, 32]")
@@ -199,7 +224,34 @@ def parse_spec(data: Any, source: str = "<spec>", base_dir: str | os.PathLike | 
         sections["common"]["runs_dir"] = str(Path(rd).expanduser().resolve())
     else:  # resolve once here, so every worker writes to the same store
         sections.setdefault("common", {})["runs_dir"] = config.validate({})["runs_dir"]
-    return Spec(source=source, sections=sections, grid={k: list(v) for k, v in grid.items()}, until=until)
+    return Spec(source=source, sections=sections, grid={k: list(v) for k, v in grid.items()},
+                until=until, named=named)
+
+
+def _check_points(source: str, points: Any) -> list[dict]:
+    """Named points: a non-empty list of ``{name: str, parameter: value, ...}``, unique names."""
+    if not isinstance(points, list) or not points:
+        raise InputError(source, f"{points!r} is not a non-empty list", field="points",
+                         expected="a list of {name: ..., parameter: value, ...}")
+    seen = set()
+    for i, p in enumerate(points):
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not p["name"]:
+            raise InputError(source, f"{p!r}", field=f"points[{i}]",
+                             expected="{name: a non-empty string, parameter: value, ...}")
+        if p["name"] in seen:
+            raise InputError(source, f"{p['name']!r} twice", field=f"points[{i}].name",
+                             expected="unique names")
+        seen.add(p["name"])
+        for name in p:
+            if name == "name":
+                continue
+            if name not in config.PARAMS:
+                raise ParameterError(f"points[{i}].{name}", f"unknown parameter (in {source})",
+                                     expected=f"one of {sorted(config.PARAMS)}")
+            if name in NOT_SWEPT:
+                raise ParameterError(f"points[{i}].{name}", "cannot vary between points",
+                                     expected=f"an analysis parameter (not {', '.join(NOT_SWEPT)})")
+    return [dict(p) for p in points]
 
 
 def load_spec(path: str | os.PathLike, runs_dir: str | None = None) -> Spec:
@@ -287,6 +339,7 @@ def local_cluster(n_workers: int | None = None, **kwargs):
 
     n = n_workers or os.cpu_count() or 1
     env = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["TQDM_DISABLE"] = "1"  # workers draw no bars (a first GGUF conversion draws one per tensor)
     env.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONHASHSEED",
                                            "LLMBRAIN_RUNS", "LLMBRAIN_DATA", "LLMBRAIN_CACHE",
                                            "LLMBRAIN_ATLAS_DIR") if k in os.environ})
@@ -372,6 +425,7 @@ def results_table(pl: Plan, done: dict[str, dict]) -> pd.DataFrame:
             rec = done[ids[s]]
             row[f"{s}_status"] = rec["status"]
             row[f"{s}_key"] = rec["result"]["key"] if "result" in rec else ""
+            row[f"{s}_seconds"] = rec["result"]["seconds"] if "result" in rec else float("nan")
             seconds += rec["result"]["seconds"] if "result" in rec else 0.0
         for col, (s, k) in METRICS.items():
             if s in stages_run and "result" in done[ids[s]]:

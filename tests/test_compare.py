@@ -162,15 +162,23 @@ def test_bootstrap_refuses_bad_input(boot_setup):
 
 
 def test_run_variants_checks_its_parameters_before_any_work():
+    """The variants are a sweep's named points: every one is checked before a cluster starts."""
+    from pathlib import Path
+
     from llmbrain_utils import config
-    from llmbrain_utils.errors import ParameterError
+    from llmbrain_utils.errors import InputError, ParameterError
 
     base = config.validate({"runs_dir": "/nonexistent-never-written"})
     with pytest.raises(ParameterError, match="n_workers"):
         compare.run_variants(base, [{"name": "a"}], n_workers=0)
-    with pytest.raises(ParameterError, match=r"variants\[1\]\.name"):
+    with pytest.raises(InputError, match=r"points\[1\]\.name"):
         compare.run_variants(base, [{"name": "a"}, {"name": "a", "k": 8}])
-    with pytest.raises(ParameterError, match="k"):
+    with pytest.raises(ParameterError, match="'k'.*grid point"):
         compare.run_variants(base, [{"name": "a", "k": 0}])
-    with pytest.raises(ParameterError, match=r"variants\[0\]"):
+    with pytest.raises(InputError, match=r"points\[0\]"):
         compare.run_variants(base, [{"model": "x"}])
+    with pytest.raises(ParameterError, match=r"points\[0\]\.n_workers"):
+        compare.run_variants(base, [{"name": "a", "n_workers": 3}])
+    with pytest.raises(InputError, match="no-such-model"):
+        compare.run_variants(base, [{"name": "a", "model": "no-such-model"}])
+    assert not Path("/nonexistent-never-written").exists()

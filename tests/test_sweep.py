@@ -99,7 +99,7 @@ def test_sweep_survives_a_killed_worker_and_matches_a_sequential_run(killed_swee
     for k, lam in zip(table.k, table.lam):
         stages.fbn_mapping({**TINY, "k": int(k), "lam": float(lam), "runs_dir": str(seq_root)})
     for _, row in table.iterrows():
-        for stage in sweep.STAGES:
+        for stage in sweep.chain("fbn"):
             key = row[f"{stage}_key"]
             a = read_artifact(tmp / "runs" / stage / key, verify_hashes=True)  # complete, intact
             b = read_artifact(seq_root / stage / key, verify_hashes=True)
@@ -161,6 +161,13 @@ def test_failures_are_reported_and_other_points_complete(killed_sweep, client):
     ({"grid": {"k": [4]}, "colour": 1}, "unknown key"),
     ({"grid": {"model": ["no-such-model-anywhere"]}}, "no-such-model-anywhere"),
     ({"grid": {"atlas": ["Seitzman2018", "NoSuchAtlas"]}}, "unknown atlas"),
+    ({"grid": {"k": [4]}, "points": [{"name": "a"}]}, "both a grid and points"),
+    ({"points": {"name": "a"}}, "not a non-empty list"),
+    ({"points": [{"k": 4}]}, r"points\[0\]"),
+    ({"points": [{"name": "a"}, {"name": "a", "k": 4}]}, r"points\[1\]\.name.*twice"),
+    ({"points": [{"name": "a", "kk": 4}]}, r"points\[0\]\.kk"),
+    ({"points": [{"name": "a", "runs_dir": "x"}]}, "cannot vary between points"),
+    ({"points": [{"name": "a", "k": 0}]}, "out of range"),
 ])
 def test_bad_spec_is_refused_before_any_work(tmp_path, data, match):
     spec = _spec(tmp_path, "bad", data)
@@ -207,5 +214,29 @@ def test_example_spec_plans_four_points_sharing_upstream_tasks(tmp_path):
     pl = sweep.plan(spec)
     assert [(p["k"], p["lam"]) for p in pl.points] == [(16, 0.1), (16, 0.2), (32, 0.1), (32, 0.2)]
     count = {s: sum(n.stage == s for n in pl.nodes.values()) for s in sweep.STAGES}
-    assert count == {"stimulus": 1, "extraction": 1, "dictionary": 4, "fmri": 1, "encoding": 4, "fbn": 4}
+    assert count == {"stimulus": 1, "extraction": 1, "dictionary": 4, "fmri": 1, "encoding": 4, "fbn": 4,
+                     "coupling_bootstrap": 0}
     assert not (tmp_path / "runs").exists()
+
+
+def test_named_points_run_to_the_coupling_bootstrap(killed_sweep, client):
+    """Named points (the cross-model chapter's variants) up to the coupling bootstrap: one row
+    per name, the bootstrap's artifacts and intervals in the table, its full-sample decisions
+    those of the mapping stage; the grid point already run is reused from the store."""
+    tmp = killed_sweep["tmp"]
+    spec = _spec(tmp, "named", {"common": {**TINY, "lam": 0.1, "n_boot": 4}, "until": "coupling_bootstrap",
+                                "points": [{"name": "k3", "k": 3}, {"name": "k3 seed 1", "k": 3, "seed": 1}]})
+    table, path = sweep.run_sweep(spec, client=client, runs_dir=str(tmp / "runs"),
+                                  out=tmp / "out" / "named.tsv", progress=False)
+    assert list(table["name"]) == ["k3", "k3 seed 1"] and table.status.eq("done").all(), table
+    first = table.iloc[0]
+    assert first.fbn_status == "cached" and first.coupling_bootstrap_status == "built"
+    assert first.fbn_key == killed_sweep["table"].set_index(["k", "lam"]).loc[(3, 0.1), "fbn_key"]
+    for _, row in table.iterrows():
+        boot = stages.read_bootstrap(read_artifact(tmp / "runs" / "coupling_bootstrap" / row.coupling_bootstrap_key))
+        mapped = stages.read_couplings(read_artifact(tmp / "runs" / "fbn" / row.fbn_key))
+        assert boot.observed_table.coupled.tolist() == mapped.coupled.tolist()
+        assert boot.draws["atoms_coupled"].shape == (4,)
+        lo, hi = row.atoms_coupled_ci_low, row.atoms_coupled_ci_high
+        assert (lo, hi) == boot.interval("atoms_coupled")[1:] and lo <= hi
+        assert row.coupling_bootstrap_seconds >= 0 and row.n_atoms_coupled == mapped[mapped.coupled].atom.nunique()

@@ -47,8 +47,13 @@ scores with bootstrap intervals across subjects; all against model size (paramet
 The data are the synthetic twin, so this chapter compares how much of the planted,
 stimulus-driven signal each model's atoms carry.
 
-**Cost.** The variants run `n_workers` (2) at a time, each in its own single-threaded process,
-so the numbers do not depend on it. The coupling bootstrap resamples the subjects `n_boot` (20)
+**Cost.** The variants run as one sweep (`llmbrain_utils.sweep`, the same machinery as
+`python -m llmbrain_utils sweep`): every variant is a named point, its stages from extraction to
+the coupling bootstrap are tasks of a Dask graph on a local cluster of `n_workers` (2)
+single-threaded processes, so the numbers do not depend on it; tasks the variants share (the
+story, the fMRI data, a model's extraction) run once, and artifacts already in the store are
+reused. The chapter reads the sweep's table (`runs/sweeps/cross_model.tsv`: status, artifact
+keys, seconds and summary metrics per variant) and opens each variant's artifacts by its keys. The coupling bootstrap resamples the subjects `n_boot` (20)
 times per model: each resample recomputes the group t maps from the per-subject coefficients of
 the encoding stage and repeats the mapping stage's test with its own 5,000 rotations (prepared
 once and reused for every model and resample); a test whose Dice is reached by more than 2 of
@@ -69,14 +74,14 @@ plotting.style()
 base = config.collect(globals())
 data = stages.fmri_data(base)  # made by chapter 4; shared by every variant
 wall0 = time.perf_counter()
-done = compare.run_variants(base, variants, n_workers=n_workers, n_boot=n_boot)
-runs = {}
-for name, d in done.items():  # cache hits: every stage already ran in a worker
-    vcfg = d["cfg"]
-    runs[name] = dict(cfg=vcfg, ext=stages.extraction(vcfg), dic=stages.dictionary(vcfg),
-                      enc=stages.encoding(vcfg), fbn=stages.fbn_mapping(vcfg), boot=d["bootstrap"],
-                      timing=d["timing"])
+sweep_table, done = compare.run_variants(base, variants, n_workers=n_workers)
 wall_variants = time.perf_counter() - wall0
+sweep_table = sweep_table.set_index("name")
+runs = {}
+for name, d in done.items():  # the artifacts named by the sweep table's keys
+    a = d["artifacts"]
+    runs[name] = dict(cfg=d["cfg"], ext=a["extraction"], dic=a["dictionary"], enc=a["encoding"],
+                      fbn=a["fbn"], boot=stages.read_bootstrap(a["coupling_bootstrap"]))
 mask = stages.read_mask(data)
 keep = fmri.isc_mask(np.load(data.file("isc_p.npy")), base["alpha"])
 atlas = fbn.load_atlas(base["atlas"], mask)
@@ -90,10 +95,11 @@ for name, r in runs.items():
     row = compare.model_summary(name, D=res.D, loadings=res.A, layers=stages.read_an_table(r["ext"]).layer.to_numpy(),
                                 table=table, cv_r=np.load(r["enc"].file("cv_r.npy")), isc_keep=keep,
                                 info=info, seed=base["seed"]) | {"dict_r2": res.r2_overall}
-    b = r["boot"]
-    assert b.observed_table.coupled.tolist() == table.coupled.tolist()  # the bootstrap's rule is the stage's
+    assert r["boot"].observed_table.coupled.tolist() == table.coupled.tolist()  # the bootstrap's rule is the stage's
+    t = sweep_table.loc[name]  # the sweep's metrics of this variant
+    assert t.n_atoms_coupled == row["atoms_coupled"] and t.n_networks_involved == row["networks_involved"]
     for m in ("atoms_coupled", "networks_involved"):
-        _, row[m + "_lo"], row[m + "_hi"] = b.interval(m)
+        row[m + "_lo"], row[m + "_hi"] = t[m + "_ci_low"], t[m + "_ci_high"]
     rows.append(row)
     tables[name], Ds[name] = table, res.D
 summary = pd.DataFrame(rows).set_index("model")
@@ -354,8 +360,10 @@ for key, text in sentences.items():
     print(f"{key}: {text}")
 """),
 ("code", """
-timing = pd.DataFrame({n: r["timing"] for n, r in runs.items()}).T.round(1)
+stage_names = ["extraction", "dictionary", "encoding", "fbn", "coupling_bootstrap"]
+timing = sweep_table[[f"{s}_seconds" for s in stage_names]].set_axis(stage_names, axis=1).round(1)
+timing.insert(0, "status", sweep_table.status)
 print(timing.to_string())
-print(f"variants' wall time {wall_variants:.0f} s with {n_workers} worker(s)")
+print(f"variants' wall time {wall_variants:.0f} s with {n_workers} worker(s); table: runs/sweeps/cross_model.tsv")
 """),
 ])
