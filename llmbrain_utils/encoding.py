@@ -606,7 +606,8 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
               alphas: Any = DEFAULT_ALPHAS, inner_folds: int = 3, *, folds: Any = None,
               transformer: Any = None, standardize: bool = True,
               scoring: str = "fold_mean", center: str = "fold", chunk_voxels: int = 20_000,
-              device: str = "cpu", return_predictions: bool = False) -> CVResult:
+              device: str = "cpu", return_predictions: bool = False,
+              solver_dtype: str = "float32") -> CVResult:
     """Held-out encoding scores on contiguous folds (ridge with per-voxel alpha, or OLS).
 
     For each outer fold the model is fitted on the training TRs (``trim`` TRs away from the
@@ -629,9 +630,10 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
 
     Ridge uses himalaya's ``RidgeCV`` (one alpha per voxel, the alpha with the lowest mean
     squared error over ``inner_folds`` contiguous inner folds of the training TRs, with the
-    same ``trim``; intercept fitted; then refitted on all training TRs), in float32 on every
-    device (2.3x faster than float64 on one core; measured on the default data: held-out r
-    within 2e-4 of float64's, the same alpha in all but 0.002% of voxels). OLS fits an intercept.
+    same ``trim``; intercept fitted; then refitted on all training TRs), by default in float32
+    on every device (``solver_dtype``; 2.3x faster than float64 on one core; measured on the
+    default data: held-out r within 2e-4 of float64's, the same alpha in all but 0.002% of
+    voxels; ``benchmarks/encoding.py`` measures both). OLS fits an intercept.
 
     Parameters
     ----------
@@ -666,6 +668,8 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
         himalaya backend ``torch_cuda`` / torch on a GPU, numpy otherwise.
     return_predictions : bool
         Keep the held-out predictions.
+    solver_dtype : {"float32", "float64"}
+        Precision of the ridge solver (the scores are computed in float64).
 
     Returns
     -------
@@ -686,6 +690,7 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
     if model == "ridge":
         alphas = _check_alphas(alphas)
         inner_folds = _check_int(inner_folds, "inner_folds", 2)
+    solver_dtype = np.dtype(_check_choice(solver_dtype, "solver_dtype", ("float32", "float64")))
     device = _resolve_device(device)
 
     designs = []
@@ -717,7 +722,7 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
                 for i, (train, test, Xtr, Xte, inner, H) in enumerate(designs):
                     if model == "ridge":
                         pred[test], best[s, i, sl] = _ridge_fold(Xtr, Xte, Yb[train], alphas,
-                                                                 inner, device)
+                                                                 inner, solver_dtype)
                     else:
                         pred[test] = _to_numpy(_to_device(H, device)
                                                @ _to_device(Yb[train], device))
@@ -742,15 +747,16 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
     return CVResult(r=r, r2=r2, best_alphas=best, folds=folds, predictions=preds_out)
 
 
-def _ridge_fold(Xtr, Xte, Ytr, alphas, inner, device):
-    """One outer fold of himalaya RidgeCV (per-target alpha): test predictions, alphas."""
+def _ridge_fold(Xtr, Xte, Ytr, alphas, inner, dtype=np.float32):
+    """One outer fold of himalaya RidgeCV (per-target alpha) in ``dtype`` on the active
+    backend: test predictions (float64) and the chosen alphas."""
     from himalaya.ridge import RidgeCV
-    # float32 (see cv_scores); targets in batches of 2000 keep himalaya's (alphas x test TRs x
-    # targets) predictions in cache-sized blocks (another 10% on one core)
+    # targets in batches of 2000 keep himalaya's (alphas x test TRs x targets) predictions in
+    # cache-sized blocks (another 10% on one core)
     est = RidgeCV(alphas=alphas, fit_intercept=True, cv=inner,
                   solver_params=dict(warn=False, n_targets_batch=2000))
-    est.fit(Xtr.astype(np.float32), Ytr.astype(np.float32))
-    pred = _to_numpy(est.predict(Xte.astype(np.float32))).astype(np.float64)
+    est.fit(Xtr.astype(dtype), Ytr.astype(dtype))
+    pred = _to_numpy(est.predict(Xte.astype(dtype))).astype(np.float64)
     # the chosen alphas as the grid's exact (float64) values
     chosen = np.log(_to_numpy(est.best_alphas_).astype(np.float64))
     grid = np.asarray(alphas, dtype=np.float64)

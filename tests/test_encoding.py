@@ -186,6 +186,13 @@ def test_cv_ridge_matches_sklearn_reference():
     ref, chosen = _reference_ridge_cv(X, Y, res.folds, alphas, n_inner, trim)
     np.testing.assert_allclose(res.best_alphas, chosen, rtol=1e-10)
     np.testing.assert_allclose(res.predictions, ref, atol=2e-5)  # the solver runs in float32
+    # in float64 the solver is scikit-learn's to rounding (predictions are stored in float32)
+    r64 = E.cv_scores(X, Y, n_folds=4, trim=trim, alphas=alphas, inner_folds=n_inner,
+                      scoring="concatenated", return_predictions=True, solver_dtype="float64")
+    np.testing.assert_allclose(r64.best_alphas, chosen, rtol=1e-10)
+    np.testing.assert_allclose(r64.predictions, ref, atol=1e-6)
+    with pytest.raises(ParameterError, match="solver_dtype"):
+        E.cv_scores(X, Y, solver_dtype="float16")
     # the scores are exactly those of the predictions: concatenated, centred within each block
     pred = res.predictions.astype(np.float64)
     P, Yc = pred.copy(), Y.copy()
