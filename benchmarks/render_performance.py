@@ -45,8 +45,10 @@ Machine: {{ m.cpu_model }}, {{ m.cores }} cores, {{ m.memory_gib | num(0) }} GiB
 {{ v.torch_line }}.
 {% if r.note %}{{ r.note }}
 {% endif %}Load average (1 min) at the start and end of the run: {{ r.load_average_start[0] | num(1) }} and
-{{ r.load_average_end[0] | num(1) }} on {{ m.cores }} cores: other work shared the machine, so the absolute
-times are approximate; the ratios within a run are the meaningful numbers. Rerun with
+{{ r.load_average_end[0] | num(1) }} on {{ m.cores }} cores{% if r.load_average_start[0] > 0.5 %}: other work shared the machine, so the absolute
+times are approximate; the ratios within a run are the meaningful numbers{% else %} (the run itself keeps one
+core busy): nothing else ran at the start; the ratios within a run remain the numbers to compare
+across machines{% endif %}. Rerun with
 `.venv/bin/python benchmarks/run_all.py --out benchmarks/report.json --store runs` and
 `.venv/bin/python benchmarks/render_performance.py benchmarks/report.json`
 (`--quick`: a two-minute smoke run).
@@ -131,8 +133,11 @@ in it.
 {% if m.gpu %}This report ran with a GPU ({{ m.gpu }}), but the benchmarks above ran on the CPU.
 {% else %}No GPU was available to this project's sessions so far (this report: GPU none): the GPU paths
 (torch dictionary solver, ridge on `torch_cuda`, bf16 extraction) run on CPU tensors in the
-tests, but their speed on an H100 and the paper-scale runs (Llama-3-8B shapes) are still to be
-measured.
+tests, but their speed on an H100 and the paper-scale run are still to be measured. That run is
+one command, `benchmarks/paper_scale.py --device cuda --dtype bf16`: the whole chain for a
+random-weight Llama-3-8B-shaped model (32 x 4,096 ANs) over the longest Narratives story, with
+wall time, peak host memory and peak GPU memory per stage (the tests run it at toy size on the
+CPU).
 {% endif %}The FBN mapping stage has no benchmark script of its own; its time is in the end-to-end table.
 """
 

@@ -346,34 +346,60 @@ def encoding(sz: dict, repeats: int) -> dict:
 
 # --------------------------------------------------------------------------- end to end
 def end_to_end(store: Path) -> dict:
-    """The default run's stage times from the sidecars: per stage, the newest artifact whose
-    every configuration parameter equals the default (params/default.yaml over config.py),
-    preferring artifacts built by the current sources."""
+    """The default run's stage times from the sidecars: the newest chain stimulus -> ... -> fbn
+    in which every artifact's own parameters equal the default (params/default.yaml over
+    config.py) and every artifact's inputs are the chain's own (so a control's extraction, with
+    default extraction parameters but a shuffled story upstream, is never taken), preferring
+    chains built by the current sources."""
     from llmbrain_utils import config, pipeline
     from llmbrain_utils.store import SIDECAR, package_versions
 
     defaults = config.validate(pipeline.load_params(None).get("common", {}))
     current = package_versions(["llmbrain_utils"])["llmbrain_utils"]
-    stages = {}
-    for stage in ("stimulus", "extraction", "dictionary", "fmri", "encoding", "fbn"):
-        best = None
+    order = ("stimulus", "extraction", "dictionary", "fmri", "encoding", "fbn")
+    metas: dict[str, dict[str, dict]] = {}
+    for stage in order:
+        metas[stage] = {}
         for side in sorted((store / stage).glob(f"*/{SIDECAR}")):
             try:
                 meta = json.loads(side.read_text())
             except (OSError, ValueError):
                 continue
             params = meta.get("params", {})
-            if any(params[n] != defaults[n] for n in params if n in config.PARAMS):
-                continue
-            rank = (meta.get("versions", {}).get("llmbrain_utils") == current,
-                    meta.get("timing", {}).get("created", ""))
-            if best is None or rank > best[0]:
-                best = (rank, meta)
-        if best is not None:
-            meta = best[1]
+            if all(params[n] == defaults[n] for n in params if n in config.PARAMS):
+                metas[stage][meta["key"]] = meta
+
+    def chain(stage: str, key: str) -> dict[str, dict] | None:
+        """The artifact and its upstream artifacts, all with default parameters, or None."""
+        meta = metas[stage].get(key)
+        if meta is None:
+            return None
+        out = {stage: meta}
+        for ref, up_key in meta.get("inputs", {}).items():
+            up = chain(ref.split(":")[0], up_key)
+            if up is None:
+                return None
+            for s_, m in up.items():
+                if out.setdefault(s_, m)["key"] != m["key"]:
+                    return None  # two different artifacts of one stage upstream
+        return out
+
+    best = None
+    for key, meta in metas["fbn"].items():
+        found = chain("fbn", key)
+        if found is None or set(found) != set(order):
+            continue
+        rank = (all(m.get("versions", {}).get("llmbrain_utils") == current for m in found.values()),
+                meta.get("timing", {}).get("created", ""))
+        if best is None or rank > best[0]:
+            best = (rank, found)
+    stages = {}
+    if best is not None:
+        for stage in order:
+            meta = best[1][stage]
             stages[stage] = {"key": meta["key"], "build_s": meta["timing"]["build_s"],
                              "created": meta["timing"]["created"],
-                             "current_sources": best[0][0]}
+                             "current_sources": meta.get("versions", {}).get("llmbrain_utils") == current}
     return {"store": str(store), "stages": stages,
             "total_build_s": round(sum(s["build_s"] for s in stages.values()), 3),
             "complete": len(stages) == 6}
