@@ -19,11 +19,11 @@ chapter's variants)::
 
 Every point runs the stages ``stimulus -> extraction -> dictionary -> fmri -> encoding -> fbn
 -> coupling_bootstrap`` (up to ``until``) through :mod:`llmbrain_utils.stages`, so its artifacts
-are exactly those of a notebook run with the same parameters. A stage's parameters for a point are, in increasing
-precedence: the base file's ``common`` and its section for that stage, the spec's ``common`` and
-section, the grid values. Tasks are identified like store artifacts (stage, the stage's own
-parameters, the identities of its inputs), so identical upstream tasks of different points (one
-extraction for several k) are one task.
+are exactly those of a notebook run with the same parameters. A stage's parameters for a point
+are, in increasing precedence: the base file's ``common`` and its section for that stage, the
+spec's ``common`` and section, the grid values (or the named point's). Tasks are identified
+like store artifacts (stage, the stage's own parameters, the identities of its inputs), so
+identical upstream tasks of different points (one extraction for several k) are one task.
 
 Every parameter of every point is checked (:func:`llmbrain_utils.config.validate`, the models'
 weights at hand) before any task starts. The graph runs on a ``LocalCluster`` (one process per
