@@ -201,12 +201,7 @@ def parse_spec(data: Any, source: str = "<spec>", base_dir: str | os.PathLike | 
         raise InputError(source, "no grid" if grid is None else "grid is not a non-empty mapping",
                          field="grid", expected="parameter: [value, value, ...] (or points: [...])")
     for name, values in grid.items():
-        if name not in config.PARAMS:
-            raise ParameterError(f"grid.{name}", f"unknown parameter (in {source})",
-                                 expected=f"one of {sorted(config.PARAMS)}")
-        if name in NOT_SWEPT:
-            raise ParameterError(f"grid.{name}", "cannot be swept",
-                                 expected=f"an analysis parameter (not {', '.join(NOT_SWEPT)})")
+        _check_varied(source, f"grid.{name}", name, "cannot be swept")
         if not isinstance(values, list) or not values:
             raise ParameterError(f"grid.{name}", f"{values!r} is not a non-empty list (in {source})",
                                  expected="a list of values, e.g. [16, 32]")
@@ -243,15 +238,19 @@ def _check_points(source: str, points: Any) -> list[dict]:
                              expected="unique names")
         seen.add(p["name"])
         for name in p:
-            if name == "name":
-                continue
-            if name not in config.PARAMS:
-                raise ParameterError(f"points[{i}].{name}", f"unknown parameter (in {source})",
-                                     expected=f"one of {sorted(config.PARAMS)}")
-            if name in NOT_SWEPT:
-                raise ParameterError(f"points[{i}].{name}", "cannot vary between points",
-                                     expected=f"an analysis parameter (not {', '.join(NOT_SWEPT)})")
+            if name != "name":
+                _check_varied(source, f"points[{i}].{name}", name, "cannot vary between points")
     return [dict(p) for p in points]
+
+
+def _check_varied(source: str, field: str, name: str, not_swept: str) -> None:
+    """A parameter that differs between points: known, and an analysis parameter."""
+    if name not in config.PARAMS:
+        raise ParameterError(field, f"unknown parameter (in {source})",
+                             expected=f"one of {sorted(config.PARAMS)}")
+    if name in NOT_SWEPT:
+        raise ParameterError(field, not_swept,
+                             expected=f"an analysis parameter (not {', '.join(NOT_SWEPT)})")
 
 
 def load_spec(path: str | os.PathLike, runs_dir: str | None = None) -> Spec:
