@@ -34,6 +34,9 @@ RANDOM_CONFIGS = {
     "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                       num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
                       max_position_embeddings=4096, rms_norm_eps=1e-5),
+    # a toy Llama (2 layers, d_model 64, FFN 256) for CPU smoke runs (vocabulary: the tokenizer's)
+    "tiny": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=0, max_position_embeddings=4096, rms_norm_eps=1e-5),
 }
 
 

@@ -46,11 +46,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-#: a toy Llama (2 layers, d_model 64, FFN 256) for CPU smoke runs of this script
-TINY = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=0, max_position_embeddings=4096, rms_norm_eps=1e-5)
-
-
 class Peaks:
     """Peak RSS of this process (a sampling thread) and peak GPU memory, per ``stage``."""
 
@@ -98,7 +93,7 @@ def run(args) -> dict:
     import numpy as np
     import torch
 
-    from extraction import RANDOM_CONFIGS, random_model
+    from extraction import random_model
     from llmbrain_utils import config, dictionary, encoding, extract, fbn, models, stages
 
     work = Path(args.work or tempfile.mkdtemp(prefix="llmbrain-paper-scale-"))
@@ -119,8 +114,6 @@ def run(args) -> dict:
         sizes.update(words=len(words), trs=n_trs)
 
         with peaks.stage("model", cuda) as rec:
-            if args.config == "tiny":
-                RANDOM_CONFIGS.setdefault("tiny", TINY)
             loaded = random_model(args.config, args.n_layers, args.tokenizer, dev, args.dtype, 0)
             rec["n_params"] = int(sum(p.numel() for p in loaded.model.parameters()))
             rec["dtype"] = str(next(loaded.model.parameters()).dtype)
@@ -190,7 +183,10 @@ def run(args) -> dict:
 
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="llama3-8b", help="llama3-8b | llama2-7b | tiny")
+    from extraction import RANDOM_CONFIGS
+
+    ap.add_argument("--config", default="llama3-8b", choices=sorted(RANDOM_CONFIGS),
+                    help="the random model's shapes (tiny: a toy for CPU smoke runs)")
     ap.add_argument("--n-layers", type=int, default=None, help="fewer layers than the config's")
     ap.add_argument("--tokenizer", default="SmolLM2-135M", help="a model whose tokenizer reads the story")
     ap.add_argument("--story", default="slumlordreach", help="Narratives story (default: the longest, 5,344 words)")
@@ -209,10 +205,7 @@ def parse(argv=None):
     ap.add_argument("--fbn-perm", type=int, default=5000, help="spin null of the mapping")
     ap.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--out", default=None, help="also write the JSON report here")
-    args = ap.parse_args(argv)
-    if args.config not in ("llama3-8b", "llama2-7b", "tiny"):
-        ap.error(f"--config {args.config!r}: expected llama3-8b, llama2-7b or tiny")
-    return args
+    return ap.parse_args(argv)
 
 
 def main(argv=None) -> dict:
