@@ -415,7 +415,8 @@ def _caption(name: str, model: Mapping[str, Any], atom: int) -> str:
 
 def atom_explorer(models: Mapping[str, Mapping[str, Any]], tr_s: float = 1.5, *,
                   t_threshold: float = 3.0, dpi: float = 90,
-                  figsize: tuple[float, float] = (7.2, 4.0), max_networks: int = 6):
+                  figsize: tuple[float, float] = (7.2, 4.0), max_networks: int = 6,
+                  pngs: Mapping[str, Any] | None = None):
     """An atom explorer widget that keeps working in the static HTML of the book.
 
     Parameters
@@ -441,6 +442,10 @@ def atom_explorer(models: Mapping[str, Mapping[str, Any]], tr_s: float = 1.5, *,
         Size of each composite figure in inches.
     max_networks : int
         At most this many networks listed per figure.
+    pngs : dict, optional
+        Model name -> the model's figures, one PNG (bytes) per atom in atom order, drawn before
+        (e.g. ``stages.explorer_figures``, which caches them); the models not in it are drawn
+        here with the options above.
 
     Returns
     -------
@@ -465,18 +470,30 @@ def atom_explorer(models: Mapping[str, Mapping[str, Any]], tr_s: float = 1.5, *,
     _check_options(tr_s, t_threshold, dpi, figsize, max_networks)
     checked = {name: _check_model(name, model) for name, model in models.items()}
     n_atoms = max(m["D"].shape[1] for m in checked.values())
+    given = dict(pngs or {})
+    unknown = set(given) - set(checked)
+    if unknown:
+        raise ParameterError("pngs", f"figures of unknown model(s) {sorted(unknown)}",
+                             expected=f"names among {list(checked)}")
+    for name, figs in given.items():
+        k = checked[name]["D"].shape[1]
+        if (isinstance(figs, (bytes, str)) or len(figs) != k
+                or not all(isinstance(f, bytes) and f.startswith(b"\x89PNG") for f in figs)):
+            raise InputError(f"pngs[{name!r}]", "not one PNG per atom", field="pngs",
+                             expected=f"{k} PNG files (bytes), one per atom of D")
 
     model_stacks = []
     for name, model in checked.items():
-        pngs = atom_pngs(model, name=name, tr_s=tr_s, t_threshold=t_threshold, dpi=dpi,
-                         figsize=figsize, max_networks=max_networks)
+        figs = given[name] if name in given else atom_pngs(
+            model, name=name, tr_s=tr_s, t_threshold=t_threshold, dpi=dpi, figsize=figsize,
+            max_networks=max_networks)
         pages = [widgets.VBox([widgets.HTML(_caption(name, model, j)),
                                widgets.Image(value=png, format="png",
                                              layout=widgets.Layout(max_width="100%",
                                                                    height="auto"))])
-                 for j, png in enumerate(pngs)]
-        pages += [widgets.HTML(f"<i>{html.escape(name)} has {len(pngs)} atoms: "
-                               f"no atom {j}.</i>") for j in range(len(pngs), n_atoms)]
+                 for j, png in enumerate(figs)]
+        pages += [widgets.HTML(f"<i>{html.escape(name)} has {len(figs)} atoms: "
+                               f"no atom {j}.</i>") for j in range(len(figs), n_atoms)]
         model_stacks.append(widgets.Stack(pages, selected_index=0))
     outer = widgets.Stack(model_stacks, selected_index=0)
 

@@ -15,15 +15,19 @@ dictionary   ``D.npy`` (T x k), ``loadings.npz`` (sparse k x N), ``r2_per_an.npy
 fmri         ``bold.npy`` (S x T x V float32), ``mask.nii.gz``, ``subjects.tsv``, ``isc.npy``,
              ``isc_p.npy``, ``tsnr.npy`` (S x V, when preproc volumes exist); synthetic:
              ``dataset/`` (Narratives layout) and ``truth.json``
-encoding     ``beta.npy`` / ``t.npy`` (S x k x V), ``r2.npy`` / ``cv_r.npy`` / ``p_r2.npy``
-             (S x V), ``group_t.npy`` (k x V), ``p_group_cv.npy`` (V, t test); the group
-             test: ``group_avg_r.npy``, ``p_group_avg.npy``, ``p_group_avg_isc.npy`` (V),
-             ``group_avg_sig.npy`` / ``group_avg_sig_isc.npy`` (V bool)
+encoding     ``beta.npy`` / ``t.npy`` (S x k x V), ``r2.npy`` / ``cv_r.npy`` (S x V),
+             ``cv_alphas.npy`` (S x folds x V), ``group_t.npy`` (k x V), ``p_group_cv.npy``
+             (V, t test of the subjects' held-out r)
+encoding_    ``p_r2.npy`` (S x V, circular-shift test); the group test: ``group_avg_r.npy``,
+tests        ``p_group_avg.npy``, ``p_group_avg_isc.npy`` (V), ``group_avg_sig.npy`` /
+             ``group_avg_sig_isc.npy`` (V bool)
 recovery     ``recovery.tsv`` (``encoding_recovery``, synthetic data): sensitivity and false
              positive rate of the group tests against the planted truth, per SNR
 fbn          ``couplings.tsv`` (atom, network, sign, dice, r, p, q, coupled)
 coupling_    ``per_network.tsv``, ``per_model.tsv`` (observed counts and subject-bootstrap
 bootstrap    intervals), ``observed.tsv``, ``draws.npz``
+explorer_    ``figures/atom_NNN.png``: the atom explorer's figures of one model
+figures
 ============ ==================================================================================
 """
 
@@ -357,11 +361,14 @@ def read_mask(art: Artifact):
 
 
 # --------------------------------------------------------------------------- 5. encoding
-ENCODING_PARAMS = ("n_folds", "trim", "n_perm", "seed", "alpha", "group_perm")
+ENCODING_PARAMS = ("n_folds", "trim", "alpha")
 
 
 def encoding(cfg: dict) -> Artifact:
-    """Atoms as regressors of every voxel of every subject: maps, scores, nulls, group maps."""
+    """Atoms as regressors of every voxel of every subject: maps, held-out scores, group maps.
+
+    The permutation tests of the fits are their own stage (:func:`encoding_tests`): the
+    mapping and the model comparison need only the maps and the scores."""
     import numpy as np
 
     from . import encoding as enc
@@ -377,10 +384,7 @@ def encoding(cfg: dict) -> Artifact:
         np.save(out / "t.npy", res.t)
         np.save(out / "r2.npy", res.r2)
         np.save(out / "cv_r.npy", res.cv_r)
-        p = np.stack([enc.permutation_pvalues(D, bold[s], n_perm=cfg["n_perm"], method="circular",
-                                              statistic="r2_insample", seed=cfg["seed"] + s)
-                      for s in range(bold.shape[0])]).astype(np.float32)
-        np.save(out / "p_r2.npy", p)
+        np.save(out / "cv_alphas.npy", np.asarray(res.cv_alphas, np.float32))
         g = enc.group_maps(res.beta)
         np.save(out / "group_t.npy", g.t.astype(np.float32))
         np.save(out / "group_mean.npy", g.mean.astype(np.float32))
@@ -388,7 +392,6 @@ def encoding(cfg: dict) -> Artifact:
         np.save(out / "consistency.npy", np.asarray(g.consistency, np.float32))
         isc = np.load(data.file("isc.npy"))
         isc_keep = enc.fdr(np.load(data.file("isc_p.npy")), cfg["alpha"])[0]
-        sig = np.stack([enc.fdr(p[s], cfg["alpha"])[0] for s in range(p.shape[0])])
         mean_cv = res.cv_r.mean(0)
         # random-effects test of held-out r across subjects (Fisher z, one-sided), FDR over voxels
         from scipy.stats import ttest_1samp
@@ -397,12 +400,51 @@ def encoding(cfg: dict) -> Artifact:
         p_group = ttest_1samp(z, 0.0, axis=0, alternative="greater").pvalue
         np.save(out / "p_group_cv.npy", p_group.astype(np.float32))
         group_sig = enc.fdr(p_group, cfg["alpha"])[0]
+        return {"dof": int(res.dof),
+                "median_r2": float(np.median(res.r2)), "max_group_r2": float(res.r2.mean(0).max()),
+                "mean_cv_r_in_isc_mask": float(mean_cv[isc_keep].mean()) if isc_keep.any() else None,
+                "mean_cv_r_whole_brain": float(mean_cv.mean()),
+                "ceiling_normalised_in_isc_mask":
+                    float(np.nanmean(enc.normalise_by_ceiling(mean_cv, isc)[isc_keep]))
+                    if isc_keep.any() else None,
+                "group_significant_cv_voxels": int(group_sig.sum())}
+
+    return _store(cfg).get_or_create("encoding", _pick(cfg, ENCODING_PARAMS), build,
+                                     inputs=[dic, data],
+                                     packages=("llmbrain_utils", "numpy", "scipy", "himalaya"))
+
+
+ENCODING_TEST_PARAMS = ("n_perm", "group_perm", "alpha", "seed")
+
+
+def encoding_tests(cfg: dict) -> Artifact:
+    """Permutation tests of the encoding's fits: ``p_r2.npy`` (S x V: each subject's in-sample
+    R2 against circular shifts of the atoms), and the group test of held-out r with one null for
+    all subjects: ``group_avg_r.npy``, ``group_avg_alphas.npy`` (folds x V: the geometric mean of
+    the subjects' penalties), ``p_group_avg.npy``, ``p_group_avg_isc.npy`` (V),
+    ``group_avg_sig.npy`` / ``group_avg_sig_isc.npy`` (V bool, FDR)."""
+    import numpy as np
+
+    from . import encoding as enc
+
+    cfg = config.validate(cfg)
+    enc_art, dic, data = encoding(cfg), dictionary(cfg), fmri_data(cfg)
+
+    def build(out: Path) -> dict:
+        D = np.load(dic.file("D.npy"))
+        bold = read_bold(data, mmap=False)
+        p = np.stack([enc.permutation_pvalues(D, bold[s], n_perm=cfg["n_perm"], method="circular",
+                                              statistic="r2_insample", seed=cfg["seed"] + s)
+                      for s in range(bold.shape[0])]).astype(np.float32)
+        np.save(out / "p_r2.npy", p)
+        sig = np.stack([enc.fdr(p[s], cfg["alpha"])[0] for s in range(p.shape[0])])
+        isc_keep = enc.fdr(np.load(data.file("isc_p.npy")), cfg["alpha"])[0]
         # group test with one null for all subjects: held-out r of the subjects' average BOLD
         # (ridge; per fold and voxel the geometric mean of the subjects' penalties, chosen by
         # their nested CV, held fixed) against phase surrogates of the BOLD; FDR over the whole
         # brain and, as its own family, over the ISC mask
         folds = enc.contiguous_folds(bold.shape[1], cfg["n_folds"], cfg["trim"])
-        g_alphas = np.exp(np.log(res.cv_alphas.astype(np.float64)).mean(0))
+        g_alphas = np.exp(np.log(np.load(enc_art.file("cv_alphas.npy")).astype(np.float64)).mean(0))
         gt = enc.group_cv_test(D, bold, statistic="average_bold", alphas=g_alphas, null="phase",
                                n_perm=cfg["group_perm"], seed=cfg["seed"], folds=folds,
                                trim=cfg["trim"])
@@ -414,15 +456,7 @@ def encoding(cfg: dict) -> Artifact:
         np.save(out / "p_group_avg_isc.npy", p_isc.astype(np.float32))
         np.save(out / "group_avg_sig.npy", gsig)
         np.save(out / "group_avg_sig_isc.npy", gsig_isc)
-        return {"dof": int(res.dof),
-                "median_r2": float(np.median(res.r2)), "max_group_r2": float(res.r2.mean(0).max()),
-                "mean_cv_r_in_isc_mask": float(mean_cv[isc_keep].mean()) if isc_keep.any() else None,
-                "mean_cv_r_whole_brain": float(mean_cv.mean()),
-                "ceiling_normalised_in_isc_mask":
-                    float(np.nanmean(enc.normalise_by_ceiling(mean_cv, isc)[isc_keep]))
-                    if isc_keep.any() else None,
-                "share_significant_voxels": float(sig.mean()),
-                "group_significant_cv_voxels": int(group_sig.sum()),
+        return {"share_significant_voxels": float(sig.mean()),
                 "group_test": {"statistic": "held-out r of the subjects' average BOLD",
                                "null": f"{gt.n_null} phase surrogates of the BOLD, the same for "
                                        "every subject and voxel", "tail": gt.tail,
@@ -430,8 +464,8 @@ def encoding(cfg: dict) -> Artifact:
                                "significant_voxels_isc_mask": int(gsig_isc.sum()),
                                "isc_mask_voxels": int(isc_keep.sum())}}
 
-    return _store(cfg).get_or_create("encoding", _pick(cfg, ENCODING_PARAMS), build,
-                                     inputs=[dic, data],
+    return _store(cfg).get_or_create("encoding_tests", _pick(cfg, ENCODING_TEST_PARAMS), build,
+                                     inputs=[enc_art, dic, data],
                                      packages=("llmbrain_utils", "numpy", "scipy", "himalaya"))
 
 
@@ -461,6 +495,7 @@ def encoding_recovery(cfg: dict) -> Artifact:
         raise ParameterError("fmri_source", f"is {cfg['fmri_source']!r}: real data have no planted "
                              "truth", expected="'synthetic' for the recovery of the group test")
     enc_art, data, dic = encoding(cfg), fmri_data(cfg), dictionary(cfg)
+    tests = encoding_tests(cfg)
     stim = stimulus({**cfg, "shuffle_words": False})
     params = _pick(cfg, ("recovery_snrs", "group_perm", "alpha", "n_folds", "trim", "seed",
                          "plant_atlas"))
@@ -497,13 +532,13 @@ def encoding_recovery(cfg: dict) -> Artifact:
         snr0 = float(truth["snr"])
         p_t = np.load(enc_art.file("p_group_cv.npy")).astype(np.float64)
         rows = rows_for(snr0, "atoms", [
-            ("group average BOLD, whole brain", np.load(enc_art.file("p_group_avg.npy")).astype(np.float64)),
-            ("group average BOLD, ISC mask", np.load(enc_art.file("p_group_avg_isc.npy")).astype(np.float64)),
+            ("group average BOLD, whole brain", np.load(tests.file("p_group_avg.npy")).astype(np.float64)),
+            ("group average BOLD, ISC mask", np.load(tests.file("p_group_avg_isc.npy")).astype(np.float64)),
             ("t test of subjects' r, whole brain", p_t),
             ("t test of subjects' r, ISC mask", np.where(isc_keep, p_t, np.nan))])
         gs = enc.group_cv_test(sources.to_numpy(), bold, **kw)  # its penalties: nested CV
         rows += rows_for(snr0, "planted sources", group(gs))
-        a_atoms = np.load(enc_art.file("group_avg_alphas.npy")).astype(np.float64)
+        a_atoms = np.load(tests.file("group_avg_alphas.npy")).astype(np.float64)
         for snr in cfg["recovery_snrs"]:
             tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
             try:
@@ -526,7 +561,7 @@ def encoding_recovery(cfg: dict) -> Artifact:
                                                "fpr": round(r.fpr, 4)} for r in pick.itertuples()}}
 
     return _store(cfg).get_or_create("encoding_recovery", params, build,
-                                     inputs=[enc_art, data, dic],
+                                     inputs=[enc_art, tests, data, dic],
                                      packages=("llmbrain_utils", "numpy", "scipy", "himalaya"))
 
 
@@ -626,6 +661,44 @@ def read_bootstrap(art: Artifact):
                              info=dict(art.info.get("settings", {})))
 
 
+def explorer_figures(cfg: dict, name: str = "") -> Artifact:
+    """The atom explorer's figures of one model (:func:`explorer.atom_pngs`, default options;
+    ``name`` is written on them): ``figures/atom_000.png`` ... one per atom. Drawing them takes
+    about a second per atom; :func:`read_explorer_figures` gives them back for
+    ``explorer.atom_explorer(..., pngs=...)``."""
+    import numpy as np
+
+    from . import explorer
+
+    cfg = config.validate(cfg)
+    if not isinstance(name, str):
+        from .errors import ParameterError
+
+        raise ParameterError("name", f"{name!r}", expected="a string (the model's display name)")
+    ext, dic, enc_art = extraction(cfg), dictionary(cfg), encoding(cfg)
+    data, mapped = fmri_data(cfg), fbn_mapping(cfg)
+
+    def build(out: Path) -> dict:
+        res = read_dictionary(dic, ext)
+        model = dict(D=res.D, group_t=np.load(enc_art.file("group_t.npy")), mask_img=read_mask(data),
+                     loadings=res.A, layers=read_an_table(ext).layer.to_numpy(),
+                     couplings=read_couplings(mapped))
+        pngs = explorer.atom_pngs(model, name=name, tr_s=cfg["tr_s"])
+        (out / "figures").mkdir()
+        for i, png in enumerate(pngs):
+            (out / "figures" / f"atom_{i:03d}.png").write_bytes(png)
+        return {"n_atoms": len(pngs), "name": name}
+
+    return _store(cfg).get_or_create("explorer_figures", {**_pick(cfg, ("tr_s",)), "name": name},
+                                     build, inputs=[ext, dic, enc_art, data, mapped],
+                                     packages=("llmbrain_utils", "numpy", "matplotlib", "nilearn"))
+
+
+def read_explorer_figures(art: Artifact) -> list[bytes]:
+    """The PNGs of an ``explorer_figures`` artifact, in atom order."""
+    return [art.file(f"figures/atom_{i:03d}.png").read_bytes() for i in range(art.info["n_atoms"])]
+
+
 def _json(obj) -> str:
     import json
 
@@ -701,7 +774,8 @@ def baseline(cfg: dict) -> Artifact:
 
 
 def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_seeds: int = 3,
-                 statistics=("dice", "r")) -> Artifact:
+                 statistics=("dice", "r"), subject_counts=(12, 16),
+                 levels=(0.001, 0.005, 0.01, 0.05, 0.1)) -> Artifact:
     """Measured recovery of the whole encoding + mapping chain on planted atom couplings.
 
     Synthetic twins (same story, grid, noise model and subjects as the default data) in which
@@ -715,11 +789,19 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
 
     * at the default data's SNR (``cfg["snr"]`` or fmri.DEFAULT_SNR) on ``n_seeds`` twins
       (noise and spatial profiles drawn with seeds ``seed + 1 ... seed + n_seeds``);
-    * against SNR (``snrs``) on the first of those twins.
+    * against SNR (``snrs``) on the first of those twins;
+    * against the number of subjects (``subject_counts``, besides ``cfg["n_subjects"]``) at the
+      default SNR on the first twin's seed.
 
-    Files: ``recovery.tsv`` (one row per twin seed, SNR and statistic), ``planted.tsv`` (each
-    planted coupling: network size, the atom's variance inflation factor among the k atoms, and
-    whether each statistic found it on each twin at the default SNR), ``couplings.tsv`` (every
+    The calibration of the null: the atoms that drive no network carry no signal anywhere, so
+    every test of theirs is a true null; the share of their p values at or below each of
+    ``levels``, against the level itself, says whether the p values are valid (share <= level).
+
+    Files: ``recovery.tsv`` (one row per twin seed, SNR, number of subjects and statistic),
+    ``calibration.tsv`` (statistic, n_subjects, level, n_tests, share, ratio = share / level;
+    the default SNR, all twins of that size), ``planted.tsv`` (each planted coupling: network
+    size, the atom's variance inflation factor among the k atoms, and whether each statistic
+    found it on each twin at the default SNR and number of subjects), ``couplings.tsv`` (every
     table), ``truth.tsv``.
     """
     import shutil
@@ -742,15 +824,27 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
         snr_list = [float(v) for v in snrs]
     except (TypeError, ValueError):
         snr_list = []
+    counts = list(subject_counts)
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in counts):
+        raise ParameterError("subject_counts", f"{subject_counts!r}",
+                             expected="a list of integers >= 2, e.g. (12, 16)")
+    try:
+        level_list = sorted({float(v) for v in levels})
+    except (TypeError, ValueError):
+        level_list = []
+    if not level_list or not all(0 < v < 1 for v in level_list):
+        raise ParameterError("levels", f"{levels!r}", expected="numbers in (0, 1), e.g. (0.01, 0.05)")
     if not snr_list or not all(0 < v < float("inf") for v in snr_list):
         raise ParameterError("snrs", f"{snrs!r}",
                              expected="a non-empty list of positive numbers, e.g. (0.2, 0.36, 0.6)")
     default_snr = float(cfg["snr"] if cfg["snr"] is not None else fmri.DEFAULT_SNR)
     snrs = sorted(set(snr_list) | {default_snr})
+    n_sub0 = cfg["n_subjects"]
+    counts = sorted(set(counts) - {n_sub0})
     dic, stim = dictionary(cfg), stimulus({**cfg, "shuffle_words": False})
     params = dict(_pick(cfg, ("atlas", "threshold", "fbn_perm", "alpha", "seed", "n_subjects",
                               "resolution_mm", "tr_s", "snr")), snrs=snrs, n_planted=n_planted,
-                  n_seeds=n_seeds, statistics=statistics)
+                  n_seeds=n_seeds, statistics=statistics, subject_counts=counts, levels=level_list)
 
     def build(out: Path) -> dict:
         D = np.load(dic.file("D.npy"))
@@ -770,18 +864,19 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
         vif = np.diag(np.linalg.inv(np.corrcoef(D, rowvar=False)))
         perms = fbn.spin_permutations(mask, cfg["fbn_perm"], seed=cfg["seed"])
         seeds = [cfg["seed"] + 1 + i for i in range(n_seeds)]
-        runs = [(seeds[0], s) for s in snrs] + [(sd, default_snr) for sd in seeds[1:]]
-        rows, tables, found = [], [], {}
-        for twin_seed, snr in runs:
+        runs = ([(seeds[0], s, n_sub0) for s in snrs] + [(sd, default_snr, n_sub0) for sd in seeds[1:]]
+                + [(seeds[0], default_snr, n) for n in counts])
+        rows, tables, found, null_p = [], [], {}, []
+        for twin_seed, snr, n_sub in runs:
             tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
             try:
                 root = fmri.make_synthetic_dataset(
                     tmp / "ds", task=cfg["story"], words=read_words(stim), n_trs=stim.info["n_trs"],
                     mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
-                    n_subjects=cfg["n_subjects"], plant=plant, timecourses=D[:, atoms], snr=snr,
+                    n_subjects=n_sub, plant=plant, timecourses=D[:, atoms], snr=snr,
                     seed=twin_seed, tr_s=cfg["tr_s"], preproc=False)
                 bold, _ = fmri.load_dataset(root, cfg["story"],
-                                            [f"{i:03d}" for i in range(1, cfg["n_subjects"] + 1)],
+                                            [f"{i:03d}" for i in range(1, n_sub + 1)],
                                             mask, n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"])
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -794,18 +889,32 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
                 rec = fbn.recovery(table, truth)
                 on_unpl = table.network.isin(unplanted)
                 n_coupled = int(table.coupled.sum())
-                rows.append({"twin_seed": twin_seed, "snr": snr, "statistic": stat,
+                rows.append({"twin_seed": twin_seed, "snr": snr, "n_subjects": n_sub,
+                             "statistic": stat,
                              **{k: rec[k] for k in ("precision", "recall", "fpr")},
                              "fdp": rec["fp"] / n_coupled if n_coupled else 0.0,
                              "fpr_unplanted_networks": float(table.coupled[on_unpl].mean())
                              if on_unpl.any() else float("nan"),
                              **{k: rec[k] for k in ("tp", "fp", "fn")}})
-                tables.append(table.assign(twin_seed=twin_seed, snr=snr, statistic=stat))
+                tables.append(table.assign(twin_seed=twin_seed, snr=snr, n_subjects=n_sub,
+                                           statistic=stat))
                 if snr == default_snr:
+                    null_p.append((stat, n_sub, table.p[table.atom >= n_pl].to_numpy()))
+                if snr == default_snr and n_sub == n_sub0:
                     hit = table.set_index(["atom", "network", "sign"])["coupled"]
                     found[(stat, twin_seed)] = [bool(hit.loc[t]) for t in truth]
         recovery = pd.DataFrame(rows)
         recovery.to_csv(out / "recovery.tsv", sep="\t", index=False)
+        cal = []
+        for (stat, n_sub), group in pd.DataFrame(null_p, columns=["s", "n", "p"]).groupby(["s", "n"]):
+            p = np.concatenate(group.p.tolist())
+            for level in level_list:
+                share = float((p <= level).mean())
+                cal.append({"statistic": stat, "n_subjects": int(n_sub), "level": level,
+                            "n_tests": int(p.size), "n_twins": int(len(group)), "share": share,
+                            "ratio": share / level})
+        calibration = pd.DataFrame(cal)
+        calibration.to_csv(out / "calibration.tsv", sep="\t", index=False)
         pd.concat(tables).to_csv(out / "couplings.tsv", sep="\t", index=False)
         planted = pd.DataFrame(truth, columns=["atom", "network", "sign"])
         planted["n_voxels"] = [sizes[n] for n in nets]
@@ -814,11 +923,14 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
             planted[f"{stat}_seed{sd}"] = hits
         planted.to_csv(out / "planted.tsv", sep="\t", index=False)
         planted[["atom", "network", "sign"]].to_csv(out / "truth.tsv", sep="\t", index=False)
-        at_default = recovery[recovery.snr == default_snr]
+        at_default = recovery[(recovery.snr == default_snr) & (recovery.n_subjects == n_sub0)]
         summary = {stat: {k: float(g[k].mean()) for k in ("precision", "recall", "fdp", "fpr")}
                    for stat, g in at_default.groupby("statistic")}
+        at_05 = calibration[(calibration.level == 0.05) & (calibration.n_subjects == n_sub0)]
         return {"truth": truth, "default_snr": default_snr, "twin_seeds": seeds,
-                "unplanted_networks": unplanted, "mean_at_default_snr": summary}
+                "n_subjects": n_sub0, "subject_counts": [n_sub0, *counts],
+                "unplanted_networks": unplanted, "mean_at_default_snr": summary,
+                "null_share_at_0.05": {r.statistic: round(r.share, 4) for r in at_05.itertuples()}}
 
     return _store(cfg).get_or_create("fbn_recovery", params, build, inputs=[dic, stim],
                                      packages=("llmbrain_utils", "numpy", "scipy", "nilearn"))

@@ -85,7 +85,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 _SOURCE_HASH: str | None = None
 #: the modules whose code decides what an artifact holds (not plotting, the CLI or the runner)
 _RESULT_MODULES = ("config", "stimuli", "models", "extract", "dictionary", "fmri", "fetch", "compare",
-                   "encoding", "fbn", "stages", "store")
+                   "encoding", "fbn", "explorer", "stages", "store")
 
 
 def source_hash() -> str:

@@ -173,3 +173,47 @@ def test_book_config_points_at_local_widget_js():
     # the built-in widgets are bundled: no CDN is needed for Stack, Dropdown, Link, Image
     assert 'define("@jupyter-widgets/controls"' in embed
     assert 'define("@jupyter-widgets/html-manager"' in embed
+
+
+def test_given_figures_are_used_and_checked(models, monkeypatch):
+    """Figures drawn before (a cached artifact) go into the pages as they are; the models
+    without them are drawn; figures of the wrong count, kind or model are refused."""
+    from llmbrain_utils import explorer as ex
+
+    given = atom_pngs(models["bert"], name="bert", dpi=40, figsize=(5, 3))
+    drawn = []
+    real = ex.atom_pngs
+
+    def spy(model, **kw):
+        drawn.append(kw["name"])
+        return real(model, **kw)
+
+    monkeypatch.setattr(ex, "atom_pngs", spy)
+    box = ex.atom_explorer(models, dpi=40, figsize=(5, 3), pngs={"bert": given})
+    assert drawn == ["llama"]
+    bert_pages = box.children[1].children[0].children
+    assert [page.children[1].value for page in bert_pages] == given
+    with pytest.raises(InputError, match="one PNG per atom"):
+        ex.atom_explorer(models, pngs={"bert": given[:2]})
+    with pytest.raises(InputError, match="one PNG per atom"):
+        ex.atom_explorer(models, pngs={"bert": [b"not a png"] * 3})
+    with pytest.raises(ParameterError, match="pngs"):
+        ex.atom_explorer(models, pngs={"gpt": given})
+
+
+def test_explorer_figures_stage_caches_the_figures(tmp_path):
+    """stages.explorer_figures draws one PNG per atom of a tiny chain and stores them; a second
+    call is a cache hit that reads the same bytes back; the name is part of the key."""
+    from llmbrain_utils import config, stages
+
+    cfg = config.validate(dict(n_subjects=2, resolution_mm=12, k=4, n_perm=10, fbn_perm=100,
+                               dict_iter=20, runs_dir=str(tmp_path)))
+    art = stages.explorer_figures(cfg, "MiniLM")
+    figs = stages.read_explorer_figures(art)
+    assert len(figs) == 4 and all(f.startswith(PNG_MAGIC) for f in figs)
+    assert art.info["n_atoms"] == 4 and art.info["name"] == "MiniLM"
+    again = stages.explorer_figures(cfg, "MiniLM")
+    assert again.path == art.path and stages.read_explorer_figures(again) == figs
+    assert stages.explorer_figures(cfg, "other name").path != art.path
+    with pytest.raises(ParameterError, match="name"):
+        stages.explorer_figures(cfg, 3)

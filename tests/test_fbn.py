@@ -539,15 +539,29 @@ def test_recovery_stage_tables_are_consistent(tmp_path):
 
     # 4 planted among 8 x n x 2 tests: BH needs p below 0.05 * 4 / (16 n), so > 1000 rotations
     cfg = config.validate({**TINY, "fbn_perm": 1500, "runs_dir": str(tmp_path)})
-    art = stages.fbn_recovery(cfg, snrs=(0.3, 3.0), n_planted=4, n_seeds=2)
+    art = stages.fbn_recovery(cfg, snrs=(0.3, 3.0), n_planted=4, n_seeds=2, subject_counts=(4,),
+                              levels=(0.05, 0.5))
     rec = stages.read_tsv(art, "recovery.tsv")
     planted = stages.read_tsv(art, "planted.tsv")
     snr0 = art.info["default_snr"]
     assert snr0 == pytest.approx(0.36)
     assert set(art.info["twin_seeds"]) == {1, 2}
-    # first twin at every SNR (default included), the second at the default only; 2 statistics
-    want = {(1, s) for s in (0.3, snr0, 3.0)} | {(2, snr0)}
-    assert set(zip(rec.twin_seed, rec.snr)) == want and len(rec) == 2 * len(want)
+    # first twin at every SNR (default included), the second at the default only, the first
+    # again with 4 subjects instead of 3; 2 statistics
+    want = {(1, s, 3) for s in (0.3, snr0, 3.0)} | {(2, snr0, 3), (1, snr0, 4)}
+    assert set(zip(rec.twin_seed, rec.snr, rec.n_subjects)) == want and len(rec) == 2 * len(want)
+    assert art.info["subject_counts"] == [3, 4]
+    # calibration: the unplanted atoms' tests at the default SNR, per statistic and twin size
+    cal = stages.read_tsv(art, "calibration.tsv")
+    tables = stages.read_tsv(art, "couplings.tsv")
+    null = tables[(tables.snr == snr0) & (tables.atom >= 4)]
+    assert len(cal) == 2 * 2 * 2  # statistics x sizes x levels
+    for row in cal.itertuples():
+        p = null[(null.statistic == row.statistic) & (null.n_subjects == row.n_subjects)].p
+        assert row.n_tests == len(p) == row.n_twins * 4 * 2 * tables.network.nunique()
+        assert row.share == pytest.approx((p <= row.level).mean())
+        assert row.ratio == pytest.approx(row.share / row.level)
+    assert set(cal[cal.n_subjects == 3].n_twins) == {2}
     assert len(planted) == 4 and planted.network.is_unique and (planted.vif >= 1).all()
     assert list(planted.sign) == ["active", "deactive", "active", "deactive"]
     assert planted.n_voxels.is_monotonic_decreasing
@@ -558,13 +572,16 @@ def test_recovery_stage_tables_are_consistent(tmp_path):
     strong = rec[rec.snr == 3.0]
     assert (strong.recall == 1.0).all(), strong  # the planted signal at SNR 3 is unmissable
     assert art.info["unplanted_networks"]
-    again = stages.fbn_recovery(cfg, snrs=(0.3, 3.0), n_planted=4, n_seeds=2)
+    again = stages.fbn_recovery(cfg, snrs=(0.3, 3.0), n_planted=4, n_seeds=2, subject_counts=(4,),
+                                levels=(0.5, 0.05))
     assert again.path == art.path
 
 
 @pytest.mark.parametrize("kw, name", [({"n_planted": 0}, "n_planted"), ({"n_seeds": 1.5}, "n_seeds"),
                                       ({"statistics": ["t"]}, "statistics"),
-                                      ({"snrs": ()}, "snrs"), ({"snrs": (0.2, -1)}, "snrs")])
+                                      ({"snrs": ()}, "snrs"), ({"snrs": (0.2, -1)}, "snrs"),
+                                      ({"subject_counts": (1,)}, "subject_counts"),
+                                      ({"levels": (0.05, 1.0)}, "levels")])
 def test_recovery_stage_refuses_bad_arguments_before_work(tmp_path, kw, name):
     from llmbrain_utils import config, stages
 

@@ -40,7 +40,8 @@ from llmbrain_utils.store import SIDECAR, Store, read_artifact
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(n_subjects=2, resolution_mm=12, k=8, n_perm=10, fbn_perm=100, dict_iter=30, group_perm=10)
-STAGES = ("stimulus", "extraction", "dictionary", "fmri_data", "encoding", "fbn_mapping")
+STAGES = ("stimulus", "extraction", "dictionary", "fmri_data", "encoding", "encoding_tests",
+          "fbn_mapping")
 STORE_NAMES = {"fmri_data": "fmri", "fbn_mapping": "fbn"}
 #: the code's hash, fixed for every child process of this session, so that a source file edited
 #: while the tests run (by a person) does not change the keys between the runs compared
@@ -80,12 +81,12 @@ CHILD = textwrap.dedent("""
             res.save = save_then_hold
             return res
         dl.learn_dictionary = _held
-    elif hold_in == "encoding":  # beta/t/r2/cv_r written, p-values and group maps not yet
+    elif hold_in == "encoding":  # beta/t/r2/cv_r written, group maps not yet
         from llmbrain_utils import encoding as enc
-        _orig = enc.permutation_pvalues
+        _orig = enc.group_maps
         def _held(*a, **k):
             hold("encoding")
-        enc.permutation_pvalues = _held
+        enc.group_maps = _held
     elif hold_in == "dictionary-once":  # two processes at once: record who builds, build slowly
         from llmbrain_utils import dictionary as dl
         _orig = dl.learn_dictionary

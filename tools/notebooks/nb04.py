@@ -39,8 +39,10 @@ from llmbrain_utils import config, encoding as enc, fmri, plotting, stages
 plotting.style()
 cfg = config.collect(globals())
 art, data = stages.encoding(cfg), stages.fmri_data(cfg)
+tests = stages.encoding_tests(cfg)  # the permutation tests of the fits
 mask = stages.read_mask(data)
-r2, cv_r, p = (np.load(art.file(f)) for f in ("r2.npy", "cv_r.npy", "p_r2.npy"))
+r2, cv_r = np.load(art.file("r2.npy")), np.load(art.file("cv_r.npy"))
+p = np.load(tests.file("p_r2.npy"))
 group_t, agree = np.load(art.file("group_t.npy")), np.load(art.file("sign_agreement.npy"))
 isc = np.load(data.file("isc.npy"))
 keep = fmri.isc_mask(np.load(data.file("isc_p.npy")), cfg["alpha"])
@@ -57,7 +59,7 @@ sig = np.stack([enc.fdr(p[s], cfg["alpha"])[0] for s in range(S)])
 print(f"voxels whose in-sample R2 beats circular shifts (FDR {cfg['alpha']}): {sig.mean():.1%} per subject")
 p_group = np.load(art.file("p_group_cv.npy"))
 print(f"voxels with held-out r > 0 across subjects (t test, FDR {cfg['alpha']}): {enc.fdr(p_group, cfg['alpha'])[0].sum()}")
-gsig, gsig_isc = np.load(art.file("group_avg_sig.npy")), np.load(art.file("group_avg_sig_isc.npy"))
+gsig, gsig_isc = np.load(tests.file("group_avg_sig.npy")), np.load(tests.file("group_avg_sig_isc.npy"))
 print(f"group test (average BOLD vs phase surrogates, FDR {cfg['alpha']}): {gsig.sum()} voxels of {V}; "
       f"{gsig_isc.sum()} of the {keep.sum()} in the ISC mask")
 """, ["check"]),

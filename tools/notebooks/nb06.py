@@ -265,13 +265,15 @@ passes FDR). The widget works in the static page, without a running kernel.
 ("code", """
 from llmbrain_utils import explorer
 
-shown = {}
+shown, pngs = {}, {}
 for name in [n for n in ("MiniLM-L6", "SmolLM2-135M") if n in runs]:
     r = runs[name]
     res = stages.read_dictionary(r["dic"], r["ext"])
     shown[name] = dict(D=res.D, group_t=np.load(r["enc"].file("group_t.npy")), mask_img=mask, loadings=res.A,
                        layers=stages.read_an_table(r["ext"]).layer.to_numpy(), couplings=tables[name])
-explorer.atom_explorer(shown, tr_s=base["tr_s"])
+    # the figures are an artifact of their own: drawn once (about a minute per model), then read
+    pngs[name] = stages.read_explorer_figures(stages.explorer_figures(r["cfg"], name))
+explorer.atom_explorer(shown, tr_s=base["tr_s"], pngs=pngs)
 """),
 ("md", """
 ## The paper's claims, checked on this run
