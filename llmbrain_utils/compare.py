@@ -430,8 +430,9 @@ def variants_spec(base: dict, variants: list[dict]):
 
     if not isinstance(base, dict):
         raise ParameterError("base", f"{type(base).__name__}", expected="the run's parameters (a dict)")
-    common = {k: v for k, v in base.items() if k not in sweep.NOT_SWEPT[1:]}
-    return sweep.parse_spec({"common": common, "points": variants, "until": "coupling_bootstrap"},
+    # the run's own list of variants and the chapter's settings (sweep.NOT_SWEPT) are dropped
+    # by parse_spec
+    return sweep.parse_spec({"common": dict(base), "points": variants, "until": "coupling_bootstrap"},
                             source="cross-model variants")
 
 

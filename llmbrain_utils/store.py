@@ -82,6 +82,28 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: (path, device, inode, size, mtime_ns, ctime_ns) -> SHA-256 of the files this process has
+#: hashed: an artifact opened again (every stage opens its inputs, and theirs) is not hashed again
+#: while its files are untouched. A file changed less than _RACY_NS before it was hashed is not
+#: remembered (file times tick coarsely; git's "racy" rule), so a write right after a hash is
+#: still seen.
+_VERIFIED: dict[tuple, str] = {}
+_RACY_NS = 2_000_000_000
+
+
+def sha256_verified(path: str | os.PathLike) -> str:
+    """:func:`sha256_file`, remembered per process while the file's identity, size and times
+    are unchanged."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    digest = _VERIFIED.get(key)
+    if digest is None:
+        digest = sha256_file(path)
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+            _VERIFIED[key] = digest
+    return digest
+
+
 _SOURCE_HASH: str | None = None
 #: the modules whose code decides what an artifact holds (not plotting, the CLI or the runner)
 _RESULT_MODULES = ("config", "stimuli", "models", "extract", "dictionary", "fmri", "fetch", "compare",
@@ -199,7 +221,7 @@ class Artifact:
                 raise ArtifactError(f"{p}: missing (listed in {self.path / SIDECAR})")
             if p.stat().st_size != rec["size"]:
                 raise ArtifactError(f"{p}: size {p.stat().st_size} != {rec['size']} in sidecar")
-            if hashes and sha256_file(p) != rec["sha256"]:
+            if hashes and sha256_verified(p) != rec["sha256"]:
                 raise ArtifactError(f"{p}: SHA-256 differs from its sidecar")
 
 

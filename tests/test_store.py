@@ -117,3 +117,40 @@ def test_code_change_changes_every_key(tmp_path, monkeypatch):
     monkeypatch.setattr(st, "_SOURCE_HASH", "0000000000000000")
     k2, spec = store.key_for("s", {"k": 1})
     assert k1 != k2 and spec["versions"]["llmbrain_utils"].endswith("+src.0000000000000000")
+
+
+def test_verified_hashes_are_remembered_only_while_the_file_is_untouched(tmp_path, monkeypatch):
+    """An artifact opened again in one process is not hashed again; any write to a file (even
+    one that keeps its size and is given its old mtime back) makes it hashed again, and a file
+    changed just before its hash is not remembered at all (coarse file clocks)."""
+    import os
+
+    from llmbrain_utils import store as st
+
+    calls = []
+    real = st.sha256_file
+    monkeypatch.setattr(st, "sha256_file", lambda p, *a: calls.append(str(p)) or real(p, *a))
+    monkeypatch.setattr(st, "_VERIFIED", {})
+    a = Store(tmp_path).get_or_create("s", {"k": 1}, writer(1))
+    f = a.path / "x.npy"
+    old = f.stat().st_mtime_ns - 10**10
+    os.utime(f, ns=(old, old))  # an old file, as the artifacts a run opens
+    # utime itself changes ctime to now: the file is "racy" for _RACY_NS, so wait it out cheaply
+    monkeypatch.setattr(st, "_RACY_NS", 0)
+    calls.clear()
+    for _ in range(3):
+        read_artifact(a.path, verify_hashes=True)
+    assert calls == [str(f)]  # hashed once, then remembered
+    data = f.read_bytes()
+    f.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, other content
+    os.utime(f, ns=(old, old))
+    with pytest.raises(ArtifactError, match="SHA-256 differs"):
+        read_artifact(a.path, verify_hashes=True)
+    assert len(calls) == 2
+    # a file written within _RACY_NS of its hash is hashed every time
+    monkeypatch.setattr(st, "_RACY_NS", 10**12)
+    f.write_bytes(data)
+    calls.clear()
+    read_artifact(a.path, verify_hashes=True)
+    read_artifact(a.path, verify_hashes=True)
+    assert len(calls) == 2

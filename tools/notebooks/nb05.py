@@ -225,4 +225,22 @@ worst = cal[cal.n_subjects == n0].sort_values("ratio").iloc[-1]
 print(f"largest excess at {n0} subjects: {worst.statistic} at level {worst.level:g}, "
       f"share {worst.share:.4f} ({worst.ratio:.2f} x the level, {worst.n_tests} tests)")
 """, ["check"]),
+("md", """
+The atoms of a twin are few and share its noise. A sharper check of the same question, on
+independent maps: `benchmarks/spin_calibration.py` tests 1,920 smooth Gaussian noise maps (the
+twin's smoothness, this grid and atlas, the same 5,000 rotations) against every network and sign.
+Its committed result (rerun it to refresh; about four minutes):
+"""),
+("code", """
+import json
+from pathlib import Path
+
+cal_path = Path(stages.__file__).resolve().parents[1] / "benchmarks" / "spin_calibration.json"
+grf = json.loads(cal_path.read_text())
+print(f"{grf['maps']} noise maps, FWHM {grf['fwhm_vox']:g} voxels, {grf['atlas']}, {grf['n_perm']} rotations")
+for stat, v in grf["statistics"].items():
+    print(f"{stat}: {v['n_tests']} tests; share / level [95% interval over maps]:")
+    for row in v["levels"]:
+        print(f"  level {row['level']:<7g} {row['ratio']:.2f} [{row['ratio_ci'][0]:.2f}-{row['ratio_ci'][1]:.2f}]")
+"""),
 ])
