@@ -1,5 +1,6 @@
 """Shared fixtures: the read-only data mirror beside the repository, a scratch artifact store."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -32,3 +33,15 @@ def narratives(shared) -> Path:
     if not (path / "stimuli").is_dir():
         pytest.skip(f"{path}/stimuli is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Load a script of ``benchmarks/`` as a module: ``benchmark_script("paper_scale")``."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

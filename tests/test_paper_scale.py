@@ -3,25 +3,14 @@ CPU: every stage reports its wall time and peak memory, the sizes agree with eac
 the responses stay a memory-mapped file. (The twin keeps the data set's own exclusions: pieman
 has none of sub-001's scans, so 3 subjects give 2.)"""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("paper_scale", REPO / "benchmarks" / "paper_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_tiny_chain_on_the_cpu(narratives, tmp_path):
-    ps = _script()
+def test_tiny_chain_on_the_cpu(benchmark_script, narratives, tmp_path):
+    ps = benchmark_script("paper_scale")
     out = tmp_path / "report.json"
     res = ps.main(["--config", "tiny", "--story", "pieman", "--narratives-dir", str(narratives),
                    "--device", "cpu", "--k", "6", "--dict-iter", "20", "--subjects", "3",
@@ -44,7 +33,7 @@ def test_tiny_chain_on_the_cpu(narratives, tmp_path):
     assert res["total_wall_s"] == pytest.approx(sum(r["wall_s"] for r in res["stages"].values()), abs=1e-2)
 
 
-def test_unknown_config_is_refused():
-    ps = _script()
+def test_unknown_config_is_refused(benchmark_script):
+    ps = benchmark_script("paper_scale")
     with pytest.raises(SystemExit):
         ps.parse(["--config", "llama9"])

@@ -1,7 +1,6 @@
 """The performance page is the rendering of the committed benchmark report (no benchmark runs)."""
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,12 +12,8 @@ PAGE = REPO / "book" / "performance.md"
 
 
 @pytest.fixture(scope="module")
-def renderer():
-    spec = importlib.util.spec_from_file_location("render_performance",
-                                                  REPO / "benchmarks" / "render_performance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def renderer(benchmark_script):
+    return benchmark_script("render_performance")
 
 
 @pytest.fixture(scope="module")

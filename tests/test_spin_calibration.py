@@ -1,25 +1,13 @@
 """The spin null's calibration script (benchmarks/spin_calibration.py) at toy size: one share
 per statistic and level, computed from every test of every noise map, with its interval."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("spin_calibration",
-                                                  REPO / "benchmarks" / "spin_calibration.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_toy_calibration_run(tmp_path):
-    cal = _script()
+def test_toy_calibration_run(benchmark_script, tmp_path):
+    cal = benchmark_script("spin_calibration")
     out = tmp_path / "cal.json"
     res = cal.main(["--maps", "70", "--resolution-mm", "12", "--n-perm", "200", "--n-boot", "50",
                     "--out", str(out)])
@@ -38,8 +26,8 @@ def test_toy_calibration_run(tmp_path):
         assert 0.03 < s["levels"][-1]["share"] < 0.25
 
 
-def test_bad_arguments_exit(capsys):
-    cal = _script()
+def test_bad_arguments_exit(benchmark_script, capsys):
+    cal = benchmark_script("spin_calibration")
     with pytest.raises(SystemExit):
         cal.main(["--maps", "0"])
     assert "--maps" in capsys.readouterr().err
