@@ -354,6 +354,15 @@ def read_bold(art: Artifact, mmap: bool = True):
     return np.load(art.file("bold.npy"), mmap_mode="r" if mmap else None)
 
 
+def read_isc_mask(art: Artifact, alpha: float):
+    """The fMRI artifact's voxels with significant ISC at FDR ``alpha`` (bool, V)."""
+    import numpy as np
+
+    from . import fmri
+
+    return fmri.isc_mask(np.load(art.file("isc_p.npy")), alpha)
+
+
 def read_mask(art: Artifact):
     import nibabel as nib
 
@@ -391,7 +400,7 @@ def encoding(cfg: dict) -> Artifact:
         np.save(out / "sign_agreement.npy", g.sign_agreement.astype(np.float32))
         np.save(out / "consistency.npy", np.asarray(g.consistency, np.float32))
         isc = np.load(data.file("isc.npy"))
-        isc_keep = enc.fdr(np.load(data.file("isc_p.npy")), cfg["alpha"])[0]
+        isc_keep = read_isc_mask(data, cfg["alpha"])
         mean_cv = res.cv_r.mean(0)
         # random-effects test of held-out r across subjects (Fisher z, one-sided), FDR over voxels
         from scipy.stats import ttest_1samp
@@ -438,7 +447,7 @@ def encoding_tests(cfg: dict) -> Artifact:
                       for s in range(bold.shape[0])]).astype(np.float32)
         np.save(out / "p_r2.npy", p)
         sig = np.stack([enc.fdr(p[s], cfg["alpha"])[0] for s in range(p.shape[0])])
-        isc_keep = enc.fdr(np.load(data.file("isc_p.npy")), cfg["alpha"])[0]
+        isc_keep = read_isc_mask(data, cfg["alpha"])
         # group test with one null for all subjects: held-out r of the subjects' average BOLD
         # (ridge; per fold and voxel the geometric mean of the subjects' penalties, chosen by
         # their nested CV, held fixed) against phase surrogates of the BOLD; FDR over the whole
@@ -508,7 +517,7 @@ def encoding_recovery(cfg: dict) -> Artifact:
         planted = np.isin(labels, [p["label"] for p in truth["plant"]])
         nets = list(dict.fromkeys(p["network"] for p in truth["plant"]))
         sources = pd.read_csv(data.file("dataset/truth_sources.tsv"), sep="\t", index_col=0)
-        isc_keep = enc.fdr(np.load(data.file("isc_p.npy")), cfg["alpha"])[0]
+        isc_keep = read_isc_mask(data, cfg["alpha"])
         D = np.load(dic.file("D.npy"))
         bold = read_bold(data, mmap=False)
         folds = enc.contiguous_folds(bold.shape[1], cfg["n_folds"], cfg["trim"])
@@ -741,7 +750,7 @@ def baseline(cfg: dict) -> Artifact:
     shuffled), each from its own extraction and dictionary."""
     import numpy as np
 
-    from . import encoding as enc, fmri
+    from . import encoding as enc
 
     cfg = config.validate(cfg)
     ext, dic, data = extraction(cfg), dictionary(cfg), fmri_data(cfg)
@@ -750,7 +759,7 @@ def baseline(cfg: dict) -> Artifact:
 
     def build(out: Path) -> dict:
         bold = read_bold(data, mmap=False)
-        keep = fmri.isc_mask(np.load(data.file("isc_p.npy")), cfg["alpha"])
+        keep = read_isc_mask(data, cfg["alpha"])
         if not keep.any():
             keep = np.ones(bold.shape[2], bool)
         Y = np.ascontiguousarray(bold[:, :, keep])

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,13 +86,17 @@ def boot_setup():
     return betas, atlas
 
 
-def test_bootstrap_decisions_are_the_mapping_stages(boot_setup):
-    """Full sample and every resample: the same couplings as fbn.couple_atoms with all rotations."""
+@pytest.mark.parametrize("n_screen", [50, 10, 500])
+def test_bootstrap_decisions_are_the_mapping_stages(boot_setup, n_screen):
+    """Full sample and every resample: the same couplings as fbn.couple_atoms with all rotations,
+    however few rotations the first stage of the sequential count meets (10 of 500: a test's
+    early exceedances say little about its p; all 500: no sequential stage)."""
     from llmbrain_utils import fbn
 
     betas, atlas = boot_setup
     null = compare.SpinNull(atlas, n_perm=500, seed=0)
-    b = compare.bootstrap_couplings(betas, atlas, n_perm=500, n_boot=8, seed=0, null=null, n_screen=50)
+    b = compare.bootstrap_couplings(betas, atlas, n_perm=500, n_boot=8, seed=0, null=null,
+                                    n_screen=n_screen)
     ref = fbn.couple_atoms(fbn.group_t(betas), atlas, n_perm=500, seed=0)
     got = b.observed_table
     cols = ["atom", "network", "sign"]
@@ -108,7 +114,89 @@ def test_bootstrap_decisions_are_the_mapping_stages(boot_setup):
         per = c.groupby(["network", "sign"]).atom.nunique()
         for (net, sign), v in per.items():
             assert b.draws["per_network"][i, atlas.index(net), fbn.SIGNS.index(sign)] == v
-    assert b.info["screen_unsafe"] == 0
+    assert 0 < b.info["share_counted_in_full"] <= 1
+
+
+def test_bootstrap_decisions_exact_with_many_tests_near_the_cut_off(boot_setup):
+    """Forty atoms of graded strength: many p values near the BH cut-off, where a test's first
+    rotations can show several exceedances by chance although its full p passes. The
+    sequential count must still give the decisions of all rotations."""
+    from scipy.ndimage import gaussian_filter
+
+    from llmbrain_utils import fbn
+
+    betas0, atlas = boot_setup
+    S, _, V = betas0.shape
+    k = 40
+    rng = np.random.default_rng(3)
+    mask = atlas.mask_img
+    grid = np.asarray(mask.dataobj) != 0
+    betas = np.empty((S, k, V))
+    for s in range(S):
+        for a in range(k):
+            noise = gaussian_filter(rng.standard_normal(grid.shape), 1.0)[grid]
+            sig = atlas.masks[a % 4].astype(float)
+            betas[s, a] = noise / noise.std() + 0.5 * (a / k) * sig * (1 if a % 2 else -1)
+    null = compare.SpinNull(atlas, n_perm=500, seed=0)
+    for n_screen in (10, 30):
+        b = compare.bootstrap_couplings(betas, atlas, n_perm=500, n_boot=6, seed=0, null=null,
+                                        n_screen=n_screen)
+        ref = fbn.couple_atoms(fbn.group_t(betas), atlas, n_perm=500, seed=0)
+        assert b.observed_table.coupled.tolist() == ref.coupled.tolist()
+        assert 5 <= ref.coupled.sum()
+        assert ((ref.p > 0.005) & (ref.p < 0.1)).sum() >= 10  # tests near the cut-off
+        picks = np.random.default_rng(0).integers(0, S, size=(6, S))
+        for i, pick in enumerate(picks):
+            r = fbn.couple_atoms(fbn.group_t(betas[pick]), atlas, n_perm=500, seed=0)
+            assert b.draws["couplings"][i] == int(r.coupled.sum()), (n_screen, i)
+
+
+def test_sequential_counts_give_the_bh_decisions_of_all_rotations(boot_setup):
+    """Observed Dice chosen adversarially: tests whose few exceedances over 3,000 rotations
+    (p <= 0.005, they pass BH) fall 3 or more in the first 200 rotations, so that they look
+    like p > 0.01 early (a rule that stopped such tests dropped real couplings), among sure
+    couplings (one exceedance) and null tests (1,500). The sequential count must give the
+    decisions of all rotations."""
+    from scipy.ndimage import gaussian_filter
+
+    from llmbrain_utils import fbn
+
+    _, atlas = boot_setup
+    P, alpha = 3000, 0.05
+    null = compare.SpinNull(atlas, n_perm=P, seed=0)
+    grid = np.asarray(atlas.mask_img.dataobj) != 0
+    rng = np.random.default_rng(5)
+    maps = np.array([gaussian_filter(rng.standard_normal(grid.shape), 1.0)[grid] for _ in range(120)])
+    parts, _ = fbn.threshold_maps(maps, "top10%")
+    inter = np.stack([null._overlaps(np.flatnonzero(row), slice(0, P)) for row in parts])
+    dice_null = 2 * inter / (parts.sum(1)[:, None, None] + null.rot_sizes[None])  # (m, P, n)
+    order = np.argsort(-dice_null, axis=1, kind="stable")
+    ranked = np.take_along_axis(dice_null, order, axis=1)
+    j3 = (np.cumsum(order < 200, axis=1) >= 3).argmax(1)  # rank where 3 early rotations are in
+    rank = np.full(j3.shape, 1500)
+    rank[j3 < 12] = j3[j3 < 12]  # adversarial: <= 12 exceedances, 3 of them early
+    rank.ravel()[np.flatnonzero(j3.ravel() >= 12)[:30]] = 0  # sure couplings
+    observed = np.take_along_axis(ranked, rank[:, None, :], axis=1)[:, 0]
+    truth = (dice_null >= observed[:, None] - 1e-9).sum(1)  # the counts over all rotations
+    early = (dice_null[:, :200] >= observed[:, None] - 1e-9).sum(1)
+    p_true = (1.0 + truth) / (1.0 + P)
+    want = compare._bh_reject(p_true.ravel(), alpha).reshape(p_true.shape)
+    hard = (early >= 3) & want
+    assert want.sum() >= 40 and hard.sum() >= 5
+    # what stopping after 200 rotations at more than 2 exceedances would have decided
+    screened = np.where(early <= 2, truth, early * P / 200)
+    assert compare._bh_reject(((1.0 + screened) / (1.0 + P)).ravel(), alpha).sum() < want.sum()
+    for n_screen, growth in ((200, 5), (50, 2), (P, 5)):
+        counts, complete = null.counts(parts, observed, alpha=alpha, n_screen=n_screen, growth=growth)
+        p = (1.0 + counts) / (1.0 + P)
+        assert np.array_equal(compare._bh_reject(p.ravel(), alpha).reshape(p.shape), want)
+        assert np.array_equal(counts[complete], truth[complete]) and complete[want].all()
+        if n_screen < P:
+            assert complete.mean() < 0.5  # and it saved work
+    generic = copy.copy(null)  # the path for atlases whose networks overlap (no label per voxel)
+    generic.labels_t = None
+    assert all(np.array_equal(a, b) for a, b in zip(
+        generic.counts(parts, observed, alpha=alpha), null.counts(parts, observed, alpha=alpha)))
 
 
 def test_bootstrap_intervals_follow_the_subjects(boot_setup):

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from nilearn import plotting as nplot
-from llmbrain_utils import config, encoding as enc, fmri, plotting, stages
+from llmbrain_utils import config, encoding as enc, plotting, stages
 
 plotting.style()
 cfg = config.collect(globals())
@@ -45,7 +45,7 @@ r2, cv_r = np.load(art.file("r2.npy")), np.load(art.file("cv_r.npy"))
 p = np.load(tests.file("p_r2.npy"))
 group_t, agree = np.load(art.file("group_t.npy")), np.load(art.file("sign_agreement.npy"))
 isc = np.load(data.file("isc.npy"))
-keep = fmri.isc_mask(np.load(data.file("isc_p.npy")), cfg["alpha"])
+keep = stages.read_isc_mask(data, cfg["alpha"])
 S, V = r2.shape
 """),
 ("code", """
@@ -70,7 +70,7 @@ noise, more for smooth noise), and circular shifts of the regressors, which keep
 autocorrelation, reach the same values. That is why this book scores models by held-out
 prediction and tests it across subjects.
 
-The $t$ test of the subjects' held-out $r$ is valid but weak: 7 degrees of freedom, and each
+The $t$ test of the subjects' held-out $r$ is valid but weak: $S - 1$ degrees of freedom (7 in the default run), and each
 subject's $r$ is noisy (about 0.1 SD under the null: short, smooth test blocks). The **group test**
 scores the held-out $r$ of the subjects' *average* BOLD, whose stimulus-locked part is what the
 listeners share, with $\\sqrt{S}$ less noise, and compares it with the same statistic on 100

@@ -68,7 +68,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from llmbrain_utils import compare, config, fbn, fmri, plotting, stages
+from llmbrain_utils import compare, config, fbn, plotting, stages
 
 plotting.style()
 base = config.collect(globals())
@@ -83,7 +83,7 @@ for name, d in done.items():  # the artifacts named by the sweep table's keys
     runs[name] = dict(cfg=d["cfg"], ext=a["extraction"], dic=a["dictionary"], enc=a["encoding"],
                       fbn=a["fbn"], boot=stages.read_bootstrap(a["coupling_bootstrap"]))
 mask = stages.read_mask(data)
-keep = fmri.isc_mask(np.load(data.file("isc_p.npy")), base["alpha"])
+keep = stages.read_isc_mask(data, base["alpha"])
 atlas = fbn.load_atlas(base["atlas"], mask)
 """),
 ("code", """
