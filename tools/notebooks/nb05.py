@@ -258,12 +258,11 @@ alpha = cfg["alpha"]
 for stat, g in at0.groupby("statistic"):
     prec, rec0, fpr_u = g.precision.mean(), g.recall.mean(), g.fpr_unplanted_networks.mean()
     met = prec >= 0.9 and rec0 >= 0.9 and fpr_u <= alpha
-    print(f"{stat}: precision {prec:.2f}, recall {rec0:.2f}, false-positive rate on the unplanted network "
-          f"{fpr_u:.3f} at {n0} subjects (mean of {g.twin_seed.nunique()} twins): target {'met' if met else 'not met'}")
+    print(f"{stat}, {n0} subjects, mean of {g.twin_seed.nunique()} twins: target {'met' if met else 'not met'}")
+    print(f"    precision {prec:.2f}, recall {rec0:.2f}; false-positive rate on the unplanted network {fpr_u:.3f}")
     fp, claims = int(g.fp.sum()), int(g.tp.sum() + g.fp.sum())
-    print(f"    false couplings (planted atoms on other networks, unplanted atoms anywhere): {fp} of {claims} "
-          f"= {fp / max(claims, 1):.3f}, {'at or below' if fp <= alpha * claims else 'above'} the FDR level {alpha:g} "
-          f"(which expects at most {alpha * claims:.1f})")
+    print(f"    false couplings: {fp} of {claims} = {fp / max(claims, 1):.3f}, "
+          f"{'at or below' if fp <= alpha * claims else 'above'} the FDR level {alpha:g} (at most {alpha * claims:.1f} expected)")
 enough = by_n[(by_n.precision >= 0.9) & (by_n.recall >= 0.9)].groupby("statistic").n_subjects.min()
 for stat in sorted(at0.statistic.unique()):
     n_min = enough.get(stat)
