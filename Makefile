@@ -16,7 +16,7 @@ export TRANSFORMERS_VERBOSITY := error
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run book test notebooks clean
+.PHONY: setup run book test notebooks reference clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,13 @@ test: setup
 # refresh the committed notebooks (their outputs are what nbval compares against)
 notebooks: setup
 	$(PY) -m llmbrain_utils run --params $(PARAMS) --refresh-notebooks
+
+# after `make notebooks`: measure how the headline figures move with the BLAS kernel and the
+# seed (benchmarks/kernel_spread.py, ~45 min on 2 cores) and write their reference and
+# tolerances (notebooks/headlines.json) that tests/test_headlines.py checks
+reference: setup
+	$(PY) benchmarks/kernel_spread.py --include-default
+	$(PY) -m llmbrain_utils headlines --write-reference
 
 clean:
 	rm -rf _build book/executed

@@ -1,4 +1,4 @@
-"""Command line: ``python -m llmbrain_utils {run,book,fetch,sweep}``.
+"""Command line: ``python -m llmbrain_utils {run,book,fetch,sweep,headlines}``.
 
 Every error the package raises on purpose (bad input, bad parameter, damaged artifact) is
 printed as one line naming what was wrong and where, and the command exits with status 2.
@@ -22,16 +22,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="run only this stage (repeatable)")
     r.add_argument("--force", action="store_true", help="re-execute unchanged notebooks too")
     r.add_argument("--runs-dir", help="artifact store (default $LLMBRAIN_RUNS or ./runs)")
+    r.add_argument("--executed-dir", help="where the executed notebooks go (default book/executed)")
+    r.add_argument("--verbose", action="store_true",
+                   help="papermill's progress lines (input, output, kernel) too")
     r.add_argument("--refresh-notebooks", action="store_true",
                    help="copy outputs back into notebooks/ (the nbval references)")
     b = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")
     b.add_argument("--no-strict", action="store_true", help="do not treat warnings as errors")
     f = sub.add_parser("fetch", help="download Narratives files (OpenNeuro ds002345)")
     f.add_argument("--story", required=True)
-    f.add_argument("--subjects", required=True, help="e.g. 001-010 or 001,003")
+    f.add_argument("--subjects", required=True,
+                   help="e.g. 001-010 or 001,003; 'all': every subject of the story (reads the data "
+                   "set's participants.tsv)")
     f.add_argument("--dest", help="cache directory (default $LLMBRAIN_DATA)")
     f.add_argument("--kind", action="append", dest="kinds", help="derivative kind(s), e.g. clean")
     f.add_argument("--base-url", help="mirror of the data set")
+    h = sub.add_parser("headlines", help="compare the run's headline figures (the numbers that move "
+                       "with the BLAS kernel) with notebooks/headlines.json, or write that reference")
+    h.add_argument("--runs-dir", help="artifact store (default $LLMBRAIN_RUNS or ./runs)")
+    h.add_argument("--write-reference", action="store_true",
+                   help="write notebooks/headlines.json from this run and benchmarks/kernel_spread.json")
     w = sub.add_parser("sweep", help="run a parameter grid (sweep spec, YAML) on Dask")
     w.add_argument("spec", help="sweep spec (YAML), e.g. params/sweep_example.yaml")
     w.add_argument("--scheduler", metavar="ADDR", help="an existing Dask scheduler "
@@ -46,12 +56,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "verbose", False):  # papermill's INFO lines only with run --verbose
+        logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         if args.cmd == "run":
             from .pipeline import run
 
             for rec in run(args.params, only=args.only, force=args.force,
-                           refresh_notebooks=args.refresh_notebooks, runs_dir=args.runs_dir):
+                           refresh_notebooks=args.refresh_notebooks, runs_dir=args.runs_dir,
+                           executed_dir=args.executed_dir):
                 print(f"{rec['stage']:12s} {rec['status']:10s} {rec['seconds']:8.1f} s")
         elif args.cmd == "book":
             from .pipeline import build_book
@@ -62,8 +75,25 @@ def main(argv: list[str] | None = None) -> int:
 
             kw = {k: v for k, v in (("dest", args.dest), ("kinds", args.kinds),
                                     ("base_url", args.base_url)) if v}
-            for p in fetch.fetch(args.story, fetch.parse_subjects(args.subjects), **kw):
+            subjects = args.subjects.strip()
+            if subjects.lower() != "all":  # 'all' is fetch's own: it reads participants.tsv
+                subjects = fetch.parse_subjects(subjects)
+            for p in fetch.fetch(args.story, subjects, **kw):
                 print(p)
+        elif args.cmd == "headlines":
+            from . import headlines
+
+            run = headlines.read_run(args.runs_dir)
+            if args.write_reference:
+                print(headlines.write_reference(run, headlines.load_spread()))
+            else:
+                problems = headlines.compare(run, headlines.load_reference())
+                for line in problems:
+                    print(line)
+                n = sum(len(v) for v in headlines.load_reference().values())
+                print(f"{n - len(problems)} of {n} headline figures within their tolerance")
+                if problems:
+                    return 1
         elif args.cmd == "sweep":
             from .sweep import run_sweep
 

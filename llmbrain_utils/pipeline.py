@@ -11,10 +11,12 @@ cached in the store besides, so a changed parameter recomputes only what depends
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -60,7 +62,33 @@ def load_params(path: str | os.PathLike | None) -> dict:
     for sec, val in data.items():
         if val is not None and not isinstance(val, dict):
             raise InputError(path, "section is not a mapping", field=sec)
+    for name in (data.get("common") or {}):  # never ignored: a typo would run the default
+        if name not in config.PARAMS:
+            raise unknown_parameter(path, "common", name, config.PARAMS, "a parameter of any stage")
     return {k: (v or {}) for k, v in data.items()}
+
+
+def unknown_parameter(path, section: str, name, known, what: str) -> ParameterError:
+    """The error for a name in a parameter file's section that is not a parameter there: it
+    names the file, the section and the name, with the closest known name when there is one."""
+    hint = config.suggest(name, known)
+    return ParameterError(f"{section}.{name}", f"not {what} (in {path}, section '{section}'){hint}",
+                          expected=None if hint else f"one of {sorted(known)}")
+
+
+def check_sections(params: dict, path=None) -> None:
+    """Every name of every stage section is a parameter of that stage's notebook, whether or not
+    the stage runs now (``--only``): a typo is an error before any work starts."""
+    path = Path(path) if path else DEFAULT_PARAMS
+    for stage in STAGES:
+        section = params.get(stage) or {}
+        if not section:
+            continue
+        nb = NOTEBOOKS / STAGES[stage]
+        declared = declared_parameters(nb)
+        for name in section:
+            if name not in declared:
+                raise unknown_parameter(path, stage, name, declared, f"a parameter of {nb.name}")
 
 
 def declared_parameters(notebook: Path) -> dict[str, dict]:
@@ -84,8 +112,9 @@ def _check_type(name: str, value, decl: dict, notebook: str) -> None:
     if isinstance(value, bool) and bool not in allowed:
         allowed = ()
     if not isinstance(value, allowed):
-        raise ParameterError(name, f"{value!r} is a {type(value).__name__} in {notebook}",
-                             expected=f"{inferred} (default {default})")
+        words = config.allowed(name) if name in config.PARAMS else str(inferred)
+        raise ParameterError(name, f"{value!r} has type {type(value).__name__} in {notebook}",
+                             expected=f"{words}; default {default}")
 
 
 def stage_parameters(stage: str, params: dict) -> dict:
@@ -96,9 +125,10 @@ def stage_parameters(stage: str, params: dict) -> dict:
     section = params.get(stage, {})
     unknown = set(section) - set(declared)
     if unknown:
-        raise ParameterError(f"{stage}.{sorted(unknown)[0]}",
-                             f"not a parameter of {nb.name}",
-                             expected=f"one of {sorted(declared)}")
+        name = sorted(unknown)[0]
+        hint = config.suggest(name, declared)
+        raise ParameterError(f"{stage}.{name}", f"not a parameter of {nb.name}{hint}",
+                             expected=None if hint else f"one of {sorted(declared)}")
     merged.update(section)
     for k, v in merged.items():
         _check_type(k, v, declared[k], nb.name)
@@ -139,8 +169,12 @@ def _executed_digest(path: Path) -> str | None:
 
 
 def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None = None,
-        force: bool = False, refresh_notebooks: bool = False, runs_dir: str | None = None) -> list[dict]:
-    """Execute the stages' notebooks; return one record per stage (name, status, seconds)."""
+        force: bool = False, refresh_notebooks: bool = False, runs_dir: str | None = None,
+        executed_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Execute the stages' notebooks; return one record per stage (name, status, seconds).
+
+    ``executed_dir``: where the executed notebooks go (default ``book/executed/``, the copies
+    the book renders); a run with other parameters can keep its own there."""
     import papermill as pm
 
     params = load_params(params_file)
@@ -154,16 +188,22 @@ def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None 
         if bad:
             raise ParameterError("--only", f"unknown stage(s) {bad}", expected=f"any of {stages}")
         stages = [s for s in stages if s in only]
-    # validate every notebook's parameters before any work starts
+    # validate every notebook's parameters before any work starts: names of every section
+    # (stages not run now too), then types, ranges and choices
+    check_sections(params, params_file)
+    for s in STAGES:
+        if s not in stages and params.get(s):
+            config.validate(stage_parameters(s, params))
     plan = [(s, stage_parameters(s, params)) for s in stages]
     for _, p in plan:
         config.validate(p)  # ranges and choices too, not only types
     _check_models(plan)
-    EXECUTED.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(executed_dir).resolve() if executed_dir is not None else EXECUTED
+    out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for stage, p in plan:
         src = NOTEBOOKS / STAGES[stage]
-        dst = EXECUTED / STAGES[stage]
+        dst = out_dir / STAGES[stage]
         digest = _digest(src, p)
         if not force and dst.is_file() and _executed_digest(dst) == digest:
             records.append({"stage": stage, "status": "unchanged", "seconds": 0.0})
@@ -173,9 +213,11 @@ def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None 
         t0 = time.perf_counter()
         print(f"[llmbrain] {stage}: executing {src.name}", flush=True)
         try:
-            nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
-                                     kernel_name="python3", progress_bar=False,
-                                     request_save_on_cell_execute=False)
+            with _kernel_stderr() as km_class:
+                nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
+                                         kernel_name="python3", progress_bar=False,
+                                         request_save_on_cell_execute=False,
+                                         kernel_manager_class=km_class)
         except Exception as e:
             # keep the failed copy for reading, never under the executed name
             failed = dst.with_name(f"FAILED-{dst.name}")
@@ -197,6 +239,38 @@ def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None 
         if refresh_notebooks:
             _refresh(dst, src)
     return records
+
+
+#: what the kernel process writes to its stderr that says nothing to the user of a local run:
+#: ipykernel's note that the (loopback) TCP transport is not encrypted, and its report of the
+#: interrupt that a kernel's shutdown may send
+KERNEL_NOISE = re.compile(r"Kernel is running over TCP without encryption|"
+                          r"KeyboardInterrupt caught in kernel")
+
+
+@contextlib.contextmanager
+def _kernel_stderr():
+    """A kernel manager class whose kernels write their stderr to a temporary file; on leaving,
+    the file's lines are passed on to this process's stderr, less :data:`KERNEL_NOISE`."""
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    with tempfile.TemporaryFile(mode="w+b") as f:
+
+        class _KernelManager(AsyncKernelManager):
+            async def start_kernel(self, **kw):
+                kw.setdefault("stderr", f)
+                return await super().start_kernel(**kw)
+
+        try:
+            yield _KernelManager
+        finally:
+            f.seek(0)
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not KERNEL_NOISE.search(line):
+                    print(line, file=sys.stderr)
+            sys.stderr.flush()
 
 
 def _refresh(executed: Path, committed: Path) -> None:

@@ -31,6 +31,8 @@ def build(path, cells, title=None):
             src = "# NBVAL_CHECK_OUTPUT\n" + src
         if "hide" in flags:
             meta.setdefault("tags", []).append("hide-input")
+        if "remove" in flags:
+            meta.setdefault("tags", []).append("remove-cell")
         nb.cells.append(nbformat.v4.new_code_cell(src, metadata=meta))
     for i, cell in enumerate(nb.cells):  # stable ids: a regenerated notebook differs only where its cells do
         cell["id"] = f"c{i:03d}-{cell.cell_type[:4]}"

@@ -28,7 +28,7 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from llmbrain_utils import config, fbn, fmri, plotting, stages
+from llmbrain_utils import config, fbn, fmri, headlines, plotting, stages
 
 plotting.style()
 cfg = config.collect(globals())
@@ -45,6 +45,11 @@ print(f"subjects: {S}, TRs: {T}, voxels: {V} ({cfg['resolution_mm']:g} mm grid)"
 print(f"ISC (leave-one-out r): median {np.median(isc):.3f}, max {isc.max():.2f}")
 print(f"voxels with significant ISC (FDR {cfg['alpha']}): {keep.sum()} ({keep.mean():.1%})")
 """, ["check"]),
+("code", """
+hl = headlines.Recorder("03_fmri_data", cfg)  # recorded too: these do not move with the kernel
+for name, value in headlines.fmri_figures(art, cfg["alpha"]).items():
+    hl.add(name, value, digits=4)
+"""),
 ("md", """
 ## What is loaded
 
@@ -181,4 +186,5 @@ if truth is not None:
         rows.append({"network": p["network"], "source": p["source"], "median r": np.median(rs), "max r": np.max(rs)})
     print(pd.DataFrame(rows).round(2).to_string(index=False))
 """, ["check"]),
+("code", "hl.glue_all()  # every headline figure, for the book's pages", ["remove"]),
 ])

@@ -20,10 +20,15 @@ already HRF-convolved):
 * **Held-out scores**: ridge regression with a per-voxel penalty chosen by inner
   cross-validation, on 5 contiguous folds, with the 5 TRs on each side of a test fold removed
   from training (BOLD is autocorrelated: shuffled folds would leak). The score is the correlation
-  of held-out predictions with the data, averaged over folds, and divided by the ISC noise
-  ceiling.
-* **Significance**: the in-sample $R^2$ against circular shifts of the regressors' time axis
-  (every allowed shift), FDR over voxels; held-out prediction at the group level (below) against
+  of held-out predictions with the data, averaged over folds, and divided by the noise
+  ceiling of a single subject's prediction: the leave-one-subject-out ISC corrected for the
+  noise left in the other subjects' mean (Spearman-Brown), under which a model that predicted
+  the shared signal perfectly scores 1 (checked by simulation:
+  `benchmarks/ceiling_calibration.json`; the uncorrected ISC would let it score 1.25).
+* **Significance**: the in-sample $R^2$ against 1,000 phase-randomised surrogates of the
+  regressors (the same random phases for every atom: each surrogate keeps the atoms'
+  autocorrelation and their correlations), FDR over voxels (circular shifts would give only 261
+  distinct surrogates for 326 TRs, too coarse for FDR); held-out prediction at the group level (below) against
   phase-randomised surrogates of the BOLD, FDR over voxels.
 * **Group maps**: the one-sample $t$ of the subjects' coefficients, per atom and voxel; the share
   of subjects agreeing in sign.
@@ -34,7 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from nilearn import plotting as nplot
-from llmbrain_utils import config, encoding as enc, plotting, stages
+from llmbrain_utils import config, encoding as enc, headlines, plotting, stages
 
 plotting.style()
 cfg = config.collect(globals())
@@ -47,26 +52,39 @@ group_t, agree = np.load(art.file("group_t.npy")), np.load(art.file("sign_agreem
 isc = np.load(data.file("isc.npy"))
 keep = stages.read_isc_mask(data, cfg["alpha"])
 S, V = r2.shape
+hl = headlines.Recorder("04_encoding", cfg)  # numbers that move with the BLAS kernel
 """),
 ("code", """
 info = art.info
 print(f"subjects: {S}, voxels: {V}, atoms: {group_t.shape[0]}, residual dof: {info['dof']}")
-print(f"in-sample R2 (the paper's score): median {np.median(r2):.3f}, best voxel of the group mean {r2.mean(0).max():.2f}")
-print(f"held-out r: whole brain {cv_r.mean():.3f}, in the ISC mask {cv_r.mean(0)[keep].mean():.3f}")
-norm = enc.normalise_by_ceiling(cv_r.mean(0), isc)
-print(f"ceiling-normalised held-out r in the ISC mask: {np.nanmean(norm[keep]):.2f}")
-sig = np.stack([enc.fdr(p[s], cfg["alpha"])[0] for s in range(S)])
-print(f"voxels whose in-sample R2 beats circular shifts (FDR {cfg['alpha']}): {sig.mean():.1%} per subject")
-p_group = np.load(art.file("p_group_cv.npy"))
-print(f"voxels with held-out r > 0 across subjects (t test, FDR {cfg['alpha']}): {enc.fdr(p_group, cfg['alpha'])[0].sum()}")
-gsig, gsig_isc = np.load(tests.file("group_avg_sig.npy")), np.load(tests.file("group_avg_sig_isc.npy"))
-print(f"group test (average BOLD vs phase surrogates, FDR {cfg['alpha']}): {gsig.sum()} voxels of {V}; "
-      f"{gsig_isc.sum()} of the {keep.sum()} in the ISC mask")
 """, ["check"]),
+("code", """
+ceiling = enc.noise_ceiling(isc, S)  # single-subject ceiling from the leave-one-out ISC
+norm = enc.normalise_by_ceiling(cv_r.mean(0), ceiling)
+sig = np.stack([enc.fdr(p[s], cfg["alpha"])[0] for s in range(S)])
+p_group = np.load(art.file("p_group_cv.npy"))
+gsig, gsig_isc = np.load(tests.file("group_avg_sig.npy")), np.load(tests.file("group_avg_sig_isc.npy"))
+hl.add("median_r2", np.median(r2)); hl.add("best_group_r2", r2.mean(0).max(), digits=2)
+hl.add("cv_r_whole_brain", cv_r.mean()); hl.add("cv_r_isc_mask", cv_r.mean(0)[keep].mean())
+hl.add("ceiling_normalised_isc_mask", np.nanmean(norm[keep]), digits=2)
+hl.add("r2_beats_shifts_share", sig.mean()); hl.add("t_test_voxels", enc.fdr(p_group, cfg["alpha"])[0].sum(), digits=0)
+hl.add("group_test_voxels", gsig.sum(), digits=0); hl.add("group_test_voxels_isc", gsig_isc.sum(), digits=0)
+print(f"in-sample R2 (the paper's score): median {hl.fmt('median_r2')}")
+print(f"    best voxel of the group mean {hl.fmt('best_group_r2')}")
+print(f"held-out r: whole brain {hl.fmt('cv_r_whole_brain')}")
+print(f"    in the ISC mask {hl.fmt('cv_r_isc_mask')}")
+print(f"ceiling-normalised held-out r in the ISC mask: {hl.fmt('ceiling_normalised_isc_mask')}")
+print(f"share of voxels whose in-sample R2 beats phase surrogates of the atoms (FDR {cfg['alpha']}), per subject:")
+print(f"    {hl.fmt('r2_beats_shifts_share')}")
+print(f"voxels with held-out r > 0 across subjects (t test, FDR {cfg['alpha']}): {hl.fmt('t_test_voxels')}")
+print(f"group test (average BOLD vs phase surrogates, FDR {cfg['alpha']}), voxels of {V}:")
+print(f"    {hl.fmt('group_test_voxels')}")
+print(f"    of the {keep.sum()} in the ISC mask: {hl.fmt('group_test_voxels_isc')}")
+"""),
 ("md", """
 The in-sample $R^2$ is large everywhere, also where no signal was planted: with 64 regressors
 and ~300 autocorrelated TRs, least squares fits noise (an $R^2$ of about $k/T = 0.2$ for white
-noise, more for smooth noise), and circular shifts of the regressors, which keep their
+noise, more for smooth noise), and phase surrogates of the regressors, which keep their
 autocorrelation, reach the same values. That is why this book scores models by held-out
 prediction and tests it across subjects.
 
@@ -90,7 +108,7 @@ Mean over subjects.
 ("code", """
 fig, axes = plt.subplots(2, 1, figsize=(12, 6.4))
 plotting.glass(cv_r.mean(0), mask, title="held-out r (mean over subjects)", ax=axes[0], threshold=0.05)
-plotting.glass(np.nan_to_num(np.where(keep, norm, 0)), mask, title="held-out r / ISC ceiling (ISC mask)", ax=axes[1], threshold=0.05)
+plotting.glass(np.nan_to_num(np.where(keep, norm, 0)), mask, title="held-out r / noise ceiling (ISC mask)", ax=axes[1], threshold=0.05)
 plt.show()
 """),
 ("code", """
@@ -98,10 +116,10 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 3.3))
 axes[0].hist(cv_r.mean(0)[~keep], bins=60, alpha=0.7, label="outside ISC mask", density=True)
 axes[0].hist(cv_r.mean(0)[keep], bins=60, alpha=0.7, label="ISC mask", density=True)
 axes[0].set(xlabel="held-out r", ylabel="density", title="Held-out r per voxel"); axes[0].legend()
-axes[1].scatter(isc[keep], cv_r.mean(0)[keep], s=4, alpha=0.5)
-lim = [0, max(isc.max(), cv_r.mean(0).max())]
+axes[1].scatter(ceiling[keep], cv_r.mean(0)[keep], s=4, alpha=0.5)
+lim = [0, max(np.nanmax(ceiling[keep]), cv_r.mean(0).max())]
 axes[1].plot(lim, lim, color="0.6", lw=0.8)
-axes[1].set(xlabel="ISC (noise ceiling)", ylabel="held-out r", title="Prediction against the ceiling")
+axes[1].set(xlabel="noise ceiling (single subject, r)", ylabel="held-out r", title="Prediction against the ceiling")
 fig.tight_layout()
 """),
 ("md", """
@@ -128,9 +146,10 @@ if synthetic:
     at = rec[(rec.snr == snr0) & (rec.test == "group average BOLD, whole brain")]
     print("\\nsensitivity per planted network, group test, whole brain, default SNR:")
     print(at.set_index("regressors")[nets].rename(columns=lambda c: c.split(" ", 1)[1]).round(2).to_string())
+    hl.add_table("recovery", rec.set_index(["snr", "regressors", "test"])[cols[3:]])
 else:
     print("real data: no planted truth")
-""", ["check"]),
+"""),
 ("code", """
 if synthetic:
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
@@ -197,6 +216,8 @@ ax.set(ylabel="held-out r (ISC mask)", title="Atoms vs layers vs all ANs vs cont
 ax.tick_params(axis="x", rotation=45)
 plt.setp(ax.get_xticklabels(), ha="right")
 fig.tight_layout()
+hl.add_table("baseline", summary)
 print(summary.to_string())
-""", ["check"]),
+"""),
+("code", "hl.glue_all()  # every headline figure, for the book's pages", ["remove"]),
 ])

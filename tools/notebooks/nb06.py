@@ -4,10 +4,12 @@ from nb05 import PARAMS_FBN
 
 VARIANTS = '''variants = [
     {"name": "MiniLM-L6", "model": "all-MiniLM-L6-v2"},
+    {"name": "MiniLM-L6 32 tokens", "model": "all-MiniLM-L6-v2", "context_tokens": 32},
     {"name": "MiniLM-L6 causal", "model": "all-MiniLM-L6-v2", "context": "causal", "context_tokens": 32},
     {"name": "MiniLM-L6 shuffled words", "model": "all-MiniLM-L6-v2", "shuffle_words": True},
     {"name": "MiniLM-L6 untrained", "model": "all-MiniLM-L6-v2", "untrained": True},
     {"name": "MPNet", "model": "all-mpnet-base-v2"},
+    {"name": "MPNet 32 tokens", "model": "all-mpnet-base-v2", "context_tokens": 32},
     {"name": "MPNet causal", "model": "all-mpnet-base-v2", "context": "causal", "context_tokens": 32},
     {"name": "MPNet untrained", "model": "all-mpnet-base-v2", "untrained": True},
     {"name": "SmolLM2-135M", "model": "SmolLM2-135M"},
@@ -29,9 +31,9 @@ The same stages for several models and controls, on the same story and the same 
 * two **BERT-family encoders**: **all-MiniLM-L6-v2** (6 x 384 ANs) and **all-mpnet-base-v2**
   (MPNet, BERT-base's size: 12 x 768 ANs), each reading bidirectionally and **causally** (only
   the past, as a listener hears it: one window per word that ends at the word). To keep the
-  default run short the causal windows hold 32 preceding tokens instead of 128, so this contrast
-  mixes context direction with context length: rerun with `context_tokens` equal to see the pure
-  effect;
+  default run short the causal windows hold 32 preceding tokens instead of 128; so that the
+  contrast is one of direction, not of length, each encoder also reads bidirectionally with 32
+  preceding tokens ("32 tokens"), and causal is compared with that;
 * two **decoders**: **SmolLM2-135M** (Llama architecture, 30 x 576 ANs) and **Gemma-3-270M**
   (Gemma 3, 18 x 640 ANs);
 * **untrained** copies of all four (same architecture, fresh random weights): how much of the
@@ -70,7 +72,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from llmbrain_utils import compare, config, fbn, plotting, stages
+from llmbrain_utils import compare, config, fbn, headlines, plotting, stages
 
 plotting.style()
 base = config.collect(globals())
@@ -87,6 +89,7 @@ for name, d in done.items():  # the artifacts named by the sweep table's keys
 mask = stages.read_mask(data)
 keep = stages.read_isc_mask(data, base["alpha"])
 atlas = fbn.load_atlas(base["atlas"], mask)
+hl = headlines.Recorder("06_cross_model", base)  # numbers that move with the BLAS kernel
 """),
 ("code", """
 rows, tables, Ds = [], {}, {}
@@ -109,6 +112,10 @@ cols = ["n_params_m", "n_ans", "dict_r2", "atoms_coupled", "atoms_coupled_lo", "
         "networks_involved", "networks_involved_lo", "networks_involved_hi", "active", "deactive",
         "diversity_mean_abs_r", "consistency_mean_abs_r", "balance", "cv_r_isc_mask", "cv_r_ci_low", "cv_r_ci_high"]
 print(summary[cols].round(3).to_string())
+hl.add_table("summary", summary[cols])
+"""),
+("code", """
+print(summary[["n_params_m", "n_ans"]].to_string())  # what was compared (does not move with the kernel)
 """, ["check"]),
 ("md", """
 ## Atoms coupled per network, model by model
@@ -311,13 +318,16 @@ print("Claim 4. ... and more consistent atoms within a network (above a size-mat
       ", ".join(f"{n} {s.loc[n, 'consistency_above_null']:+.3f}" for n in names))
 print("Claim 5. ... so the balance of the two grows with capability (consistency - diversity):",
       ", ".join(f"{n} {s.loc[n, 'balance']:+.3f}" for n in names))
-print("Size, not capability? Spearman rho with parameters over the trained models (n = %d):" % len(trained))
+primary = [n for n in trained if " causal" not in n and " tokens" not in n]  # one point per model
+print("Size, not capability? Spearman rho with parameters, one point per trained model (n = %d):" % len(primary))
 for m in ("cv_r_isc_mask", "atoms_coupled", "networks_involved", "diversity_mean_abs_r", "balance"):
-    x = s.loc[trained, "n_params_m"].to_numpy(float)
-    y = s.loc[trained, m].to_numpy(float)
+    x = s.loc[primary, "n_params_m"].to_numpy(float)
+    y = s.loc[primary, m].to_numpy(float)
     rho = spearmanr(x, y).statistic if np.isfinite(y).all() and np.ptp(y) > 0 else float("nan")
+    hl.add(f"spearman_size_{m}", rho, digits=2)
     print(f"   {m}: {rho:+.2f}")
-""", ["check"]),
+hl.add("trained_control_overlaps", k_ov, digits=0)
+"""),
 ("md", """
 The sentences below are computed from the table above; the book's results page pastes them
 (so it never repeats a number by hand).
@@ -349,16 +359,17 @@ sentences["cmp_encoding"] = (
     f"(r = {score[worst]:.3f}); the best trained model is {bt} ({score[bt]:.3f}), the best control {bc} ({score[bc]:.3f})."
     + (" A control predicting this synthetic brain best means its planted signals are low-level (word rate, "
        "word length), which random networks carry strongly." if best in ctrl else ""))
-pairs = [(n, n + " causal") for n in names if n + " causal" in names]
-sentences["cmp_causal"] = "; ".join(f"{a}: r {score[c]:.3f} causal vs {score[a]:.3f} bidirectional" for a, c in pairs)
+pairs = [(n, n + " 32 tokens", n + " causal") for n in names if n + " causal" in names and n + " 32 tokens" in names]
+sentences["cmp_causal"] = "; ".join(f"{a}: r {score[c]:.3f} causal vs {score[b]:.3f} bidirectional, both with 32 "
+                                    f"preceding tokens ({score[a]:.3f} with 128)" for a, b, c in pairs)
 above_null = s.loc[trained, "consistency_above_null"]
 sentences["cmp_consistency"] = (f"over the trained models, the atoms coupled to one network are "
                                 f"{above_null.min():+.3f} to {above_null.max():+.3f} (mean |r|) away from random "
                                 f"sets of the same number of atoms")
-rho = spearmanr(s.loc[trained, "n_params_m"], score[trained]).statistic
-sizes = ", ".join(f"{n} {m:.0f} M" for n, m in s.loc[trained, "n_params_m"].items())
-sentences["cmp_size"] = (f"the Spearman correlation of held-out r with parameters over the {len(trained)} "
-                         f"trained models is {rho:+.2f} ({sizes})")
+rho = spearmanr(s.loc[primary, "n_params_m"], score[primary]).statistic
+sizes = ", ".join(f"{n} {m:.0f} M" for n, m in s.loc[primary, "n_params_m"].items())
+sentences["cmp_size"] = (f"the Spearman correlation of held-out r with parameters over the {len(primary)} "
+                         f"trained models (one point per model) is {rho:+.2f} ({sizes})")
 for key, text in sentences.items():
     glue(key, text, display=False)
     print(f"{key}: {text}")
@@ -370,4 +381,5 @@ timing.insert(0, "status", sweep_table.status)
 print(timing.to_string())
 print(f"variants' wall time {wall_variants:.0f} s with {n_workers} worker(s); table: runs/sweeps/cross_model.tsv")
 """),
+("code", "hl.glue_all()  # every headline figure, for the book's pages", ["remove"]),
 ])
