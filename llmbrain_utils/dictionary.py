@@ -1172,6 +1172,233 @@ def sweep(X: Any, ks: Sequence[int] = (16, 32, 64, 128),
     return pd.DataFrame(rows)
 
 
+# --------------------------------------------------------------------------- chance levels
+#: The chance models of :func:`chance_levels`.
+CHANCE_MODELS = ("random_smooth", "random_pc_basis", "random_ans")
+_CHANCE_COLUMNS = ["model", "k", "lam", "n_draws", "r2_lasso", "r2_lasso_sd", "r2_ls",
+                   "r2_ls_sd", "sparsity", "sparsity_sd", "stability", "stability_sd",
+                   "stability_half", "stability_half_sd", "seconds"]
+
+
+def _lasso_r2(data: _Columns, scan: _Scan, D: np.ndarray, lam: float, solver: str, seed: int,
+              device: str | None, n_threads: int | None, chunk: int) -> tuple[float, float]:
+    """Pooled R2 and sparsity of the kept columns lasso-coded on ``D``, exactly as
+    :func:`learn_dictionary` computes ``r2_overall`` and ``sparsity`` for its own atoms."""
+    N = scan.excluded.size
+    D = _unit_atoms(D, seed)
+    enc, _ = _encoder(D, lam, solver, seed, device, n_threads)
+    if solver == "torch":
+        with _torch_context(device, n_threads):
+            A, sse, _ = _encode_all(data, N, D, lam, enc, chunk, False)
+    else:
+        A, sse, _ = _encode_all(data, N, D, lam, enc, chunk, False)
+    kept = data.cols
+    r2 = float(1.0 - sse[kept].sum() / scan.sst[kept].sum())
+    return r2, float(1.0 - A.nnz / (D.shape[1] * kept.size))
+
+
+def _ls_r2(data: _Columns, scan: _Scan, D: np.ndarray, chunk: int) -> float:
+    """Pooled R2 of the kept (scaled) columns projected on the span of ``D`` (least squares)."""
+    U, s, _ = np.linalg.svd(np.asarray(D, np.float64), full_matrices=False)
+    U = U[:, s > s.max() * max(D.shape) * np.finfo(np.float64).eps]
+    sse = 0.0
+    for a, b in _iter_chunks(data.n, chunk):
+        Xc = data.chunk(a, b).astype(np.float64)
+        R = Xc - U @ (U.T @ Xc)
+        sse += float((R * R).sum())
+    return float(1.0 - sse / scan.sst[data.cols].sum())
+
+
+def least_squares_r2(X: Any, D: np.ndarray, *, normalize: bool = True,
+                     chunk_mb: float = DEFAULT_CHUNK_MB) -> float:
+    """Pooled R2 of the responses regressed (least squares, no penalty) on the atoms ``D``.
+
+    The same signals and SST as :func:`learn_dictionary`'s ``r2_overall`` (unit-norm columns
+    with ``normalize=True``; constant columns left out), so it compares directly with the
+    ``r2_ls`` column of :func:`chance_levels`.
+    """
+    _check_X(X)
+    D = np.asarray(D, dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != X.shape[0]:
+        raise InputError("D", f"shape {D.shape}", expected=f"({X.shape[0]}, k): one row per TR "
+                         "of X")
+    scan = _scan(X, D.shape[1], DEFAULT_LAM, None, normalize, chunk_mb)
+    data = _Columns(X, np.flatnonzero(~scan.excluded), scan.scale)
+    return _ls_r2(data, scan, D, _chunk_cols(X.shape[0], D.shape[1], chunk_mb))
+
+
+def _gram(data: _Columns, chunk: int) -> np.ndarray:
+    G = np.zeros((data.T, data.T))
+    for a, b in _iter_chunks(data.n, chunk):
+        Xc = data.chunk(a, b).astype(np.float64)
+        G += Xc @ Xc.T
+    return G
+
+
+def _top_pcs(G: np.ndarray, k: int) -> np.ndarray:
+    """The first k principal time courses (unit norm, T x k) from the T x T Gram matrix."""
+    w, V = np.linalg.eigh(G)
+    return V[:, np.argsort(w)[::-1][:k]]
+
+
+def _haar(rng: np.random.Generator, k: int) -> np.ndarray:
+    """A uniformly random k x k orthogonal matrix (QR of a Gaussian, signs fixed)."""
+    Q, R = np.linalg.qr(rng.standard_normal((k, k)))
+    return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
+
+
+def _smooth_atoms(rng: np.random.Generator, T: int, k: int, kern: np.ndarray | None) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    W = rng.standard_normal((T, k))
+    if kern is not None:
+        W = lfilter(kern, [1.0], W, axis=0)  # as extract.hrf_convolve: causal, T rows
+    W -= W.mean(axis=0)  # the responses are z-scored: a mean would only waste the atom
+    return W / np.linalg.norm(W, axis=0)
+
+
+def chance_levels(X: Any, *, k: int = DEFAULT_K, lam: float = DEFAULT_LAM, seed: int = 0,
+                  n_draws: int = 5, models: Sequence[str] = CHANCE_MODELS, tr_s: float = 1.5,
+                  hrf: str | None = "spm", solver: str = "spams", device: str | None = None,
+                  normalize: bool = True, n_threads: int | None = None,
+                  chunk_mb: float = DEFAULT_CHUNK_MB) -> "pd.DataFrame":
+    """What R2 and stability do k atoms *without* learned structure reach on these responses?
+
+    The learned dictionary's numbers (``r2`` and ``stability_seed``/``stability_half`` of
+    :func:`sweep`) mean something only next to these. Chance models (``models``):
+
+    ``"random_smooth"``
+        k white-noise time courses convolved with the extraction's HRF (``tr_s``, ``hrf``:
+        :func:`llmbrain_utils.extract.hrf_kernel`, applied causally as
+        :func:`~llmbrain_utils.extract.hrf_convolve` does; ``hrf=None`` leaves them white),
+        centred, unit norm. Independent of the data.
+    ``"random_pc_basis"``
+        k random orthonormal combinations (Haar rotation) of the first k principal time
+        courses of the (scaled) responses: the best k-dimensional least-squares subspace with
+        its basis chosen at random.
+    ``"random_ans"``
+        k distinct random ANs' own (scaled) responses, unit norm: the learner's starting point.
+
+    For every model, ``n_draws`` times: two independent draws A and B. ``r2_lasso`` and
+    ``sparsity``: the responses lasso-coded on A with the same ``lam``, solver and scaling as
+    :func:`learn_dictionary` (the same code and R2 formula as its ``r2_overall``). ``r2_ls``:
+    the responses regressed on A by least squares (:func:`least_squares_r2`). ``stability``:
+    :func:`match_atoms` median |r| between A and B (the chance counterpart of
+    ``stability_seed``). ``stability_half``: the same with A drawn from one random half of the
+    ANs and B from the other (the halves of :func:`sweep` for the same ``seed``; identical in
+    distribution to ``stability`` for the data-independent ``random_smooth``). Each statistic
+    is the mean over draws, with its SD (``*_sd``, ddof 1; NaN for one draw).
+
+    Parameters
+    ----------
+    X : array_like, shape (T, N)
+        AN responses (as for :func:`learn_dictionary`).
+    k, lam : int, float
+        Atoms and L1 weight of the dictionary being judged.
+    seed : int
+        Seeds every draw (and the AN halves, as in :func:`sweep`).
+    n_draws : int
+        Independent pairs of draws per model (``>= 1``).
+    models : sequence of str
+        A non-empty subset of :data:`CHANCE_MODELS`.
+    tr_s, hrf : float, {"spm", "glover", None}
+        The extraction's TR and HRF (for ``"random_smooth"``).
+    solver, device, normalize, n_threads, chunk_mb
+        As for :func:`learn_dictionary` (the lasso's backend and the signal scaling).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``model, k, lam, n_draws, r2_lasso, r2_lasso_sd, r2_ls, r2_ls_sd,
+        sparsity, sparsity_sd, stability, stability_sd, stability_half, stability_half_sd,
+        seconds``.
+
+    Raises
+    ------
+    InputError, ParameterError
+        Before any work: as :func:`validate`, plus a bad ``seed``, ``n_draws``, ``models``,
+        ``solver``, ``tr_s`` or ``hrf``.
+    """
+    import pandas as pd
+
+    _check_run_params(solver, seed, 1, 1, n_threads, chunk_mb)
+    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+        raise ParameterError("n_draws", f"{n_draws!r}", expected="an int >= 1")
+    if isinstance(models, str) or not len(models) or any(m not in CHANCE_MODELS for m in models):
+        raise ParameterError("models", f"{models!r}",
+                             expected=f"a non-empty sequence of names from {CHANCE_MODELS}")
+    if hrf is not None and hrf not in ("spm", "glover"):
+        raise ParameterError("hrf", f"{hrf!r}", expected="'spm', 'glover' or None (white atoms)")
+    if (isinstance(tr_s, bool) or not isinstance(tr_s, (int, float, np.floating))
+            or not math.isfinite(float(tr_s)) or tr_s <= 0):
+        raise ParameterError("tr_s", f"{tr_s!r}", expected="a positive TR in seconds")
+    scan = _scan(X, k, lam, None, normalize, chunk_mb)
+    if solver == "torch":
+        device = _resolve_device(device)
+    T, N = X.shape
+    k, lam = int(k), float(lam)
+    kept = np.flatnonzero(~scan.excluded)
+    data = _Columns(X, kept, scan.scale)
+    chunk = _chunk_cols(T, k, chunk_mb)
+    half = np.random.default_rng([seed, 4]).permutation(kept.size)  # as sweep's halves
+    halves = [_Columns(X, np.sort(kept[half[: kept.size // 2]]), scan.scale),
+              _Columns(X, np.sort(kept[half[kept.size // 2:]]), scan.scale)]
+    halves_ok = min(h.n for h in halves) >= k
+    kern = None
+    if "random_smooth" in models and hrf is not None:
+        from .extract import hrf_kernel
+
+        kern = hrf_kernel(float(tr_s), hrf)
+    pcs = None
+    if "random_pc_basis" in models:
+        pcs = _top_pcs(_gram(data, chunk), k)
+        pcs_half = [_top_pcs(_gram(h, chunk), k) for h in halves] if halves_ok else None
+
+    def draw(model: str, rng: np.random.Generator, cols: _Columns, which: int) -> np.ndarray:
+        if model == "random_smooth":
+            return _smooth_atoms(rng, T, k, kern)
+        if model == "random_pc_basis":
+            U = pcs if which < 0 else pcs_half[which]
+            return U @ _haar(rng, k)
+        D = cols.take(np.sort(rng.choice(cols.n, size=k, replace=False))).astype(np.float64)
+        return D / np.maximum(np.linalg.norm(D, axis=0), 1e-12)
+
+    def summary(v: list) -> tuple[float, float]:
+        v = np.asarray(v, dtype=np.float64)
+        if np.isnan(v).all():
+            return np.nan, np.nan
+        return float(np.mean(v)), float(np.std(v, ddof=1)) if v.size > 1 else np.nan
+
+    rows = []
+    for m in models:
+        t0 = time.perf_counter()
+        mi = CHANCE_MODELS.index(m)
+        stats: dict[str, list] = {s: [] for s in ("r2_lasso", "r2_ls", "sparsity", "stability",
+                                                   "stability_half")}
+        for d in range(n_draws):
+            rng = np.random.default_rng([seed, 10, mi, d])
+            Da, Db = draw(m, rng, data, -1), draw(m, rng, data, -1)
+            r2, spars = _lasso_r2(data, scan, Da, lam, solver, seed, device, n_threads, chunk)
+            stats["r2_lasso"].append(r2)
+            stats["sparsity"].append(spars)
+            stats["r2_ls"].append(_ls_r2(data, scan, Da, chunk))
+            stats["stability"].append(match_atoms(Da, Db).median)
+            if halves_ok:
+                Ha, Hb = draw(m, rng, halves[0], 0), draw(m, rng, halves[1], 1)
+                stats["stability_half"].append(match_atoms(Ha, Hb).median)
+            else:
+                stats["stability_half"].append(np.nan)
+        row: dict[str, Any] = {"model": m, "k": k, "lam": lam, "n_draws": int(n_draws)}
+        for s, v in stats.items():
+            row[s], row[f"{s}_sd"] = summary(v)
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+    if not halves_ok:
+        log.info("chance_levels: stability_half skipped (halves of %d ANs < k = %d)",
+                 halves[0].n, k)
+    return pd.DataFrame(rows, columns=_CHANCE_COLUMNS)
+
+
 # --------------------------------------------------------------------------- synthetic data
 def planted_responses(T: int = 200, N: int = 2000, k: int = 12, *, nnz: int = 3,
                       noise: float = 0.3, smooth: float = 2.0, seed: int = 0,

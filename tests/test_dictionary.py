@@ -305,3 +305,74 @@ def test_planted_generator():
     assert (np.diff(A0.tocsc().indptr) == 2).all()
     with pytest.raises(ParameterError, match="nnz"):
         dl.planted_responses(40, 300, 5, nnz=6)
+
+
+# --------------------------------------------------------------------------- chance levels
+def _hrf_noise(T, N, seed):
+    from llmbrain_utils.extract import hrf_convolve, zscore_columns
+
+    rng = np.random.default_rng(seed)
+    return zscore_columns(hrf_convolve(rng.standard_normal((T, N)).astype(np.float32)))[0]
+
+
+@pytest.fixture(scope="module")
+def small_planted():
+    return dl.planted_responses(80, 600, 8, nnz=2, noise=0.3, seed=3)[0]
+
+
+def test_chance_levels_planted_structure_beats_chance_noise_does_not(small_planted):
+    for X, planted in ((small_planted, True), (_hrf_noise(80, 600, 5), False)):
+        ch = dl.chance_levels(X, k=8, lam=LAM, seed=0, n_draws=3, n_threads=1)
+        assert list(ch["model"]) == list(dl.CHANCE_MODELS)
+        real = dl.sweep(X, ks=(8,), lams=(LAM,), seeds=(0, 1), n_iter=200, n_threads=1).iloc[0]
+        best_r2, best_stab = ch["r2_lasso"].max(), ch["stability"].max()
+        best_half = ch["stability_half"].max()
+        if planted:  # learned atoms: better codes and far more reproducible than any chance
+            assert real.r2 > best_r2 + 0.02
+            assert real.stability_seed > best_stab + 0.2
+            assert real.stability_half > best_half + 0.2
+        else:  # nothing to find: the learned dictionary is no better than a random PC basis
+            assert real.r2 < best_r2 + 0.02
+            assert real.stability_half < best_half + 0.05
+            # (stability_seed is no test of structure on its own: two seeds on the *same* noise
+            # can converge to similar atoms, e.g. 0.73 here against 0.61 for random PC bases)
+        # the k-PC subspace is the best least-squares subspace (Eckart-Young)
+        pc = ch.set_index("model").loc["random_pc_basis"]
+        assert pc.r2_ls >= ch["r2_ls"].max() - 1e-9 and pc.r2_ls_sd < 1e-6
+        assert ((ch["r2_lasso"] <= ch["r2_ls"] + 1e-6) & ch["stability"].between(0, 1)).all()
+
+
+def test_chance_levels_use_the_dictionarys_own_r2(small_planted):
+    X = small_planted
+    res = dl.learn_dictionary(X, 8, LAM, solver="spams", seed=0, n_threads=1)
+    scan = dl._scan(X, 8, LAM, None, True, dl.DEFAULT_CHUNK_MB)
+    data = dl._Columns(X, np.flatnonzero(~scan.excluded), scan.scale)
+    r2, sparsity = dl._lasso_r2(data, scan, res.D, LAM, "spams", 0, None, 1, 10_000)
+    assert r2 == pytest.approx(res.r2_overall, abs=1e-6)
+    assert sparsity == pytest.approx(res.sparsity, abs=1e-9)
+    ls = dl.least_squares_r2(X, res.D)
+    assert res.r2_overall < ls < 1
+    U, s, _ = np.linalg.svd(X.astype(np.float64) / np.linalg.norm(X, axis=0), full_matrices=False)
+    assert dl.least_squares_r2(X, U[:, :8]) == pytest.approx((s[:8] ** 2).sum() / (s ** 2).sum())
+
+
+def test_chance_levels_deterministic_and_seeded(small_planted):
+    kw = dict(k=6, lam=LAM, n_draws=2, n_threads=1)
+    a = dl.chance_levels(small_planted, seed=1, **kw).drop(columns="seconds")
+    b = dl.chance_levels(small_planted, seed=1, **kw).drop(columns="seconds")
+    c = dl.chance_levels(small_planted, seed=2, **kw).drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["stability"], c["stability"])
+    one = dl.chance_levels(small_planted, seed=1, k=6, lam=LAM, n_draws=1,
+                           models=("random_smooth",), hrf=None)
+    assert len(one) == 1 and one["stability_sd"].isna().all() and one["r2_lasso"].notna().all()
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"k": 0}, "k"), ({"k": 81}, "k"), ({"lam": 0.0}, "lam"), ({"n_draws": 0}, "n_draws"),
+    ({"n_draws": 1.5}, "n_draws"), ({"models": ("random_walk",)}, "models"),
+    ({"models": "random_smooth"}, "models"), ({"models": ()}, "models"), ({"hrf": "fir"}, "hrf"),
+    ({"tr_s": 0}, "tr_s"), ({"seed": -1}, "seed"), ({"solver": "lars"}, "solver")])
+def test_chance_levels_bad_arguments(small_planted, kw, name):
+    with pytest.raises(ParameterError, match=name):
+        dl.chance_levels(small_planted, **{"k": 8, "lam": LAM, **kw})
