@@ -18,7 +18,7 @@ fmri         ``bold.npy`` (S x T x V float32), ``mask.nii.gz``, ``subjects.tsv``
 encoding     ``beta.npy`` / ``t.npy`` (S x k x V), ``r2.npy`` / ``cv_r.npy`` (S x V),
              ``cv_alphas.npy`` (S x folds x V), ``group_t.npy`` (k x V), ``p_group_cv.npy``
              (V, t test of the subjects' held-out r)
-encoding_    ``p_r2.npy`` (S x V, circular-shift test); the group test: ``group_avg_r.npy``,
+encoding_    ``p_r2.npy`` (S x V, phase-surrogate test); the group test: ``group_avg_r.npy``,
 tests        ``p_group_avg.npy``, ``p_group_avg_isc.npy`` (V), ``group_avg_sig.npy`` /
              ``group_avg_sig_isc.npy`` (V bool)
 recovery     ``recovery.tsv`` (``encoding_recovery``, synthetic data): sensitivity and false
@@ -414,7 +414,8 @@ def encoding(cfg: dict) -> Artifact:
                 "mean_cv_r_in_isc_mask": float(mean_cv[isc_keep].mean()) if isc_keep.any() else None,
                 "mean_cv_r_whole_brain": float(mean_cv.mean()),
                 "ceiling_normalised_in_isc_mask":
-                    float(np.nanmean(enc.normalise_by_ceiling(mean_cv, isc)[isc_keep]))
+                    float(np.nanmean(enc.normalise_by_ceiling(
+                        mean_cv, enc.noise_ceiling(isc, res.cv_r.shape[0]))[isc_keep]))
                     if isc_keep.any() else None,
                 "group_significant_cv_voxels": int(group_sig.sum())}
 
@@ -428,7 +429,7 @@ ENCODING_TEST_PARAMS = ("n_perm", "group_perm", "alpha", "seed")
 
 def encoding_tests(cfg: dict) -> Artifact:
     """Permutation tests of the encoding's fits: ``p_r2.npy`` (S x V: each subject's in-sample
-    R2 against circular shifts of the atoms), and the group test of held-out r with one null for
+    R2 against phase-randomised surrogates of the atoms), and the group test of held-out r with one null for
     all subjects: ``group_avg_r.npy``, ``group_avg_alphas.npy`` (folds x V: the geometric mean of
     the subjects' penalties), ``p_group_avg.npy``, ``p_group_avg_isc.npy`` (V),
     ``group_avg_sig.npy`` / ``group_avg_sig_isc.npy`` (V bool, FDR)."""
@@ -442,9 +443,16 @@ def encoding_tests(cfg: dict) -> Artifact:
     def build(out: Path) -> dict:
         D = np.load(dic.file("D.npy"))
         bold = read_bold(data, mmap=False)
-        p = np.stack([enc.permutation_pvalues(D, bold[s], n_perm=cfg["n_perm"], method="circular",
-                                              statistic="r2_insample", seed=cfg["seed"] + s)
-                      for s in range(bold.shape[0])]).astype(np.float32)
+        # phase-randomised surrogates of the atoms (the same phases for every atom: their
+        # spectra and cross-spectra kept): independent draws, so n_perm really gives n_perm null
+        # values and p down to 1 / (1 + n_perm); circular shifts (T = 326: 261 distinct shifts,
+        # p >= 1/262) are too coarse for BH over thousands of voxels
+        p_null = "phase"
+        draws = [enc.permutation_pvalues(D, bold[s], n_perm=cfg["n_perm"], method=p_null,
+                                         statistic="r2_insample", seed=cfg["seed"] + s,
+                                         return_n_null=True) for s in range(bold.shape[0])]
+        p = np.stack([d[0] for d in draws]).astype(np.float32)
+        n_null = sorted({int(d[1]) for d in draws})
         np.save(out / "p_r2.npy", p)
         sig = np.stack([enc.fdr(p[s], cfg["alpha"])[0] for s in range(p.shape[0])])
         isc_keep = read_isc_mask(data, cfg["alpha"])
@@ -466,6 +474,11 @@ def encoding_tests(cfg: dict) -> Artifact:
         np.save(out / "group_avg_sig.npy", gsig)
         np.save(out / "group_avg_sig_isc.npy", gsig_isc)
         return {"share_significant_voxels": float(sig.mean()),
+                "p_r2_null": {"method": p_null, "statistic": "r2_insample",
+                              "description": "phase-randomised surrogates of the atoms (the same "
+                                             "random phases for all atoms), per subject",
+                              "n_null": n_null[0] if len(n_null) == 1 else n_null,
+                              "min_p": 1.0 / (1 + min(n_null))},
                 "group_test": {"statistic": "held-out r of the subjects' average BOLD",
                                "null": f"{gt.n_null} phase surrogates of the BOLD, the same for "
                                        "every subject and voxel", "tail": gt.tail,
@@ -731,6 +744,28 @@ def dictionary_sweep(cfg: dict, ks=(16, 32, 64, 128), lams=(0.05, 0.1, 0.2), see
         return {"n_fits": int(len(table))}
 
     return _store(cfg).get_or_create("dictionary_sweep", params, build, inputs=[ext],
+                                     packages=("llmbrain_utils", "numpy", "scipy", "spams-bin"))
+
+
+def dictionary_chance(cfg: dict, n_draws: int = 5) -> Artifact:
+    """Chance levels of the dictionary's R2 and atom stability (``chance.tsv``, one row per
+    chance model of :func:`llmbrain_utils.dictionary.chance_levels`: random HRF-smoothed atoms,
+    random bases of the responses' k-PC subspace, random ANs) at the run's k and lam."""
+    from . import dictionary as dl
+
+    cfg = config.validate(cfg)
+    ext = extraction(cfg)
+    hrf = None if cfg["hrf"] == "fir" else cfg["hrf"]  # FIR responses are not HRF-smoothed
+    params = dict(_pick(cfg, ("k", "lam", "solver", "seed", "tr_s")), hrf=hrf, n_draws=int(n_draws))
+
+    def build(out: Path) -> dict:
+        table = dl.chance_levels(read_responses(ext), k=cfg["k"], lam=cfg["lam"], seed=cfg["seed"],
+                                 n_draws=n_draws, tr_s=cfg["tr_s"], hrf=hrf, solver=cfg["solver"],
+                                 n_threads=1)
+        table.to_csv(out / "chance.tsv", sep="\t", index=False)
+        return {"models": list(table["model"])}
+
+    return _store(cfg).get_or_create("dictionary_chance", params, build, inputs=[ext],
                                      packages=("llmbrain_utils", "numpy", "scipy", "spams-bin"))
 
 
