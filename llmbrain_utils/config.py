@@ -6,23 +6,47 @@ take a plain dict of them. :func:`validate` checks a dict before any work starts
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from pathlib import Path
 
 from .errors import InputError, ParameterError
 
 REPO_RUNS = Path(__file__).resolve().parents[1] / "runs"
 
-#: name -> (default, allowed type(s), check or choices, reason)
+#: a story's name: a plain label (no path), so ``story`` never reads outside ``stimuli/``
+STORY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+STORY_WORDS = "a name of letters, digits, '_' and '-' that starts with a letter or digit, not a path"
+
+
+class Check:
+    """A parameter's check and its allowed values in words (what an error message says)."""
+
+    def __init__(self, fn, words: str, problem: str = "is out of range"):
+        self.fn, self.words, self.problem = fn, words, problem
+
+    def __call__(self, value) -> bool:
+        return bool(self.fn(value))
+
+    def __repr__(self):
+        return f"Check({self.words!r})"
+
+
+_c = Check
+
+#: name -> (default, allowed type(s), check (a Check: the allowed values in words) or choices,
+#: reason)
 PARAMS: dict[str, tuple] = {
     # common
     "runs_dir": (None, (str, type(None)), None, "artifact store; None = $LLMBRAIN_RUNS or ./runs"),
-    "story": ("harrowpoint", str, None,
+    "story": ("harrowpoint", str, _c(lambda v: bool(STORY_NAME.fullmatch(v)), STORY_WORDS,
+                                       "is not a plain name"),
               "the project's own story (no download); any Narratives story by name with narratives_dir"),
     "narratives_dir": (None, (str, type(None)), None,
                        "folder with stimuli/STORY/align.csv or stimuli/gentle/STORY/align.json"),
-    "tr_s": (1.5, (int, float), lambda v: v > 0, "Narratives' TR"),
-    "seed": (0, int, lambda v: v >= 0, "every random choice is seeded"),
+    "tr_s": (1.5, (int, float), _c(lambda v: v > 0, "a number of seconds > 0"), "Narratives' TR"),
+    "seed": (0, int, _c(lambda v: v >= 0, "an integer >= 0"), "every random choice is seeded"),
     # extraction
     "model": ("all-MiniLM-L6-v2", str, None, "a real BERT-architecture model a package carries"),
     "untrained": (False, bool, None, "control: same architecture, fresh random weights"),
@@ -32,39 +56,40 @@ PARAMS: dict[str, tuple] = {
     "context": ("auto", str, ("auto", "bidirectional", "causal"),
                 "auto: encoders read a window around the word, decoders the past; causal = only "
                 "the past, like a listener"),
-    "context_tokens": (128, int, lambda v: v >= 1, "preceding tokens every word sees at least"),
+    "context_tokens": (128, int, _c(lambda v: v >= 1, "an integer >= 1"), "preceding tokens every word sees at least"),
     "word_pool": ("mean", str, ("mean", "last"), "sub-tokens -> word"),
     "tr_pool": ("mean", str, ("mean", "sum", "last"), "words -> TR"),
     "hrf": ("spm", str, ("spm", "glover", "fir"), "canonical SPM HRF, as in most encoding work"),
     # dictionary
-    "k": (64, int, lambda v: v >= 1, "the paper's 64 atoms"),
-    "lam": (0.1, (int, float), lambda v: v > 0,
+    "k": (64, int, _c(lambda v: v >= 1, "an integer >= 1"), "the paper's 64 atoms"),
+    "lam": (0.1, (int, float), _c(lambda v: v > 0, "a number > 0"),
             "L1 weight on unit-norm AN signals; the paper's dictionary R2 of ~0.5-0.6 at k = 64"),
     "solver": ("spams", str, ("spams", "sklearn", "torch"), "SPAMS trainDL, the paper's tool"),
-    "dict_iter": (300, int, lambda v: v >= 1, "iterations (minibatches) of online learning"),
+    "dict_iter": (300, int, _c(lambda v: v >= 1, "an integer >= 1"), "iterations (minibatches) of online learning"),
     "variants": ([], list, None, "cross-model chapter: list of {name, parameter overrides}"),
-    "n_workers": (2, int, lambda v: v >= 1,
+    "n_workers": (2, int, _c(lambda v: v >= 1, "an integer >= 1"),
                   "cross-model chapter: variants computed at once, each single-threaded (results "
                   "do not depend on it)"),
-    "n_boot": (20, int, lambda v: v >= 2,
+    "n_boot": (20, int, _c(lambda v: v >= 2, "an integer >= 2"),
                "cross-model chapter: subject resamples of the coupling-count bootstrap"),
     # fMRI data
     "fmri_source": ("synthetic", str, ("synthetic", "narratives"),
                     "synthetic twin with planted truth, or the real data set (download)"),
-    "n_subjects": (8, int, lambda v: v >= 2, "subjects of the synthetic twin"),
-    "resolution_mm": (6.0, (int, float), lambda v: 2 <= v <= 12, "grid of the analysis"),
+    "n_subjects": (8, int, _c(lambda v: v >= 2, "an integer >= 2, as the ISC needs two subjects"), "subjects of the synthetic twin"),
+    "resolution_mm": (6.0, (int, float), _c(lambda v: 2 <= v <= 12, "a number of mm from 2 to 12"), "grid of the analysis"),
     "snr": (None, (int, float, type(None)), None, "None = the generator's calibrated default"),
     "plant_atlas": ("Seitzman2018", str, None, "networks that carry the planted signals"),
     # encoding
-    "n_folds": (5, int, lambda v: v >= 2, "contiguous cross-validation folds"),
-    "trim": (5, int, lambda v: v >= 0, "TRs dropped around each test fold (autocorrelation)"),
-    "n_perm": (1000, int, lambda v: v >= 10, "permutations of the encoding and ISC nulls"),
-    "alpha": (0.05, (int, float), lambda v: 0 < v < 1, "FDR level"),
-    "group_perm": (100, int, lambda v: v >= 10,
+    "n_folds": (5, int, _c(lambda v: v >= 2, "an integer >= 2"), "contiguous cross-validation folds"),
+    "trim": (5, int, _c(lambda v: v >= 0, "an integer >= 0"), "TRs dropped around each test fold (autocorrelation)"),
+    "n_perm": (1000, int, _c(lambda v: v >= 10, "an integer >= 10"), "permutations of the encoding and ISC nulls"),
+    "alpha": (0.05, (int, float), _c(lambda v: 0 < v < 1, "a number strictly between 0 and 1"), "FDR level"),
+    "group_perm": (100, int, _c(lambda v: v >= 10, "an integer >= 10"),
                    "phase surrogates of the group test of held-out r (independent draws: the "
                    "pooled tail gives fine p-values with ~100)"),
-    "recovery_snrs": ([0.2, 0.6], list, lambda v: all(
+    "recovery_snrs": ([0.2, 0.6], list, _c(lambda v: all(
         isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v),
+        "a list of numbers > 0"),
         "synthetic twin: other SNRs at which encoding_recovery measures the group test's "
         "recovery of the planted networks (each makes the twin again, ~20 s)"),
     # FBN mapping
@@ -72,9 +97,39 @@ PARAMS: dict[str, tuple] = {
     "compare_atlas": ("TY7", str, None, "second atlas for the agreement analysis (Yeo 2011, 7 networks)"),
     "threshold": ("top10%", (str, int, float), None,
                   "an atom's active/deactive part: its top 10% |group t| voxels, split by sign"),
-    "fbn_perm": (5000, int, lambda v: v >= 100,
+    "fbn_perm": (5000, int, _c(lambda v: v >= 100, "an integer >= 100"),
                  "spin permutations: p down to 2e-4, so FDR over k x networks x 2 signs can pass"),
 }
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               list: "a list", dict: "a mapping", type(None): "null"}
+
+
+def type_words(types) -> str:
+    """A type or tuple of types in words: ``(int, float)`` -> ``a number``."""
+    types = types if isinstance(types, tuple) else (types,)
+    words = [_TYPE_WORDS.get(t, t.__name__) for t in types if not (t is int and float in types)]
+    return " or ".join(words)
+
+
+def allowed(name: str) -> str:
+    """A parameter's allowed values in words: its check's words, its choices, or its type."""
+    _, types, check, _ = PARAMS[name]
+    if isinstance(check, Check):
+        words = check.words
+        if type(None) in (types if isinstance(types, tuple) else (types,)):
+            words += " or null"
+        return words
+    if isinstance(check, tuple):
+        return "one of " + ", ".join(repr(c) for c in check)
+    return type_words(types)
+
+
+def suggest(name: str, candidates) -> str:
+    """``"; did you mean 'story'?"`` for a close match among ``candidates``, else ``""``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def defaults() -> dict:
@@ -86,20 +141,23 @@ def validate(params: dict, *, names: list[str] | None = None) -> dict:
     out = defaults()
     unknown = set(params) - set(PARAMS)
     if unknown:
-        raise ParameterError(sorted(unknown)[0], "unknown parameter", expected=f"one of {sorted(PARAMS)}")
+        name = sorted(unknown)[0]
+        hint = suggest(name, PARAMS)
+        raise ParameterError(name, "unknown parameter" + hint,
+                             expected=None if hint else f"one of {sorted(PARAMS)}")
     out.update({k: v for k, v in params.items()})
     for name in names or list(out):
         default, types, check, _ = PARAMS[name]
         v = out[name]
         if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-            raise ParameterError(name, f"{v!r} is a bool", expected=str(types))
+            raise ParameterError(name, f"{v!r} is a bool", expected=allowed(name))
         if not isinstance(v, types):
-            raise ParameterError(name, f"{v!r} has type {type(v).__name__}",
-                                 expected=getattr(types, "__name__", str(types)))
+            raise ParameterError(name, f"{v!r} has type {type(v).__name__}", expected=allowed(name))
         if isinstance(check, tuple) and v not in check:
             raise ParameterError(name, f"{v!r} is not allowed", expected=f"one of {check}")
         if callable(check) and not check(v):
-            raise ParameterError(name, f"{v!r} is out of range", expected=PARAMS[name][3])
+            raise ParameterError(name, f"{v!r} {getattr(check, 'problem', 'is out of range')}",
+                                 expected=allowed(name))
         if name in _ATLAS_PARAMS or name == "threshold":
             _check_fbn(name, v)
     if out["runs_dir"] is None:
@@ -136,11 +194,29 @@ def read_yaml(path: str | os.PathLike, *, what: str, expected: str | None = None
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"{what} not found", expected=expected)
+    text = read_text(path, what=what)
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:  # one line: the problem, its context and where
         mark = getattr(e, "problem_mark", None)
         what = ": ".join(" ".join(str(x).split()) for x in (getattr(e, "context", None),
                                                            getattr(e, "problem", None)) if x)
         raise InputError(path, f"not valid YAML: {what or ' '.join(str(e).split())}",
                          line=mark.line + 1 if mark is not None else None) from None
+
+
+def read_text(path: str | os.PathLike, *, what: str = "text") -> str:
+    """A file's text, decoded as UTF-8 (a leading byte-order mark is dropped); a file in another
+    encoding (Latin-1, UTF-16, ...) is one InputError naming the file, the line and the byte."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
+        raise InputError(path, f"{what} is UTF-16 (or binary), not UTF-8",
+                         expected="a UTF-8 file: save it again as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise InputError(path, f"{what} is not UTF-8 (byte 0x{raw[e.start]:02x} at offset "
+                         f"{e.start} cannot be decoded; Latin-1 or another encoding?)", line=line,
+                         expected="a UTF-8 file: save it again as UTF-8") from None

@@ -446,7 +446,35 @@ def fetch(story: str, subjects: str | Iterable, *, dest: str | Path | None = Non
             log.warning("sub-%s: every scan of %s is excluded by the authors; skipped "
                         "(include_excluded=True fetches it)", sub, story)
         rels.extend(p for p in paths if p not in rels)
+    # the folders this call creates: a failed call (offline, a missing file) removes those left
+    # empty, so it leaves no empty tree behind
+    created = sorted({d for rel in rels for d in [(root / rel).parent, *(root / rel).parents]
+                      if d == root or root in d.parents} | {root, *root.parents},
+                     key=lambda d: len(d.parts), reverse=True)
+    created = [d for d in created if not d.exists()]
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_files(rels, root, url_root, hashes, retries=retries, progress=progress,
+                            timeout=timeout)
+    except BaseException:
+        _clean_up(root, created)
+        raise
+
+
+def _clean_up(root: Path, created: list[Path]) -> None:
+    """After a failed fetch: this process's temporary hash records and the folders it created
+    that are empty (deepest first)."""
+    for tmp in root.glob(f"{HASH_DB}.tmp-{os.getpid()}"):
+        _unlink(tmp)
+    for d in created:
+        try:
+            d.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
+def _fetch_files(rels: list[str], root: Path, url_root: str, hashes: dict, *, retries: int,
+                 progress: bool, timeout: float) -> list[Path]:
     db = _read_db(root)
     out: list[Path] = []
     for rel in rels:

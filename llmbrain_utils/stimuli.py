@@ -24,7 +24,9 @@ stated speech-rate model (:func:`synthesize_alignment`) and is read through the 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -32,7 +34,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import STORY_NAME, STORY_WORDS, read_text
 from .errors import InputError, ParameterError
+
+log = logging.getLogger(__name__)
 
 TR_S = 1.5
 STORY_FILE = Path(__file__).with_name("data") / "story.txt"
@@ -47,7 +52,29 @@ def _finish(rows: list[dict], source) -> pd.DataFrame:
         raise InputError(source, "no words", expected="at least one aligned word")
     df = pd.DataFrame(rows, columns=["word", "norm", "onset", "offset", "sentence_end", "line"])
     df = fill_missing_times(df, source)
+    check_plausible(df, source)
     return df.reset_index(drop=True)
+
+
+#: the longest story an alignment may hold, and the longest median word, in seconds: times past
+#: these are not seconds (milliseconds, most likely); the Narratives stories last 3-56 minutes
+#: and a spoken word ~0.3 s
+MAX_STORY_S = 4 * 3600.0
+MAX_MEDIAN_WORD_S = 5.0
+
+
+def check_plausible(words: pd.DataFrame, source="<alignment>") -> None:
+    """Refuse timings that cannot be seconds: a story longer than :data:`MAX_STORY_S` or a median
+    word longer than :data:`MAX_MEDIAN_WORD_S` (an alignment in milliseconds gives both)."""
+    placed = words[~words["interpolated"]] if "interpolated" in words else words
+    end = float(words["offset"].max())
+    median = float((placed["offset"] - placed["onset"]).median())
+    if end > MAX_STORY_S or median > MAX_MEDIAN_WORD_S:
+        raise InputError(source, f"implausible times: the story would last {end / 3600:.1f} hours "
+                         f"and its median word {median:.1f} s; the times look like milliseconds",
+                         field="onset/offset", expected=f"seconds: a story under "
+                         f"{MAX_STORY_S / 3600:.0f} hours, words under {MAX_MEDIAN_WORD_S:.0f} s "
+                         "(divide millisecond times by 1000)")
 
 
 def _time(value, source, line, field):
@@ -79,20 +106,20 @@ def read_alignment_csv(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(path, "file not found")
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for i, rec in enumerate(csv.reader(f), start=1):
-            if not rec or all(not c.strip() for c in rec):
-                continue
-            if len(rec) != 4:
-                raise InputError(path, f"{len(rec)} columns", line=i,
-                                 expected="4 columns: word, aligned word, onset, offset")
-            word, norm, on, off = rec
-            if not word.strip():
-                raise InputError(path, "empty word", line=i, field="word")
-            on, off = _time(on, path, i, "onset"), _time(off, path, i, "offset")
-            _check_pair(on, off, path, i)
-            rows.append(dict(word=word.strip(), norm=norm.strip() or "<unk>", onset=on,
-                             offset=off, sentence_end=bool(_SENT_END.search(word)), line=i))
+    text = read_text(path, what="alignment")  # UTF-8; a byte-order mark is not part of a word
+    for i, rec in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not rec or all(not c.strip() for c in rec):
+            continue
+        if len(rec) != 4:
+            raise InputError(path, f"{len(rec)} columns", line=i,
+                             expected="4 columns: word, aligned word, onset, offset")
+        word, norm, on, off = rec
+        if not word.strip():
+            raise InputError(path, "empty word", line=i, field="word")
+        on, off = _time(on, path, i, "onset"), _time(off, path, i, "offset")
+        _check_pair(on, off, path, i)
+        rows.append(dict(word=word.strip(), norm=norm.strip() or "<unk>", onset=on,
+                         offset=off, sentence_end=bool(_SENT_END.search(word)), line=i))
     return _finish(rows, path)
 
 
@@ -108,7 +135,7 @@ def read_alignment_json(path: str | Path | None = None, *, data: dict | None = N
         if not path.is_file():
             raise InputError(path, "file not found")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path, what="alignment"))
         except json.JSONDecodeError as e:
             raise InputError(path, f"not valid JSON ({e.msg})", line=e.lineno) from None
     if not isinstance(data, dict) or not isinstance(data.get("words"), list):
@@ -179,9 +206,9 @@ def fill_missing_times(df: pd.DataFrame, source="<alignment>") -> pd.DataFrame:
             step = (t1 - start) / m
         elif j == n:
             start, step = off[i - 1], dur
-        else:
-            start = off[i - 1]
-            step = max(on[j] - start, 0.0) / m
+        else:  # between its neighbours: never after the next word starts (in spoken order)
+            start = max(on[i - 1], min(off[i - 1], on[j]))
+            step = (on[j] - start) / m
         for q in range(m):
             on[i + q] = start + q * step
             off[i + q] = start + (q + 1) * step
@@ -320,6 +347,8 @@ def load_story(story: str = EMBEDDED_STORY, *, narratives_dir: str | Path | None
 def alignment_path(story: str, narratives_dir: str | Path) -> Path:
     """The alignment file of a Narratives story in ``narratives_dir`` (Gentle JSON first, then
     the CSV); InputError naming the folder when there is none."""
+    if not isinstance(story, str) or not STORY_NAME.fullmatch(story):
+        raise ParameterError("story", f"{story!r} is not a plain name", expected=STORY_WORDS)
     root = Path(narratives_dir)
     for cand in (root / "stimuli" / "gentle" / story / "align.json",
                  root / "stimuli" / story / "align.json",
@@ -342,7 +371,16 @@ def build_stimulus(story: str = EMBEDDED_STORY, *, tr_s: float = TR_S, n_trs: in
     words = load_story(story, narratives_dir=narratives_dir)
     if shuffle_seed is not None:
         words = shuffle_words(words, shuffle_seed)
+    needed = n_trs_for(words, tr_s, start_offset_s)
     if n_trs is None:
-        n_trs = n_trs_for(words, tr_s, start_offset_s) + 10
+        n_trs = needed + 10
+    elif needed > n_trs:  # the words run past the grid (the scan): they are only context there
+        late = int((np.floor((words["offset"].to_numpy() + start_offset_s) / tr_s + 1e-9)
+                    >= n_trs).sum())
+        log.warning("the story's words need %d TRs, more than the grid's %d (the scan's length): "
+                    "%d word(s) after its end are only context", needed, n_trs, late)
+    elif needed + 10 > n_trs:
+        log.info("the grid stops at %d TRs (the scan's end), %d TR(s) after the last word's TR "
+                 "instead of 10", n_trs, n_trs - needed)
     words = assign_trs(words, tr_s=tr_s, n_trs=n_trs, start_offset_s=start_offset_s, rule=rule)
     return words, tr_table(words, n_trs, tr_s), n_trs

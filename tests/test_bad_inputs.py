@@ -46,11 +46,13 @@ class Case:
     bad: str  # the input, in words (the page's first column)
     sees: str  # what the user sees (the page's third column)
     run: Callable[[Path], Any]  # produces the input in a scratch folder and calls the code
-    error: type | None  # the error's type; None: a warning and the stage goes on
-    match: str  # regex on the message: what was wrong and where
-    #: a parameter file (or a function of the scratch folder that returns one) that gives the
-    #: same error from the CLI
-    cli: dict | Callable[[Path], dict] | None = None
+    error: type | None  # the error's type; None: a warning (or a silent correction), the stage goes on
+    match: str  # regex on the message (or warning: "" for none): what was wrong and where
+    #: a parameter file (or a function of the scratch folder that returns one; bytes: the
+    #: file's raw content) that gives the same error from the CLI
+    cli: dict | bytes | Callable[[Path], dict] | None = None
+    #: rows that go on: a check of what ``run`` returned (the correction was made)
+    ok: Callable[[Any], bool] | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -58,11 +60,15 @@ def _runs(tmp: Path) -> str:
     return str(tmp / "runs")
 
 
-def _story(tmp: Path, text: str, name: str = "align.csv", story: str = "tale"):
-    """A Narratives-layout folder with one story's alignment; run the stimulus stage on it."""
+def _story(tmp: Path, text: str | bytes, name: str = "align.csv", story: str = "tale"):
+    """A Narratives-layout folder with one story's alignment (bytes: written as they are); run
+    the stimulus stage on it."""
     p = tmp / "nar" / "stimuli" / story / name
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text, encoding="utf-8")
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text, encoding="utf-8")
     return stages.stimulus({"story": story, "narratives_dir": str(tmp / "nar"),
                             "runs_dir": _runs(tmp)})
 
@@ -176,8 +182,45 @@ def _story_cli(text: str):
 
 def _params_file(tmp: Path, doc) -> Path:
     p = tmp / "params.yaml"
-    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    if isinstance(doc, bytes):
+        p.write_bytes(doc)
+    else:
+        p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
     return p
+
+
+def _words(art) -> Any:
+    return stages.read_words(art)
+
+
+def _in_order(art) -> bool:
+    w = _words(art)
+    return (bool(w["interpolated"].iat[1]) and bool((w["onset"].diff().dropna() >= 0).all())
+            and w["offset"].iat[1] <= w["onset"].iat[2])
+
+
+def _longer_than_scan(tmp: Path):
+    """pieman (the manifest's scan: 300 TRs from the audio's onset) with words up to 600 s."""
+    text = "".join(f"w{i},w{i},{t:.1f},{t + 0.3:.1f}\n" for i, t in enumerate(np.arange(1.0, 600.0, 2.0)))
+    return _story(tmp, text, story="pieman")
+
+
+def _offline_fetch(tmp: Path):
+    """fetch from a server that does not answer (a closed port on 127.0.0.1): the error, and
+    nothing left behind (no empty folders, no temporary files)."""
+    import socket
+
+    from llmbrain_utils import fetch
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dest = tmp / "cache" / "narratives"
+    try:
+        fetch.fetch("pieman", "002", dest=dest, base_url=f"http://127.0.0.1:{port}", retries=0,
+                    progress=False)
+    finally:
+        assert not (tmp / "cache").exists(), sorted((tmp / "cache").rglob("*"))
 
 
 def _pipeline(doc, only):
@@ -257,6 +300,37 @@ CASES: list[Case] = [
     Case("story-unknown-no-dir", "stimulus", "a Narratives story without `narratives_dir`",
          "ParameterError on `story`", _stage("stimulus", story="pieman"), ParameterError,
          r"parameter 'story': 'pieman' is not the embedded story and no narratives_dir"),
+    Case("align-latin1", "stimulus", "an alignment CSV saved as Latin-1 (`café` as byte 0xe9)",
+         "InputError naming the file and line: not UTF-8, the byte, how to fix it",
+         lambda t: _story(t, "the,the,1.0,1.2\ncaf\xe9,cafe,1.3,1.6\n".encode("latin-1")), InputError,
+         r"align\.csv, line 2: alignment is not UTF-8 \(byte 0xe9 .*\(expected a UTF-8 file"),
+    Case("align-milliseconds", "stimulus", "an alignment in milliseconds (`1000,1300` for 1.0-1.3 s)",
+         "InputError naming the file: implausible times that look like milliseconds (no grid of "
+         "hundreds of thousands of TRs is built)",
+         lambda t: _story(t, "a,a,1000,1300\nb,b,1400,1650\nc,c,1700,2100\n"), InputError,
+         r"align\.csv, field 'onset/offset': implausible times: .*look like milliseconds",
+         cli=_story_cli("a,a,1000,1300\nb,b,1400,1650\nc,c,1700,2100\n")),
+    Case("align-bom", "stimulus", "a UTF-8 byte-order mark at the start of `align.csv`",
+         "nothing: the mark is dropped (it is not part of the first word)",
+         lambda t: _story(t, "\ufeffthe,the,1.0,1.2\ncat,cat,1.3,1.6\n"), None, "",
+         ok=lambda art: _words(art)["word"].iat[0] == "the"),
+    Case("align-interpolated-order", "stimulus",
+         "an unaligned word after a word that ends after the next one starts",
+         "nothing: the interpolated word is placed between its neighbours, in spoken order",
+         lambda t: _story(t, "a,a,1.0,3.0\nb,,,\nc,c,2.0,2.5\n"), None, "", ok=_in_order),
+    Case("story-path", "stimulus", "`story: ../evil` (a path, not a name)",
+         "ParameterError on `story`: not a plain name, the characters allowed",
+         lambda t: _story(t, "a,a,1.0,1.2\n", story="../evil"), ParameterError,
+         r"parameter 'story': '\.\./evil' is not a plain name \(expected a name of letters, digits",
+         cli={"common": {"story": "../evil", "narratives_dir": "/tmp"}}),
+    Case("story-longer-than-grid", "stimulus",
+         "an alignment longer than the story's scan in the manifest (words after its end)",
+         "warning: how many TRs the words need, the scan's length, how many words are only "
+         "context; the artifact's info keeps the uncapped length (`n_trs_uncapped`)",
+         _longer_than_scan, None,
+         r"the story's words need 400 TRs, more than the grid's 300 \(the scan's length\): "
+         r"75 word\(s\) after its end",
+         ok=lambda art: art.info["n_trs_uncapped"] == 410 and art.info["n_trs"] == 300),
     # ---- extraction
     Case("word-invisible-unicode", "extraction", "a word made only of a zero-width space (U+200B)",
          "InputError: the word and its position yield no token",
@@ -276,21 +350,21 @@ CASES: list[Case] = [
          _stage("extraction", units="neurons"), ParameterError,
          r"parameter 'units': 'neurons' is not allowed \(expected one of \('output', 'hidden'\)\)"),
     Case("context-tokens-zero", "extraction", "`context_tokens: 0`", "ParameterError on `context_tokens`",
-         _stage("extraction", context_tokens=0), ParameterError, r"parameter 'context_tokens': 0 is out of range"),
+         _stage("extraction", context_tokens=0), ParameterError, r"parameter 'context_tokens': 0 is out of range \(expected an integer >= 1\)"),
     # ---- dictionary
     Case("k-zero", "dictionary", "`k: 0`", "ParameterError on `k` before anything runs",
-         _stage("dictionary", k=0), ParameterError, r"parameter 'k': 0 is out of range",
+         _stage("dictionary", k=0), ParameterError, r"parameter 'k': 0 is out of range \(expected an integer >= 1\)",
          cli={"dictionary": {"k": 0}}),
     Case("lambda-negative", "dictionary", "`lam: -0.1`", "ParameterError on `lam`",
-         _stage("dictionary", lam=-0.1), ParameterError, r"parameter 'lam': -0\.1 is out of range"),
+         _stage("dictionary", lam=-0.1), ParameterError, r"parameter 'lam': -0\.1 is out of range \(expected a number > 0\)"),
     Case("k-wrong-type", "dictionary", "papermill parameter of the wrong type: `k: \"64\"`",
          "ParameterError naming `k` and the type expected (int), before any notebook runs",
          _pipeline({"dictionary": {"k": "64"}}, ["dictionary"]), ParameterError,
-         r"parameter 'k': '64' has type str \(expected int\)",
+         r"parameter 'k': '64' has type str \(expected an integer >= 1\)",
          cli={"dictionary": {"k": "64"}}),
     Case("k-bool", "dictionary", "`seed: true` (a bool where an int is expected)",
          "ParameterError on `seed`", _stage("dictionary", seed=True), ParameterError,
-         r"parameter 'seed': True is a bool"),
+         r"parameter 'seed': True is a bool \(expected an integer >= 0\)"),
     # ---- fMRI data
     Case("nifti-truncated", "fmri", "a `.nii.gz` cut in the middle (interrupted copy)",
          "InputError naming the file: truncated or corrupt data", _truncated, InputError,
@@ -325,21 +399,25 @@ CASES: list[Case] = [
          "InputError naming the missing file and the fetch call that gets it",
          lambda t: fmri.load_dataset(_scan(t), "pieman", "003", _mask()), InputError,
          r"sub-003_task-pieman.*: sub-003's scan not found.*fetch\('pieman', '003'"),
+    Case("fetch-offline", "fmri", "`fetch` with no network (the server does not answer)",
+         "InputError naming the URL: download failed; no empty folders or temporary files left",
+         _offline_fetch, InputError, r"http://127\.0\.0\.1:\d+/derivatives/.*sub-002_task-pieman.*"
+         r"download failed after 1 attempt"),
     Case("isc-nan", "fmri", "data with NaN given to the ISC", "ParameterError on `data`",
          _isc_with_nan, ParameterError, r"parameter 'data': holds NaN or inf"),
     Case("n-subjects-one", "fmri", "`n_subjects: 1`", "ParameterError on `n_subjects` (ISC needs 2)",
-         _stage("fmri_data", n_subjects=1), ParameterError, r"parameter 'n_subjects': 1 is out of range"),
+         _stage("fmri_data", n_subjects=1), ParameterError, r"parameter 'n_subjects': 1 is out of range \(expected an integer >= 2, as the ISC needs two"),
     Case("resolution-out-of-range", "fmri", "`resolution_mm: 1`", "ParameterError on `resolution_mm`",
-         _stage("fmri_data", resolution_mm=1), ParameterError, r"parameter 'resolution_mm': 1 is out of range"),
+         _stage("fmri_data", resolution_mm=1), ParameterError, r"parameter 'resolution_mm': 1 is out of range \(expected a number of mm from 2 to 12\)"),
     Case("plant-atlas-unknown", "fmri", "`plant_atlas: Yeo2099`", "ParameterError on `plant_atlas` listing the atlases",
          _stage("fmri_data", plant_atlas="Yeo2099"), ParameterError,
          r"parameter 'plant_atlas': unknown atlas 'Yeo2099' \(expected one of \[.*'TY7'"),
     # ---- encoding
     Case("n-folds-one", "encoding", "`n_folds: 1`", "ParameterError on `n_folds`",
-         _stage("encoding", n_folds=1), ParameterError, r"parameter 'n_folds': 1 is out of range",
+         _stage("encoding", n_folds=1), ParameterError, r"parameter 'n_folds': 1 is out of range \(expected an integer >= 2\)",
          cli={"encoding": {"n_folds": 1}}),
     Case("alpha-out-of-range", "encoding", "`alpha: 1.5` (FDR level)", "ParameterError on `alpha`",
-         _stage("encoding", alpha=1.5), ParameterError, r"parameter 'alpha': 1\.5 is out of range"),
+         _stage("encoding", alpha=1.5), ParameterError, r"parameter 'alpha': 1\.5 is out of range \(expected a number strictly between 0 and 1\)"),
     # ---- FBN mapping
     Case("atlas-unknown", "fbn", "`atlas: Yeo2099`", "ParameterError on `atlas` listing the atlases",
          _stage("fbn_mapping", atlas="Yeo2099"), ParameterError,
@@ -350,7 +428,7 @@ CASES: list[Case] = [
     Case("threshold-negative", "fbn", "`threshold: -3.1`", "ParameterError on `threshold`",
          _stage("fbn_mapping", threshold=-3.1), ParameterError, r"parameter 'threshold': -3\.1 is not understood"),
     Case("fbn-perm-too-few", "fbn", "`fbn_perm: 50`", "ParameterError on `fbn_perm`",
-         _stage("fbn_mapping", fbn_perm=50), ParameterError, r"parameter 'fbn_perm': 50 is out of range"),
+         _stage("fbn_mapping", fbn_perm=50), ParameterError, r"parameter 'fbn_perm': 50 is out of range \(expected an integer >= 100\)"),
     Case("network-unknown", "fbn", "a planted truth naming a network the atlas lacks",
          "InputError naming `truth`, the entry and the network",
          _recovery_unknown_network, InputError, r"truth.*unknown network 'Audtory'"),
@@ -358,12 +436,37 @@ CASES: list[Case] = [
     Case("param-unknown", "runner", "an unknown parameter in a stage's section (`dictionary: {kk: 3}`)",
          "ParameterError naming `dictionary.kk` and the notebook's parameters",
          _pipeline({"dictionary": {"kk": 3}}, ["dictionary"]), ParameterError,
-         r"parameter 'dictionary\.kk': not a parameter of 02_dictionary\.ipynb",
+         r"parameter 'dictionary\.kk': not a parameter of 02_dictionary\.ipynb \(in .*params\.yaml, "
+         r"section 'dictionary'\); did you mean 'k'\?",
          cli={"dictionary": {"kk": 3}}),
     Case("params-not-yaml", "runner", "a parameter file that is not YAML",
          "InputError naming the file: not valid YAML, with the line",
          _pipeline("common: [unclosed\n", ["stimulus"]), InputError,
          r"params\.yaml, line 2: not valid YAML: while parsing a flow sequence: expected ',' or '\]'"),
+    Case("params-common-unknown", "runner", "an unknown name in the `common` section (`stroy: sherlock`)",
+         "ParameterError naming the file, section `common` and the name, with the closest parameter",
+         _pipeline({"common": {"stroy": "sherlock"}}, ["stimulus"]), ParameterError,
+         r"parameter 'common\.stroy': not a parameter of any stage \(in .*params\.yaml, section "
+         r"'common'\); did you mean 'story'\?", cli={"common": {"stroy": "sherlock"}}),
+    Case("param-unknown-not-run", "runner",
+         "an unknown name in the section of a stage that is not run (`fbn: {atlass: TY7}`, `--only stimulus`)",
+         "ParameterError naming the file, section and name, with the closest parameter",
+         _pipeline({"fbn": {"atlass": "TY7"}}, ["stimulus"]), ParameterError,
+         r"parameter 'fbn\.atlass': not a parameter of 05_fbn_mapping\.ipynb \(in .*params\.yaml, "
+         r"section 'fbn'\); did you mean 'atlas'\?", cli={"fbn": {"atlass": "TY7"}}),
+    Case("tr-s-wrong-type", "runner", "`tr_s: fast` in a parameter file",
+         "ParameterError naming `tr_s` and the values allowed, in words",
+         _pipeline({"stimulus": {"tr_s": "fast"}}, ["stimulus"]), ParameterError,
+         r"parameter 'tr_s': 'fast' has type str .*\(expected a number of seconds > 0"),
+    Case("params-latin1", "runner", "a parameter file saved as Latin-1",
+         "InputError naming the file and line: not UTF-8, the byte, how to fix it",
+         _pipeline(b"common:\n  story: caf\xe9\n", ["stimulus"]), InputError,
+         r"params\.yaml, line 2: parameter file is not UTF-8 \(byte 0xe9",
+         cli=b"common:\n  story: caf\xe9\n"),
+    Case("params-utf16", "runner", "a parameter file saved as UTF-16",
+         "InputError naming the file: UTF-16, not UTF-8",
+         _pipeline("common:\n  seed: 1\n".encode("utf-16"), ["stimulus"]), InputError,
+         r"params\.yaml: parameter file is UTF-16 \(or binary\), not UTF-8"),
     Case("params-unknown-section", "runner", "a section that is no stage (`encodng:`)",
          "InputError naming the file and the sections allowed",
          _pipeline({"encodng": {"n_folds": 5}}, ["encoding"]), InputError,
@@ -388,8 +491,10 @@ def _store_is_clean(runs: Path) -> None:
 def test_bad_input(case: Case, tmp_path, caplog):
     if case.error is None:
         with caplog.at_level(logging.WARNING):
-            case.run(tmp_path)
+            result = case.run(tmp_path)
         assert re.search(case.match, caplog.text), caplog.text
+        if case.ok is not None:
+            assert case.ok(result), result
     else:
         with pytest.raises(case.error) as e:
             case.run(tmp_path)

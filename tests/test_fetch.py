@@ -384,3 +384,46 @@ def test_audio_onsets_match_the_alignments(narratives):
         checked += 1
     assert checked >= 8
     assert fetch.story_info("tunnel")["audio_onset_s"] is None  # no entry: unknown
+
+
+def test_cli_fetch_all_subjects(server, tmp_path, capsys):
+    """``--subjects all`` (the fMRI stage's hint) reads participants.tsv and takes every subject."""
+    from llmbrain_utils import cli
+
+    dest = tmp_path / "cache"
+    rc = cli.main(["fetch", "--story", "pieman", "--subjects", "all", "--dest", str(dest),
+                   "--base-url", server["url"]])
+    assert rc == 0
+    printed = capsys.readouterr().out.split()
+    assert [Path(p).name.split("_")[0] for p in printed] == ["sub-002", "sub-003"]
+    assert (dest / "participants.tsv").is_file()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound, then closed: nobody listens there (loopback only)
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("subjects", ["002-003", "all"])
+def test_offline_fetch_leaves_nothing_behind(tmp_path, subjects):
+    dest = tmp_path / "new" / "cache"
+    with pytest.raises(InputError, match="download failed after 1 attempt"):
+        fetch.fetch("pieman", subjects, dest=dest, base_url=f"http://127.0.0.1:{_closed_port()}",
+                    retries=0, progress=False)
+    assert not (tmp_path / "new").exists()
+    assert sorted(tmp_path.rglob("*")) == []  # no empty tree, no temporary or lock file
+
+
+def test_failed_fetch_keeps_what_it_got(server, tmp_path):
+    """A fetch that fails on its second file keeps the first (and its recorded hash), and
+    removes only the folders it made that are empty."""
+    dest = tmp_path / "cache"
+    with pytest.raises(InputError, match="HTTP 404"):
+        fetch.fetch("pieman", "002,004", dest=dest, base_url=server["url"], progress=False)
+    assert (dest / CLEAN.format(sub="002", run="")).is_file()
+    assert (dest / fetch.HASH_DB).is_file()
+    assert not (dest / "derivatives" / "afni-nosmooth" / "sub-004").exists()
+    assert [p.name for p in dest.rglob("*.tmp-*")] == []

@@ -133,3 +133,81 @@ def test_bad_json_and_missing_file(tmp_path):
 def test_unknown_story_without_data_dir():
     with pytest.raises(ParameterError, match="narratives_dir"):
         stimuli.load_story("pieman")
+
+
+def test_byte_order_mark_is_dropped_and_other_encodings_are_one_line(tmp_path):
+    p = tmp_path / "align.csv"
+    p.write_bytes("\ufeffthe,the,1.0,1.2\ncat,cat,1.3,1.6\n".encode("utf-8"))
+    assert list(stimuli.read_alignment(p).word) == ["the", "cat"]
+    j = tmp_path / "align.json"
+    j.write_bytes(b"\xef\xbb\xbf" + json.dumps({"words": [{"word": "hi", "start": 1.0, "end": 1.2}]}).encode())
+    assert list(stimuli.read_alignment(j).word) == ["hi"]
+    p.write_bytes("the,the,1.0,1.2\ncaf\xe9,cafe,1.3,1.6\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"align\.csv, line 2: alignment is not UTF-8 \(byte 0xe9") as e:
+        stimuli.read_alignment(p)
+    assert "\n" not in str(e.value)
+    j.write_bytes(json.dumps({"words": [{"word": "hi", "start": 1.0, "end": 1.2}]}).encode("utf-16"))
+    with pytest.raises(InputError, match=r"align\.json: alignment is UTF-16"):
+        stimuli.read_alignment(j)
+
+
+def test_interpolated_word_stays_between_its_neighbours(tmp_path):
+    # a's offset (3.0) is after c's onset (2.0): b must still start before c
+    w = stimuli.read_alignment(write(tmp_path, "a,a,1.0,3.0\nb,,,\nc,c,2.0,2.5\n"))
+    assert list(w.interpolated) == [False, True, False]
+    assert w.onset.is_monotonic_increasing and w.offset[1] <= w.onset[2]
+    w = stimuli.read_alignment(write(tmp_path, "a,a,1.0,3.0\nb,,,\nb2,,,\nc,c,2.0,2.5\n"))
+    assert w.onset.is_monotonic_increasing and w.offset[2] <= w.onset[3]
+
+
+@pytest.mark.parametrize("text", [
+    "a,a,1000,1300\nb,b,1400,1650\nc,c,1700,2100\n",  # a short story: word durations of minutes
+    "".join(f"w{i},w{i},{t},{t + 0.3}\n" for i, t in enumerate(range(1, 600_000, 20_000))),  # days
+])
+def test_millisecond_times_are_refused(tmp_path, text):
+    with pytest.raises(InputError, match=r"implausible times: .*look like milliseconds"):
+        stimuli.read_alignment(write(tmp_path, text))
+
+
+def test_story_name_is_a_plain_label(tmp_path):
+    for bad in ("../evil", "/etc", "a/b", "", ".hidden", "-x"):
+        with pytest.raises(ParameterError, match="not a plain name"):
+            stimuli.alignment_path(bad, tmp_path)
+
+
+def test_grid_shorter_than_the_words_is_noted(tmp_path, caplog):
+    nar = tmp_path / "nar" / "stimuli" / "tale"
+    nar.mkdir(parents=True)
+    (nar / "align.csv").write_text("a,a,1.0,1.2\nb,b,5.0,5.3\nc,c,9.0,9.4\n")
+    with caplog.at_level("INFO", logger="llmbrain_utils.stimuli"):
+        words, trs, n_trs = stimuli.build_stimulus("tale", narratives_dir=tmp_path / "nar", n_trs=4)
+    assert n_trs == 4 and len(trs) == 4 and words.tr.max() == 6
+    assert "the story's words need 7 TRs, more than the grid's 4" in caplog.text
+    assert "1 word(s) after its end" in caplog.text  # c (TR 6); b ends in TR 3
+    caplog.clear()
+    with caplog.at_level("INFO", logger="llmbrain_utils.stimuli"):
+        stimuli.build_stimulus("tale", narratives_dir=tmp_path / "nar", n_trs=10)
+    assert "the grid stops at 10 TRs" in caplog.text
+
+
+def test_cli_run_is_quiet(tmp_path):
+    """No kernel noise on stderr (ipykernel's TCP note, the shutdown's KeyboardInterrupt) and
+    papermill's INFO lines only with --verbose."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    base = [sys.executable, "-m", "llmbrain_utils", "run", "--only", "stimulus", "--force",
+            "--runs-dir", str(tmp_path / "runs"), "--executed-dir", str(tmp_path / "executed")]
+    r = subprocess.run(base, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.strip() == "", r.stderr
+    assert "stimulus: done" in r.stdout
+    r = subprocess.run(base + ["--verbose"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "INFO papermill: Executing notebook with kernel" in r.stderr
+    assert "without encryption" not in r.stderr and "KeyboardInterrupt" not in r.stderr
