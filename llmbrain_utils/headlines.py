@@ -73,6 +73,7 @@ class Recorder:
         self.notebook = notebook
         self.path = _store_root(cfg or {}) / "headlines" / f"{notebook}.json"
         self.figures: dict[str, dict] = {}
+        self.verdicts: dict[str, str] = {}
         self._spread = spread if spread is not None else load_spread(missing_ok=True)
 
     def add(self, name: str, value: Any, *, digits: int = 3) -> Any:
@@ -87,6 +88,8 @@ class Recorder:
         removed cell (glued outputs between printed lines would split them)."""
         for name, f in self.figures.items():
             _glue(name, f["value"])
+        for label, verdict in self.verdicts.items():
+            _glue("verdict_" + label, verdict)
 
     def add_table(self, prefix: str, table, *, digits: int = 3) -> None:
         """Record every numeric cell of a DataFrame as ``prefix[row][column]``."""
@@ -130,10 +133,38 @@ class Recorder:
                      f" x {n.get('n_kernels', '?')} BLAS kernels)")
         return text
 
-    def holds(self, name: str, predicate) -> str:
+    def holds(self, name: str, predicate, *, label: str | None = None) -> str:
         """Whether ``predicate(value)`` is true for ``name`` under every measured seed and BLAS
         kernel: ``"holds"`` (all), ``"fails"`` (none) or ``"not determined"`` (some: a verdict
-        that flips with the seed or the kernel is not a finding)."""
+        that flips with the seed or the kernel is not a finding). With ``label`` the verdict is
+        kept and glued by :meth:`glue_all` as ``hl_verdict_<label>``."""
+        verdict = self._holds(name, predicate)
+        if label is not None:
+            self.verdicts[label] = verdict
+        return verdict
+
+    def holds_joint(self, names: list[str], predicate, *, label: str | None = None) -> str:
+        """Like :meth:`holds` for a relation between figures (``predicate(*values)``), evaluated
+        within each measured run (the same seed and kernel for every figure)."""
+        spread = self._spread.get(self.notebook, {})
+        runs = [set((spread.get(n) or {}).get("values", {})) for n in names]
+        common = set.intersection(*runs) if runs and all(runs) else set()
+        ok = []
+        for key in sorted(common):
+            vals = [spread[n]["values"][key] for n in names]
+            if all(v is not None for v in vals):
+                ok.append(bool(predicate(*vals)))
+        if not ok:
+            here = [self.figures.get(n, {}).get("value") for n in names]
+            verdict = ("not determined" if any(v is None for v in here) else
+                       ("holds" if predicate(*here) else "fails") + " in this run (spread not measured)")
+        else:
+            verdict = "holds" if all(ok) else "fails" if not any(ok) else "not determined"
+        if label is not None:
+            self.verdicts[label] = verdict
+        return verdict
+
+    def _holds(self, name: str, predicate) -> str:
         fig = self._spread.get(self.notebook, {}).get(name)
         vals = [v for v in (fig or {}).get("values", {}).values() if v is not None]
         if not vals:

@@ -35,6 +35,16 @@ def test_recorder_writes_and_reads_back(tmp_path):
     assert "spread not measured" in hl.holds("count", lambda v: v > 3)
 
 
+def test_joint_verdicts_are_evaluated_within_each_run(tmp_path):
+    spread = {"nb": {"a": {"values": {"H/0": 1.0, "H/1": 2.0, "S/0": 1.0}},
+                     "b": {"values": {"H/0": 1.5, "H/1": 1.9, "S/0": 1.2}}}}
+    hl = H.Recorder("nb", {"runs_dir": str(tmp_path)}, spread=spread)
+    assert hl.holds_joint(["a", "b"], lambda a, b: a < b + 0.5, label="x") == "holds"
+    assert hl.holds_joint(["a", "b"], lambda a, b: a < b, label="y") == "not determined"
+    assert hl.holds_joint(["a", "b"], lambda a, b: a > b + 1) == "fails"
+    assert hl.verdicts == {"x": "holds", "y": "not determined"}
+
+
 def test_tolerance_rule():
     # twice the kernel spread, at least half the last printed digit; the seed spread never widens it
     assert H.tolerance(0.01, 0.5, 3) == pytest.approx(0.02)

@@ -218,6 +218,14 @@ plt.setp(ax.get_xticklabels(), ha="right")
 fig.tight_layout()
 hl.add_table("baseline", summary)
 print(summary.to_string())
+last = [s for s in summary.index if s.startswith("layer ")][-1]
+for other, label in ((last, "atoms_below_last_layer"), ("all ANs (PCs)", "atoms_below_all_ans"),
+                     ("atoms, untrained model", "atoms_below_untrained"), ("atoms, shuffled words", "atoms_above_shuffled")):
+    if other in summary.index:
+        names = ["baseline[atoms][mean]", f"baseline[{other}][mean]"]
+        rel = (lambda x, y: x > y) if label.endswith("above_shuffled") else (lambda x, y: x < y)
+        print(f"atoms {'above' if label.endswith('above_shuffled') else 'below'} {other}: "
+              f"{hl.holds_joint(names, rel, label=label)}")
 """),
 ("code", "hl.glue_all()  # every headline figure, for the book's pages", ["remove"]),
 ])

@@ -280,12 +280,14 @@ for stat, g in at0.groupby("statistic"):
     hl.add(f"{stat}_fpr_unplanted", g.fpr_unplanted_networks.mean())
     hl.add(f"{stat}_false_share", fp / max(claims, 1))
     print(f"{stat}, {n0} subjects, mean of {g.twin_seed.nunique()} twins:")
-    print(f"    precision {hl.fmt(stat + '_precision')}: >= 0.9 {hl.holds(stat + '_precision', lambda v: v >= 0.9)}")
-    print(f"    recall {hl.fmt(stat + '_recall')}: >= 0.9 {hl.holds(stat + '_recall', lambda v: v >= 0.9)}")
+    print(f"    precision {hl.fmt(stat + '_precision')}: >= 0.9 "
+          f"{hl.holds(stat + '_precision', lambda v: v >= 0.9, label=stat + '_precision')}")
+    print(f"    recall {hl.fmt(stat + '_recall')}: >= 0.9 {hl.holds(stat + '_recall', lambda v: v >= 0.9, label=stat + '_recall')}")
     print(f"    false-positive rate on the unplanted network {hl.fmt(stat + '_fpr_unplanted')}: "
-          f"<= {alpha:g} {hl.holds(stat + '_fpr_unplanted', lambda v: v <= alpha)}")
+          f"<= {alpha:g} {hl.holds(stat + '_fpr_unplanted', lambda v: v <= alpha, label=stat + '_fpr_unplanted')}")
     print(f"    false couplings: {fp} of {claims}, share {hl.fmt(stat + '_false_share')}")
-    print(f"        at or below the FDR level {alpha:g}: {hl.holds(stat + '_false_share', lambda v: v <= alpha)}")
+    print(f"        at or below the FDR level {alpha:g}: "
+          f"{hl.holds(stat + '_false_share', lambda v: v <= alpha, label=stat + '_false_share')}")
 enough = by_n[(by_n.precision >= 0.9) & (by_n.recall >= 0.9)].groupby("statistic").n_subjects.min()
 for stat in sorted(at0.statistic.unique()):
     n_min = enough.get(stat)
