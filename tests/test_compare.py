@@ -270,3 +270,120 @@ def test_run_variants_checks_its_parameters_before_any_work():
     with pytest.raises(InputError, match="no-such-model"):
         compare.run_variants(base, [{"name": "a", "model": "no-such-model"}])
     assert not Path("/nonexistent-never-written").exists()
+
+
+# --------------------------------------------------------------------------- coupling strength, subsampling
+def _planted(S=8, k=4, V=600, amps=(0.8, 0.6, 0.0, 0.0), seed=0, noise=1.0):
+    """Three block networks; atom a's true map is amps[a] times its network's indicator plus
+    a fixed weak background; subjects add independent Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((3, V), bool)
+    for j in range(3):
+        masks[j, j * V // 4:(j + 1) * V // 4] = True
+    mu = 0.2 * np.random.default_rng(99).standard_normal((k, V))
+    for a in range(k):
+        mu[a] += amps[a] * masks[a % 3]
+    return mu[None] + noise * rng.standard_normal((S, k, V)), masks, mu
+
+
+def test_subsampling_never_duplicates_a_subject_and_is_seeded():
+    picks = compare.subsample_picks(8, 6, 1000, seed=3)
+    assert picks.shape == (1000, 6) and picks.min() >= 0 and picks.max() <= 7
+    assert (np.diff(picks, axis=1) > 0).all()  # sorted rows, no subject twice
+    assert len({tuple(r) for r in picks}) == 28  # every subset of 6 of 8 drawn
+    betas, masks, _ = _planted()
+    a = compare.subsample_interval(betas, masks, m=5, n_resamples=300, seed=7)
+    b = compare.subsample_interval(betas, masks, m=5, n_resamples=300, seed=7)
+    c = compare.subsample_interval(betas, masks, m=5, n_resamples=300, seed=8)
+    assert (np.diff(a.picks, axis=1) > 0).all() and a.picks.shape == (300, 5)
+    np.testing.assert_array_equal(a.picks, b.picks)
+    np.testing.assert_array_equal(a.values, b.values)
+    assert a.as_tuple() == b.as_tuple()
+    assert not np.array_equal(a.picks, c.picks)
+    assert a.lo <= a.estimate <= a.hi
+    assert a.full_sample == pytest.approx(compare.model_coupling(betas, masks))
+
+
+def test_subsample_values_are_the_statistic_of_each_subset():
+    betas, masks, _ = _planted(S=6)
+    res = compare.subsample_interval(betas, masks, m=4, n_resamples=20, seed=1)
+    for row, v in zip(res.picks[:5], res.values[:5]):
+        assert v == pytest.approx(compare.model_coupling(betas[row], masks), abs=1e-12)
+    plain = compare.subsample_interval(betas, masks, m=4, n_resamples=20, seed=1, statistic="r")
+    from llmbrain_utils import fbn
+    assert plain.values[0] == pytest.approx(
+        compare.coupling_strength(fbn.group_t(betas[plain.picks[0]]), masks), abs=1e-12)
+
+
+def test_corrected_statistic_removes_the_attenuation():
+    """With noisy subjects the plain |r| of the group t maps is far below the noise-free value;
+    the corrected statistic is close to it (average of a few draws)."""
+    _, masks, mu = _planted()
+    truth = compare.coupling_strength(mu, masks)
+    plain, corr = [], []
+    for seed in range(5):
+        betas, _, _ = _planted(seed=seed, noise=1.0)
+        plain.append(compare.model_coupling(betas, masks, statistic="r"))
+        corr.append(compare.model_coupling(betas, masks))
+    assert abs(np.mean(corr) - truth) < 0.05 < truth - np.mean(plain)
+    # noise-free subjects: the corrected statistic is the plain correlation of the true maps
+    same = np.repeat(mu[None], 4, axis=0)
+    assert compare.model_coupling(same, masks) == pytest.approx(truth, abs=1e-9)
+
+
+def test_paired_differences_of_a_model_with_itself_are_zero():
+    betas, masks, _ = _planted()
+    d = compare.paired_differences({"a": betas, "b": betas.copy()}, masks, n_resamples=200)
+    row = d.iloc[0]
+    assert (row.model_a, row.model_b) == ("a", "b")
+    assert row.difference == 0 and row.ci_low == 0 and row.ci_high == 0 and row.p == 1
+    assert row.estimate_a == row.estimate_b
+
+
+def test_paired_differences_find_the_stronger_planted_coupling():
+    strong, masks, _ = _planted(amps=(0.8, 0.8, 0.8, 0.0), seed=1)
+    weak, _, _ = _planted(amps=(0.3, 0.3, 0.3, 0.0), seed=2)
+    d = compare.paired_differences({"weak": weak, "strong": strong, "weak2": weak[:, :3]}, masks,
+                                   n_resamples=1000, seed=0)
+    assert list(zip(d.model_a, d.model_b)) == [("weak", "strong"), ("weak", "weak2"), ("strong", "weak2")]
+    ws = d.iloc[0]
+    assert ws.difference < 0 and ws.ci_high < 0 and ws.p < 0.05
+    assert ws.estimate_b > ws.estimate_a
+    assert d.attrs["picks"].shape == (1000, 4)  # default m = S // 2
+    one = compare.subsample_interval(strong, masks, seed=0)
+    assert one.estimate == pytest.approx(ws.estimate_b)
+
+
+def test_subsampling_refuses_bad_input():
+    from llmbrain_utils.errors import ParameterError
+
+    betas, masks, _ = _planted()
+    bad = [dict(m=8), dict(m=1), dict(m=2.5), dict(n_resamples=0), dict(ci=1.5), dict(rescale="x"),
+           dict(statistic="dice"), dict(seed=-1)]
+    for kw in bad:
+        with pytest.raises(ParameterError, match=next(iter(kw))):
+            compare.subsample_interval(betas, masks, **kw)
+    with pytest.raises(ParameterError, match="betas"):
+        compare.subsample_interval(betas[0], masks)
+    with pytest.raises(ParameterError, match="betas"):
+        compare.subsample_interval(betas[:2], masks)
+    nan = betas.copy()
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(ParameterError, match="non-finite"):
+        compare.subsample_interval(nan, masks)
+    with pytest.raises(ParameterError, match="masks"):
+        compare.subsample_interval(betas, masks[:, :-1])
+    empty = masks.copy()
+    empty[1] = False
+    with pytest.raises(ParameterError, match="masks"):
+        compare.subsample_interval(betas, empty)
+    with pytest.raises(ParameterError, match="masks"):
+        compare.subsample_interval(betas, masks.astype(int))
+    with pytest.raises(ParameterError, match="betas_by_model"):
+        compare.paired_differences({"a": betas}, masks)
+    with pytest.raises(ParameterError, match="betas_by_model"):
+        compare.paired_differences({"a": betas, "b": betas[:7]}, masks)
+    with pytest.raises(ParameterError, match="m"):
+        compare.paired_differences({"a": betas, "b": betas}, masks, m=8)
+    with pytest.raises(ParameterError, match="parameter .m."):
+        compare.subsample_picks(8, 8, 10)
