@@ -158,6 +158,9 @@ def _digest(notebook: Path, parameters: dict) -> str:
     h.update(package_versions(["llmbrain_utils"])["llmbrain_utils"].encode())
     for src in sorted(Path(__file__).resolve().parent.glob("*.py")):  # plotting, compare, ...
         h.update(src.read_bytes())
+    spread = REPO / "benchmarks" / "kernel_spread.json"  # the ranges the chapters print
+    if spread.is_file():
+        h.update(spread.read_bytes())
     return h.hexdigest()[:16]
 
 
