@@ -86,6 +86,11 @@ class Recorder:
         """Glue every recorded figure (myst-nb), so the book's pages can cite it as
         ``{glue:text}`executed/NB.ipynb::hl_NAME:.2f```; call it in the notebook's last,
         removed cell (glued outputs between printed lines would split them)."""
+        names = [glue_name(n) for n in self.figures] + [glue_name("verdict_" + v) for v in self.verdicts]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:  # the book refuses duplicate glue keys
+            raise ParameterError("figure names", f"{clash} collide as glue names",
+                                 expected="names that differ in letters or digits")
         for name, f in self.figures.items():
             _glue(name, f["value"])
         for label, verdict in self.verdicts.items():

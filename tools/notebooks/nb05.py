@@ -23,7 +23,14 @@ one. Here both are explicit:
 * **Criterion**: an atom's group $t$ map is split into its **active** part (the top 10% of
   voxels by $|t|$ with $t > 0$) and its **deactive** part (the same with $t < 0$); each part's
   overlap with each network is its **Dice** coefficient, and the unthresholded map's spatial
-  correlation with the network's mask is reported beside it.
+  correlation with the network's mask is reported beside it. **What the sign means**: "active"
+  says that the network's BOLD rises with the atom's time course, "deactive" that it falls. The
+  atom's orientation is a convention (its loadings sum to a positive number), and the loadings
+  of output-unit ANs are balanced in sign (chapter 3 measures how balanced), so the label says
+  nothing about whether the sub-group's ANs themselves rise or fall with the network: flip the
+  atom and every active coupling becomes deactive. Read a sign as a relation between an atom's
+  time course and a network, not as a property of the ANs; the recovery below plants half its
+  atoms with a negative sign and checks that they get the opposite label.
 * **Null**: the networks are rotated about the brain's centre at random (a volumetric "spin"
   test that keeps their size, shape and smoothness); $p$ = share of rotations with a Dice at least
   as large; FDR over atoms x networks x signs. An atom is **coupled** to a network when $q \\le

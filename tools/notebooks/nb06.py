@@ -74,6 +74,9 @@ import numpy as np
 import pandas as pd
 from llmbrain_utils import compare, config, fbn, headlines, plotting, stages
 
+import logging
+
+logging.getLogger("distributed").setLevel(logging.ERROR)  # the local cluster's shutdown chatter
 plotting.style()
 base = config.collect(globals())
 data = stages.fmri_data(base)  # made by chapter 4; shared by every variant
