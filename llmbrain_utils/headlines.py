@@ -122,9 +122,17 @@ class Recorder:
         vals = [v for v in fig["values"].values() if v is not None]
         return (min(vals), max(vals)) if vals else None
 
+    def legend(self) -> str:
+        """What the brackets of :meth:`fmt` mean, in one line."""
+        n = self._spread.get("_meta", {})
+        if not n:
+            return "(the spread over seeds and BLAS kernels is not measured yet: benchmarks/kernel_spread.py)"
+        return (f"[brackets: the range over {n.get('n_seeds', '?')} seeds x {n.get('n_kernels', '?')} "
+                f"BLAS kernels, benchmarks/kernel_spread.json]")
+
     def fmt(self, name: str, value: Any = None, *, digits: int | None = None) -> str:
-        """``value`` (recorded under ``name``) with its seed-and-kernel range, e.g.
-        ``"0.66 (0.65-0.67 over 3 seeds x 2 kernels)"``."""
+        """``value`` (recorded under ``name``) with its seed-and-kernel range in brackets, e.g.
+        ``"0.66 [0.65, 0.67]"`` (see :meth:`legend`)."""
         fig = self.figures.get(name)
         if fig is None:
             raise ParameterError(name, "was not recorded", expected="Recorder.add(name, value) first")
@@ -133,9 +141,7 @@ class Recorder:
         text = "n/a" if v is None else f"{v:.{d}f}"
         rng = self.spread(name)
         if rng is not None:
-            n = self._spread.get("_meta", {})
-            text += (f" (range {rng[0]:.{d}f} to {rng[1]:.{d}f} over {n.get('n_seeds', '?')} seeds"
-                     f" x {n.get('n_kernels', '?')} BLAS kernels)")
+            text += f" [{rng[0]:.{d}f}, {rng[1]:.{d}f}]"
         return text
 
     def holds(self, name: str, predicate, *, label: str | None = None) -> str:

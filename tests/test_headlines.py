@@ -28,7 +28,8 @@ def test_recorder_writes_and_reads_back(tmp_path):
     run = H.read_run(tmp_path)
     assert run["nb"]["r2"]["value"] == 0.655 and run["nb"]["count"]["value"] == 7
     assert isinstance(run["nb"]["count"]["value"], int) and run["nb"]["missing"]["value"] is None
-    assert hl.fmt("r2", digits=2) == "0.66 (range 0.64 to 0.66 over 3 seeds x 2 BLAS kernels)"
+    assert hl.fmt("r2", digits=2) == "0.66 [0.64, 0.66]"
+    assert hl.legend() == "[brackets: the range over 3 seeds x 2 BLAS kernels, benchmarks/kernel_spread.json]"
     assert hl.holds("r2", lambda v: v > 0.6) == "holds"
     assert hl.holds("r2", lambda v: v > 0.7) == "fails"
     assert hl.holds("r2", lambda v: v >= 0.65) == "not determined"

@@ -37,20 +37,22 @@ print(f"solver: {res.solver}, k = {res.k}, lambda = {res.lam}, T = {res.D.shape[
 ("md", """
 The numbers below move with the CPU's BLAS kernel (online dictionary learning is non-convex, and
 rounding sends it to another solution); each is printed with its range over the seeds and BLAS
-kernels that `benchmarks/kernel_spread.py` measured, and checked against that range by the tests.
+kernels that `benchmarks/kernel_spread.py` measured (in brackets), and checked by the tests.
 """),
 ("code", """
 for name, value in headlines.dictionary_figures(res).items():
     hl.add(name, value, digits=3)
+print(hl.legend())
 print(f"dictionary R2: {hl.fmt('r2', digits=3)}; paper: about 0.5-0.6")
-print(f"loadings zero: {hl.fmt('sparsity')}; atoms per AN: {hl.fmt('atoms_per_an', digits=1)}")
+print(f"loadings zero: {hl.fmt('sparsity')}")
+print(f"atoms per AN: {hl.fmt('atoms_per_an', digits=1)}")
 print(f"AN sub-group size per atom: median {hl.fmt('subgroup_median', digits=0)}")
 print(f"    smallest {hl.fmt('subgroup_min', digits=0)}, largest {hl.fmt('subgroup_max', digits=0)}")
 print(f"atoms used by no AN: {hl.fmt('atoms_unused', digits=0)}")
 A_abs = abs(res.A).sum(axis=1).A.ravel()
 balance = np.abs(res.A.sum(axis=1).A.ravel()) / np.where(A_abs > 0, A_abs, 1)
-print(f"sign balance of the loadings, |sum| / sum of |.| per atom: median {np.median(balance):.2f}; "
-      f"{np.mean(balance < 0.1):.0%} of atoms below 0.1")
+print(f"sign balance of the loadings, |sum| / sum |.| per atom: median {np.median(balance):.2f}")
+print(f"    {np.mean(balance < 0.1):.0%} of atoms below 0.1")
 print("    (an atom's sign is a convention: its loadings sum to a positive number)")
 """),
 ("md", "## The atoms\n\nThe first 12 atoms (ordered by the total size of their loadings), and their correlation matrix."),
