@@ -142,10 +142,20 @@ def test_checksum_is_verified(nct, mask6, tmp_path):
         fbn.load_atlas("TY7", mask6, root=root, download=False)
 
 
-def test_parcel_atlas_needs_its_network_assignment(nct, mask6):
-    # the mirror lacks the parcel-to-network files: offline, a clear error, no download
+def test_parcel_atlas_needs_its_network_assignment(nct, mask6, tmp_path):
+    # a mirror without the parcel-to-network file: offline, a clear error, no download (the
+    # shared mirror has had these files since 2026-12-06, so the test builds one that lacks it)
+    root = tmp_path / "nct"
+    root.mkdir()
+    for entry in nct.iterdir():
+        if entry.name != "network_assignment":
+            (root / entry.name).symlink_to(entry)
+    (root / "network_assignment").mkdir()
     with pytest.raises(InputError, match="network_assignment/AS200K17.mat"):
-        fbn.load_atlas("AS200K17", mask6, root=nct, download=False)
+        fbn.load_atlas("AS200K17", mask6, root=root, download=False)
+    if (nct / "network_assignment" / "AS200K17.mat").is_file():  # with it, the atlas loads
+        atlas = fbn.load_atlas("AS200K17", mask6, root=nct, download=False)
+        assert atlas.n_networks == 17 and atlas.masks.any(1).all()
 
 
 def test_seitzman_offline_atlas(mask6, grid, seitz):
