@@ -149,10 +149,7 @@ class Recorder:
         kernel: ``"holds"`` (all), ``"fails"`` (none) or ``"not determined"`` (some: a verdict
         that flips with the seed or the kernel is not a finding). With ``label`` the verdict is
         kept and glued by :meth:`glue_all` as ``hl_verdict_<label>``."""
-        verdict = self._holds(name, predicate)
-        if label is not None:
-            self.verdicts[label] = verdict
-        return verdict
+        return self.holds_joint([name], predicate, label=label)
 
     def holds_joint(self, names: list[str], predicate, *, label: str | None = None) -> str:
         """Like :meth:`holds` for a relation between figures (``predicate(*values)``), evaluated
@@ -174,17 +171,6 @@ class Recorder:
         if label is not None:
             self.verdicts[label] = verdict
         return verdict
-
-    def _holds(self, name: str, predicate) -> str:
-        fig = self._spread.get(self.notebook, {}).get(name)
-        vals = [v for v in (fig or {}).get("values", {}).values() if v is not None]
-        if not vals:
-            here = self.figures.get(name, {}).get("value")
-            if here is None:
-                return "not determined"
-            return ("holds" if predicate(here) else "fails") + " in this run (spread not measured)"
-        ok = [bool(predicate(v)) for v in vals]
-        return "holds" if all(ok) else "fails" if not any(ok) else "not determined"
 
 
 def glue_name(name: str) -> str:

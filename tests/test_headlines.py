@@ -6,8 +6,6 @@ kernel are recorded by the notebooks and compared here with the committed refere
 (benchmarks/kernel_spread.json). A real change (another lambda, k or seed) must still fail.
 """
 
-import json
-import os
 
 import numpy as np
 import pytest
