@@ -78,11 +78,16 @@ def blas_kernel(kernel: str | None) -> list[dict]:
     return json.loads(out.stdout)
 
 
+def run_folder(work: Path, kernel: str, seed: int) -> Path:
+    """A child run's own folder: its store (``runs/``), executed notebooks and log."""
+    return work / f"{kernel}-seed{seed}"
+
+
 def one_run(kernel: str, seed: int, work: Path, full: bool, share_from: Path | None) -> dict:
     import yaml
 
-    tag = f"{kernel}-seed{seed}"
-    folder = work / tag
+    folder = run_folder(work, kernel, seed)
+    tag = folder.name
     runs = folder / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     if share_from is not None and (share_from / "extraction").is_dir() and not (runs / "extraction").exists():
@@ -171,8 +176,8 @@ def main(argv=None) -> int:
     jobs.sort(key=lambda j: not j[3])  # the long (full) runs first
     t0 = time.perf_counter()
     if args.collect_only:
-        results += [{"kernel": k, "seed": s, "full": full, "runs": str(w / f"{k}-seed{s}" / "runs"),
-                     "seconds": _logged_seconds(w / f"{k}-seed{s}")} for k, s, w, full, _ in jobs]
+        results += [{"kernel": k, "seed": s, "full": full, "runs": str(run_folder(w, k, s) / "runs"),
+                     "seconds": _logged_seconds(run_folder(w, k, s))} for k, s, w, full, _ in jobs]
     else:
         with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
             results += list(pool.map(lambda j: one_run(*j), jobs))

@@ -36,15 +36,11 @@ SPREAD_FILE = REPO / "benchmarks" / "kernel_spread.json"
 REFERENCE_FILE = REPO / "notebooks" / "headlines.json"
 
 
-def _store_root(cfg: dict) -> Path:
-    from .store import Store
-
-    return Store(cfg.get("runs_dir")).root
-
-
 def headlines_dir(runs_dir: str | os.PathLike | None = None) -> Path:
     """Where a run's notebooks record their headline figures: ``<store>/headlines/``."""
-    return _store_root({"runs_dir": runs_dir}) / "headlines"
+    from .store import Store
+
+    return Store(runs_dir).root / "headlines"
 
 
 def _number(name: str, value: Any) -> float | int | None:
@@ -71,7 +67,7 @@ class Recorder:
 
     def __init__(self, notebook: str, cfg: dict | None = None, *, spread: dict | None = None):
         self.notebook = notebook
-        self.path = _store_root(cfg or {}) / "headlines" / f"{notebook}.json"
+        self.path = headlines_dir((cfg or {}).get("runs_dir")) / f"{notebook}.json"
         self.figures: dict[str, dict] = {}
         self.verdicts: dict[str, str] = {}
         self._spread = spread if spread is not None else load_spread(missing_ok=True)
