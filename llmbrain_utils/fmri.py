@@ -874,9 +874,16 @@ def _check_words(words) -> pd.DataFrame:
     return w.sort_values("onset", kind="stable").reset_index(drop=True)
 
 
+def _pause_sentence_ends(on: np.ndarray, off: np.ndarray, pause_s: float) -> np.ndarray:
+    """Sentence ends of words sorted by onset: silence after the word >= pause_s; the last word."""
+    after = np.r_[on[1:] - off[:-1], np.inf]
+    return after >= pause_s
+
+
 def stimulus_features(words: pd.DataFrame, n_trs: int, tr_s: float = TR_S, *,
                       start_offset_s: float = 0.0, hrf_model: str = "spm", pause_s: float = 0.3,
-                      drift_sigma_s: float = 20.0) -> pd.DataFrame:
+                      drift_sigma_s: float = 20.0,
+                      sentence_pause_s: float | None = 0.5) -> pd.DataFrame:
     """Interpretable story features per TR, HRF-convolved (nilearn) and z-scored.
 
     ============== ===================================================================
@@ -891,6 +898,18 @@ def stimulus_features(words: pd.DataFrame, n_trs: int, tr_s: float = TR_S, *,
                    (``drift_sigma_s``)
     ============== ===================================================================
 
+    Sentence ends come from the word table's ``sentence_end``. A table with none at all (real
+    Narratives transcripts carry no punctuation) and more than one word gets them from pauses:
+
+    ================== ===============================================================
+    sentence_pause_s   a word ends a sentence when the silence after it (next onset
+                       minus its offset) is at least this many seconds (default 0.5);
+                       the last word always ends one. None: no inference (then
+                       ``sentence_end`` and ``drift`` of such a table are constant)
+    ================== ===============================================================
+
+    A table with at least one sentence end is used as it is.
+
     Parameters
     ----------
     words : pandas.DataFrame
@@ -903,6 +922,8 @@ def stimulus_features(words: pd.DataFrame, n_trs: int, tr_s: float = TR_S, *,
     hrf_model : str
         nilearn HRF model ('spm', 'glover', ...).
     pause_s, drift_sigma_s : float
+    sentence_pause_s : float or None
+        See above: the pause that ends a sentence in a table without sentence ends.
 
     Returns
     -------
@@ -917,6 +938,11 @@ def stimulus_features(words: pd.DataFrame, n_trs: int, tr_s: float = TR_S, *,
         raise ParameterError("n_trs", f"{n_trs!r}", expected="an int >= 2")
     if not isinstance(tr_s, (int, float)) or tr_s <= 0:
         raise ParameterError("tr_s", f"{tr_s!r}", expected="a positive number of seconds")
+    if sentence_pause_s is not None and (
+            isinstance(sentence_pause_s, bool) or not isinstance(sentence_pause_s, (int, float))
+            or not sentence_pause_s >= 0):
+        raise ParameterError("sentence_pause_s", f"{sentence_pause_s!r}",
+                             expected="None or a number of seconds >= 0")
     w = _check_words(words)
     on = w["onset"].to_numpy() + start_offset_s
     off = w["offset"].to_numpy() + start_offset_s
@@ -931,6 +957,10 @@ def stimulus_features(words: pd.DataFrame, n_trs: int, tr_s: float = TR_S, *,
     ones = np.ones(len(w))
     lengths = np.array([_letters(x) for x in w["word"]], dtype=float)
     ends = w["sentence_end"].to_numpy(bool)
+    if not ends.any() and len(w) > 1 and sentence_pause_s is not None:
+        ends = _pause_sentence_ends(on, off, sentence_pause_s)
+        log.info("words: no sentence end in the table; %d inferred from pauses >= %g s "
+                 "(the last word ends one)", int(ends.sum()), sentence_pause_s)
     gaps_start, gaps_len = off[:-1], on[1:] - off[:-1]
     keep = gaps_len >= pause_s
     # sentences: runs of words closed by a sentence end
@@ -1064,6 +1094,105 @@ def epi_baseline(mask_img, mask: np.ndarray | None = None) -> tuple[np.ndarray, 
     return m0 + m1 * gm, (t0 + t1 * r) * drop
 
 
+#: Smoothness (FWHM, voxels) of the displacement fields of :func:`deform_labels` and of the
+#: twin's subject-specific boundary jitter (``make_synthetic_dataset(jitter_mm=...)``).
+JITTER_FWHM_VOX = 3.0
+#: Deformation model of :func:`deform_labels`, as recorded in ``truth.json``.
+DEFORM_MODEL = ("labels(x) <- labels(nearest voxel of x + d(x)) within the mask (0 outside); "
+                "d: 3 components, each white noise on the grid smoothed with a Gaussian of FWHM "
+                "fwhm_vox voxels, rescaled so that sqrt(mean over mask voxels of |d|^2) = rms_mm "
+                "(mm; per axis divided by the voxel size)")
+
+
+def _deform_index(mask: np.ndarray, rms_mm: float, voxel_mm, rng: np.random.Generator,
+                  fwhm_vox: float) -> np.ndarray:
+    """Flat grid index, per grid voxel x, of the voxel nearest to x + d(x) (see DEFORM_MODEL)."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    shape = mask.shape
+    idx = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    if rms_mm == 0:
+        return idx.astype(np.int64)
+    field = np.stack([rng.standard_normal(shape) for _ in range(3)])
+    if fwhm_vox > 0:
+        field = np.stack([gaussian_filter(f, fwhm_vox / 2.3548, mode="nearest") for f in field])
+    rms = float(np.sqrt((field[:, mask] ** 2).sum(axis=0).mean()))
+    if not rms > 0:
+        return idx.astype(np.int64)
+    vox = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))
+    disp = field * (rms_mm / rms) / vox[:, None, None, None]  # voxels
+    coords = np.indices(shape, dtype=np.float64) + disp
+    src = map_coordinates(idx, coords, order=0, mode="nearest")
+    return np.rint(src).astype(np.int64)
+
+
+def deform_labels(labels_3d, mask, rms_mm: float, voxel_mm, rng,
+                  fwhm_vox: float = JITTER_FWHM_VOX) -> np.ndarray:
+    """Labels moved by a smooth random displacement field: a mismatched or jittered atlas.
+
+    Each voxel ``x`` of ``mask`` takes the label found at ``x + d(x)`` (nearest neighbour,
+    :func:`scipy.ndimage.map_coordinates` with ``order=0``; positions past the grid's edge are
+    clamped to it); voxels outside the mask are 0, and labels outside the mask are never
+    carried in. ``d`` has 3 components, each white noise on the grid smoothed with a Gaussian of
+    FWHM ``fwhm_vox`` voxels, rescaled together so that the RMS length of ``d`` over the mask's
+    voxels is ``rms_mm`` mm (divided per axis by ``voxel_mm``). ``rms_mm=0``: the labels, masked,
+    and nothing is drawn from ``rng``. The twin's subject jitter
+    (:func:`make_synthetic_dataset`, ``jitter_mm``) is this map with subject ``s``'s generator.
+
+    Parameters
+    ----------
+    labels_3d : array (X, Y, Z) of int
+    mask : array (X, Y, Z) of bool, or a mask image
+    rms_mm : float
+        RMS displacement (mm), >= 0.
+    voxel_mm : float or 3 floats
+        Voxel size (mm).
+    rng : numpy.random.Generator or int
+    fwhm_vox : float
+        Smoothness of the field (voxels); default :data:`JITTER_FWHM_VOX`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer labels, same shape as ``labels_3d``.
+    """
+    if hasattr(mask, "affine"):
+        mask = np.asarray(mask.dataobj) > 0
+    mask = np.asarray(mask, dtype=bool)
+    lab = np.asarray(labels_3d)
+    if lab.shape != mask.shape or lab.ndim != 3:
+        raise ParameterError("labels_3d", f"shape {lab.shape}", expected=f"the mask's shape {mask.shape}")
+    if not np.allclose(lab, np.round(lab)):
+        raise ParameterError("labels_3d", "not integer labels", expected="integers")
+    for name, v in (("rms_mm", rms_mm), ("fwhm_vox", fwhm_vox)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not (np.isfinite(v) and v >= 0):
+            raise ParameterError(name, f"{v!r}", expected="a finite number >= 0")
+    vox = np.asarray(voxel_mm, dtype=float)
+    if vox.size not in (1, 3) or not np.all(vox > 0):
+        raise ParameterError("voxel_mm", f"{voxel_mm!r}", expected="a voxel size > 0 (mm), or 3")
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    lab = np.where(mask, np.round(lab), 0).astype(np.int64)
+    src = _deform_index(mask, float(rms_mm), vox, rng, float(fwhm_vox))
+    return np.where(mask, lab.ravel()[src], 0)
+
+
+def _dice_masks(a: np.ndarray, b: np.ndarray) -> float:
+    n = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / n if n else float("nan")
+
+
+def live_plants(truth: dict) -> list[dict]:
+    """The planted couplings of a twin's ``truth.json`` that carry a signal.
+
+    A plant whose source is constant over the scan (a stimulus feature that
+    :func:`stimulus_features` set to 0) is written with ``"live": false``; entries without the
+    key (all plants live, or a truth file from before the key) count as live.
+    """
+    return [p for p in truth.get("plant", []) if p.get("live", True)]
+
+
 def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFrame, n_trs: int,
                            mask_img, atlas_img, network_names: Sequence[str], n_subjects: int = 8,
                            plant: Sequence[dict] | None = None, timecourses=None,
@@ -1071,7 +1200,9 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
                            start_offset_s: float = 0.0, smooth_fwhm_vox: float = 2.0,
                            ar_phi: float = 0.4, drift_amp: float = 0.3, profile_fwhm_vox: float = 3.0,
                            hrf_model: str = "spm", preproc: bool = True,
-                           overwrite: bool = False) -> Path:
+                           overwrite: bool = False, sentence_pause_s: float | None = 0.5,
+                           tissue: bool = False, planting_img=None,
+                           jitter_mm: float = 0.0) -> Path:
     """Write a Narratives-shaped synthetic fMRI data set with planted network couplings.
 
     Every voxel of a planted network carries ``sign * weight * snr * g_v * a_s * source(t)``
@@ -1081,6 +1212,38 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
     outside every network carry noise only. Noise per subject, scaled by a subject noise level
     (0.85-1.15): Gaussian-smoothed white noise (``smooth_fwhm_vox``), AR(1) in time (phi drawn
     in ``ar_phi`` +- 0.1), plus slow drift (cosines below 1/128 Hz, ``drift_amp`` of the SD).
+
+    Dead plants: a plant whose source is constant over the scan (a stimulus feature that
+    :func:`stimulus_features` set to 0, e.g. ``drift`` of a story with one sentence) carries no
+    signal. It is kept in ``truth.json`` with ``"live": false`` (every entry then has the key),
+    listed in ``dead_plants`` (network, source, reason), and a network with no live plant is
+    not ``planted`` and is in ``unplanted``; a warning says so. When every plant is dead,
+    :class:`ParameterError` (``plant``). With all plants live, ``truth.json`` is as before (no
+    ``live`` keys; :func:`live_plants` reads both).
+
+    A harder twin (all off by default; with the defaults the files are byte for byte those of
+    a twin made without these options):
+
+    - ``tissue=True``: the signal and the noise at voxel v are both multiplied by
+      ``0.25 + 0.75 * p_GM(v)`` (the MNI152 grey-matter probability on the mask's grid, as in
+      :func:`epi_baseline`): white matter and CSF fluctuate less than grey matter. The SNR of a
+      voxel does not change, so voxel-wise z-scored analyses see the same data; the amplitudes
+      (and the ``preproc`` volumes' tSNR, ``tsnr_v / amplitude``) do.
+    - ``planting_img``: the signals go on the networks of this label image (same numbering
+      as ``atlas_img``) instead of ``atlas_img``'s; ``atlas_img`` stays the read-out atlas of
+      ``truth.json`` (names, ``networks[...].n_voxels``, ``atlas_sha256``). Each planted
+      network's Dice between the read-out and the planting mask is recorded
+      (``networks[name]["dice_readout_vs_planted"]``).
+    - ``jitter_mm``: subject-specific boundaries. For subject s the planting labels are moved by
+      :func:`deform_labels` (a smooth random displacement field: 3 components of white noise
+      smoothed with a Gaussian of FWHM :data:`JITTER_FWHM_VOX` voxels, RMS length ``jitter_mm``
+      mm; nearest-neighbour resampling at x + d(x), within the mask), drawn from its own
+      generator (``SeedSequence([seed, 7919])``, child s): the noise is that of the same twin
+      without jitter. The spatial profile ``g_v`` is drawn once on the undeformed planting
+      labels and sampled at the same deformed positions as the labels, so subject s's planted
+      voxels are exactly its deformed networks. ``truth["jitter"]`` holds the model and, per
+      subject, the mean Dice over the planted networks between its deformed and the
+      undeformed planting networks.
 
     Written (atomically: a temporary folder renamed into place), in the real layout::
 
@@ -1125,6 +1288,16 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         only the cleaned volumes are needed (e.g. recovery sweeps).
     overwrite : bool
         Replace an existing ``out_dir``.
+    sentence_pause_s : float or None
+        As in :func:`stimulus_features`: sentence ends of a word table without any, from
+        pauses (default 0.5 s; recorded in ``truth["sentence_ends"]`` when used).
+    tissue : bool
+        Scale signal and noise with grey matter (see above; ``truth["tissue"]`` when True).
+    planting_img : image or path, optional
+        3-D integer labels on the mask's grid, numbered as ``atlas_img``: the networks that
+        carry the signals (default: ``atlas_img``; ``truth["planting"]`` when given).
+    jitter_mm : float
+        RMS displacement (mm) of every subject's planting networks (default 0: none).
 
     Returns
     -------
@@ -1158,21 +1331,37 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
                              ("start_offset_s", start_offset_s, lambda x: x >= 0, ">= 0")):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not ok(v):
             raise ParameterError(name, f"{v!r}", expected=exp)
+    if not isinstance(tissue, (bool, np.bool_)):
+        raise ParameterError("tissue", f"{tissue!r}", expected="True or False")
+    if isinstance(jitter_mm, bool) or not isinstance(jitter_mm, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(jitter_mm) and jitter_mm >= 0):
+        raise ParameterError("jitter_mm", f"{jitter_mm!r}", expected="a finite number of mm >= 0")
+    if sentence_pause_s is not None and (
+            isinstance(sentence_pause_s, bool) or not isinstance(sentence_pause_s, (int, float))
+            or not sentence_pause_s >= 0):
+        raise ParameterError("sentence_pause_s", f"{sentence_pause_s!r}",
+                             expected="None or a number of seconds >= 0")
     mimg, mask = _load_mask(mask_img)
-    aimg = atlas_img
-    if isinstance(atlas_img, (str, os.PathLike)):
-        if not Path(atlas_img).is_file():
-            raise InputError(atlas_img, "atlas file not found")
-        aimg = nib.load(atlas_img)
-    if not hasattr(aimg, "affine"):
-        raise ParameterError("atlas_img", f"{type(atlas_img).__name__}", expected="a NIfTI image or a path")
-    atlas = np.asarray(aimg.dataobj)
-    if atlas.shape != mask.shape or not np.allclose(aimg.affine, mimg.affine, atol=1e-3):
-        raise InputError("atlas_img", f"grid {atlas.shape} differs from the mask's {mask.shape}",
-                         field="shape/affine", expected="the mask's grid (resample it with nearest)")
-    if not np.allclose(atlas, np.round(atlas)) or atlas.min() < 0:
-        raise InputError("atlas_img", "labels are not non-negative integers", expected="0 = none, 1..N")
-    atlas = np.round(atlas).astype(int)
+
+    def label_grid(img, name: str) -> np.ndarray:
+        aimg = img
+        if isinstance(img, (str, os.PathLike)):
+            if not Path(img).is_file():
+                raise InputError(img, "atlas file not found" if name == "atlas_img"
+                                 else f"{name} file not found")
+            aimg = nib.load(img)
+        if not hasattr(aimg, "affine"):
+            raise ParameterError(name, f"{type(img).__name__}", expected="a NIfTI image or a path")
+        lab = np.asarray(aimg.dataobj)
+        if lab.shape != mask.shape or not np.allclose(aimg.affine, mimg.affine, atol=1e-3):
+            raise InputError(name, f"grid {lab.shape} differs from the mask's {mask.shape}",
+                             field="shape/affine", expected="the mask's grid (resample it with nearest)")
+        if not np.allclose(lab, np.round(lab)) or lab.min() < 0:
+            raise InputError(name, "labels are not non-negative integers", expected="0 = none, 1..N")
+        return np.round(lab).astype(int)
+
+    atlas = label_grid(atlas_img, "atlas_img")
+    planting = None if planting_img is None else label_grid(planting_img, "planting_img")
     if isinstance(network_names, str) or not isinstance(network_names, Iterable):
         raise ParameterError("network_names", f"{network_names!r}", expected="a list of names")
     names = [str(n) for n in network_names]
@@ -1181,6 +1370,9 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
     if atlas.max() > len(names):
         raise InputError("atlas_img", f"label {atlas.max()} but {len(names)} network names",
                          expected="labels 1..len(network_names)")
+    if planting is not None and planting.max() > len(names):
+        raise InputError("planting_img", f"label {planting.max()} but {len(names)} network names",
+                         expected="labels 1..len(network_names), numbered as atlas_img")
     tc = None
     if timecourses is not None:
         tc = np.asarray(timecourses, dtype=float)
@@ -1192,11 +1384,18 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
     entries = _validate_plant(DEFAULT_PLANT if plant is None else plant, names, FEATURES,
                               0 if tc is None else tc.shape[1])
     labels_in_mask = atlas[mask]
+    # the networks that carry the signals: planting_img's when given, else the read-out atlas's
+    plant_in_mask = labels_in_mask if planting is None else planting[mask]
     for e in entries:
-        if not (labels_in_mask == names.index(e["network"]) + 1).any():
+        if not (plant_in_mask == names.index(e["network"]) + 1).any():
+            if planting is not None:
+                raise ParameterError("plant", f"network {e['network']!r} has no voxel of "
+                                     "planting_img inside the mask",
+                                     expected="networks present in planting_img within the mask")
             raise ParameterError("plant", f"network {e['network']!r} has no voxel inside the mask",
                                  expected="networks present in atlas_img within the mask")
-    features = stimulus_features(words, int(n_trs), tr_s, start_offset_s=start_offset_s, hrf_model=hrf_model)
+    features = stimulus_features(words, int(n_trs), tr_s, start_offset_s=start_offset_s, hrf_model=hrf_model,
+                                 sentence_pause_s=sentence_pause_s)
     kinds = fetch.load_manifest()["kinds"]
 
     # ---- sources and spatial weights
@@ -1208,6 +1407,32 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
 
     src_names = list(dict.fromkeys(e["source"] for e in entries))
     sources = np.column_stack([source(n) for n in src_names])  # T x m
+    # dead plants: a constant source (a feature set to 0) carries no signal
+    dead_src = [n for j, n in enumerate(src_names) if np.ptp(sources[:, j]) == 0]
+    live = [e["source"] not in dead_src for e in entries]
+    wt = _check_words(words)
+    n_ends, ends_inferred = int(wt["sentence_end"].sum()), False
+    if n_ends == 0 and len(wt) > 1 and sentence_pause_s is not None:
+        on_w, off_w = wt["onset"].to_numpy(float), wt["offset"].to_numpy(float)
+        n_ends, ends_inferred = int(_pause_sentence_ends(on_w, off_w, sentence_pause_s).sum()), True
+
+    def dead_reason(src: str) -> str:
+        why = f"stimulus feature {src!r} is constant over the {int(n_trs)} TRs (set to 0)"
+        if src in ("sentence_end", "drift"):
+            why += (f"; the word table has {n_ends} sentence end(s)"
+                    + (f" (inferred from pauses >= {sentence_pause_s:g} s)" if ends_inferred else ""))
+        return why
+
+    dead_plants = [{"network": e["network"], "source": e["source"], "reason": dead_reason(e["source"])}
+                   for e, ok in zip(entries, live) if not ok]
+    if dead_plants and not any(live):
+        raise ParameterError("plant", "every plant is dead: constant source(s) "
+                             + "; ".join(dead_reason(n) for n in dead_src),
+                             expected="at least one plant whose source varies over the scan "
+                                      "(e.g. word_rate, word_length, pause, or 'timecourse:i')")
+    for d in dead_plants:
+        log.warning("plant %s <- %s is dead: %s; the network is not planted by it",
+                    d["network"], d["source"], d["reason"])
     children = np.random.SeedSequence(int(seed)).spawn(int(n_subjects) + 1)
     rng0 = np.random.default_rng(children[0])
     vox = np.argwhere(mask)  # C order, as data[mask]
@@ -1217,7 +1442,7 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         field = rng0.standard_normal(mask.shape)
         if profile_fwhm_vox > 0:
             field = gaussian_filter(field, profile_fwhm_vox / 2.3548, mode="nearest")
-        inside = labels_in_mask == names.index(net) + 1
+        inside = plant_in_mask == names.index(net) + 1
         vals = field[mask][inside]
         g = np.ones_like(vals) if vals.size == 1 or np.ptp(vals) == 0 else \
             0.25 + 0.75 * (vals - vals.min()) / np.ptp(vals)
@@ -1228,6 +1453,40 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
     for e in entries:
         weights[src_names.index(e["source"])] += e["sign"] * e["weight"] * profiles[e["network"]]
     signal = sources @ weights  # T x V, peak amplitude 1 * weight
+
+    zooms_mm = np.sqrt((np.asarray(mimg.affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
+    # tissue: signal and noise scaled by grey matter (as epi_baseline reads p_GM)
+    amp = None
+    if tissue:
+        aff6 = tuple(map(tuple, np.round(np.asarray(mimg.affine, dtype=float), 6)))
+        amp = 0.25 + 0.75 * _gm_on_grid(tuple(int(n) for n in mask.shape), aff6)[mask]
+    # jitter: each subject's planting networks deformed (own generators: the noise draws of
+    # children[...] are those of the twin without jitter); jit_src[s][v] = the mask voxel whose
+    # label and profile voxel v takes (-1: a position outside the mask, no signal)
+    jit_src: list[np.ndarray] | None = None
+    jit_dice: list[float] = []
+    live_nets = sorted({e["network"] for e, ok in zip(entries, live) if ok})
+    if jitter_mm > 0:
+        mask_pos = np.full(mask.size, -1, dtype=np.int64)
+        mask_pos[np.flatnonzero(mask.ravel())] = np.arange(n_vox)
+        flat_in_mask = np.flatnonzero(mask.ravel())
+        jit_children = np.random.SeedSequence([int(seed), 7919]).spawn(int(n_subjects))
+        jit_src = []
+        for s in range(int(n_subjects)):
+            src = _deform_index(mask, float(jitter_mm), zooms_mm, np.random.default_rng(jit_children[s]),
+                                JITTER_FWHM_VOX)
+            sv = mask_pos[src.ravel()[flat_in_mask]]
+            jit_src.append(sv)
+            moved = np.where(sv >= 0, plant_in_mask[np.maximum(sv, 0)], 0)
+            jit_dice.append(float(np.mean([_dice_masks(moved == names.index(n) + 1,
+                                                       plant_in_mask == names.index(n) + 1)
+                                           for n in live_nets])))
+
+    def subject_signal(s: int) -> np.ndarray:
+        if jit_src is None:
+            return signal
+        sv = jit_src[s]
+        return sources @ np.where(sv >= 0, weights[:, np.maximum(sv, 0)], 0.0)
 
     # drift basis: cosines with period >= 128 s (as SPM's high-pass cut-off)
     T = int(n_trs)
@@ -1269,7 +1528,10 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
             if drift_amp > 0:
                 coef = rng.standard_normal((k_drift, n_vox)) / np.sqrt(k_drift)
                 noise = (noise + drift_amp * (dct @ coef)) / np.sqrt(1 + drift_amp ** 2)
-            x = (a * snr * signal + b * noise).astype(np.float32)
+            x = a * snr * subject_signal(s) + b * noise
+            if amp is not None:
+                x = x * amp
+            x = x.astype(np.float32)
             del noise
             # drawn after every draw above, so the clean series do not depend on it
             c = float(rng.uniform(0.9, 1.1))  # the subject's scanner gain (intensity units)
@@ -1329,13 +1591,16 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         pd.DataFrame(sources, columns=src_names, index=pd.RangeIndex(T, name="tr")).to_csv(
             tmp / "truth_sources.tsv", sep="\t", float_format="%.6f")
         planted = []
-        for e in entries:
+        # with a dead plant every entry says whether it is live; else as before (no key)
+        flag = (lambda ok: {"live": ok}) if dead_plants else (lambda ok: {})
+        for e, ok in zip(entries, live):
             prof = profiles[e["network"]]
             peak = int(np.argmax(prof))
             planted.append({**e, "label": names.index(e["network"]) + 1,
                             "n_voxels": int((prof > 0).sum()), "peak_voxel": peak,
                             "peak_ijk": vox[peak].tolist(),
-                            "peak_xyz_mm": (mimg.affine[:3, :3] @ vox[peak] + mimg.affine[:3, 3]).round(2).tolist()})
+                            "peak_xyz_mm": (mimg.affine[:3, :3] @ vox[peak] + mimg.affine[:3, 3]).round(2).tolist(),
+                            **flag(ok)})
         ratio = np.array(gains) * snr / np.array(noise_levels)
         truth = {
             "generator": "llmbrain_utils.fmri.make_synthetic_dataset", "version": __version__,
@@ -1344,11 +1609,13 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
             "hrf_model": hrf_model, "features": list(FEATURES), "sources": src_names,
             "plant": planted,
             "networks": {n: {"label": i + 1, "n_voxels": int((labels_in_mask == i + 1).sum()),
-                             "planted": any(e["network"] == n for e in entries),
-                             "couplings": [{"source": e["source"], "sign": e["sign"], "weight": e["weight"]}
-                                           for e in entries if e["network"] == n]}
+                             "planted": any(e["network"] == n and ok for e, ok in zip(entries, live)),
+                             "couplings": [{"source": e["source"], "sign": e["sign"], "weight": e["weight"],
+                                            **flag(ok)}
+                                           for e, ok in zip(entries, live) if e["network"] == n]}
                          for i, n in enumerate(names)},
-            "unplanted": [n for n in names if not any(e["network"] == n for e in entries)],
+            "unplanted": [n for n in names if not any(e["network"] == n and ok
+                                                      for e, ok in zip(entries, live))],
             "subject_gain": [round(g, 6) for g in gains], "subject_noise": [round(b, 6) for b in noise_levels],
             "noise": {"smooth_fwhm_vox": float(smooth_fwhm_vox), "ar_phi": [round(p, 6) for p in phis],
                       "drift_amp": float(drift_amp), "drift_cutoff_s": 128.0, "n_drift": k_drift,
@@ -1367,6 +1634,35 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
                            "min": round(float(base_tsnr.min()), 3), "max": round(float(base_tsnr.max()), 3)},
             },
         }
+        # what the defaults leave out (their truth.json stays byte for byte as before)
+        if dead_plants:
+            truth["dead_plants"] = dead_plants
+        if ends_inferred:
+            truth["sentence_ends"] = {"inferred_from_pauses": True,
+                                      "sentence_pause_s": float(sentence_pause_s), "n": n_ends}
+        if tissue:
+            truth["tissue"] = {"model": "amplitude = 0.25 + 0.75 * p_GM", "enabled": True,
+                               "p_GM": "nilearn MNI152 grey-matter template on the mask's grid",
+                               "applies_to": ["signal", "noise"],
+                               "amplitude_median": round(float(np.median(amp)), 4)}
+        if planting is not None:
+            truth["planting"] = {"source": "planting_img", "sha256": _array_sha(planting),
+                                 "n_voxels": {n: int((plant_in_mask == i + 1).sum())
+                                              for i, n in enumerate(names)}}
+        if planting is not None or jitter_mm > 0:
+            for n in live_nets:
+                lab = names.index(n) + 1
+                truth["networks"][n]["dice_readout_vs_planted"] = round(
+                    _dice_masks(labels_in_mask == lab, plant_in_mask == lab), 4)
+        if jitter_mm > 0:
+            truth["jitter"] = {"rms_mm": float(jitter_mm), "fwhm_vox": JITTER_FWHM_VOX,
+                               "model": DEFORM_MODEL.replace("fwhm_vox", f"{JITTER_FWHM_VOX:g}")
+                                        .replace("rms_mm", f"{float(jitter_mm):g}"),
+                               "seed": [int(seed), 7919],
+                               "profile": "drawn on the undeformed planting networks, sampled "
+                                          "at the deformed positions",
+                               "mean_dice_per_subject": [round(d, 4) for d in jit_dice],
+                               "mean_dice": round(float(np.mean(jit_dice)), 4)}
         (tmp / "truth.json").write_text(json.dumps(truth, indent=2))
         old = None
         if out_dir.exists():
