@@ -233,9 +233,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n-subjects", type=int, default=8)
     ap.add_argument("--resolution-mm", type=float, default=6.0)
     ap.add_argument("--snr", type=float, default=fmri.DEFAULT_SNR)
-    ap.add_argument("--n-perm", type=int, nargs="+", default=[1000, 5000],
-                    help="rotations of the null (fbn_perm); several: rows for each, same twins")
-    ap.add_argument("--null", default="spin", help="null of fbn.couple_atoms")
+    ap.add_argument("--methods", nargs="+", default=["spin:none:1000", "spin:none:5000",
+                                                      "spin:gpd:1000", "surrogate:gpd:1000"],
+                    help="tests as null:tail:n_perm (fbn.couple_atoms); rows for each, same twins")
     ap.add_argument("--statistics", nargs="+", default=["dice", "r"])
     ap.add_argument("--jitter-mm", type=float, default=3.0, help="per-subject RMS boundary jitter")
     ap.add_argument("--n-planted", type=int, default=12, help="networks driven by atoms")
@@ -243,6 +243,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--runs-dir", help="the artifact store (default: the configuration's)")
     ap.add_argument("--out", type=Path, default=HERE / "recovery_mismatch.json")
     args = ap.parse_args(argv)
+    try:
+        methods = [(m.split(":")[0], m.split(":")[1], int(m.split(":")[2])) for m in args.methods]
+    except (IndexError, ValueError):
+        ap.error("--methods: null:tail:n_perm, e.g. spin:gpd:1000")
+    args.n_perm = sorted({n for _, _, n in methods})
     if not args.seeds or min(args.n_perm) < 1 or args.n_subjects < 2 or args.n_planted < 1:
         ap.error("--seeds, --n-perm >= 1, --n-subjects >= 2 and --n-planted >= 1 are needed")
     if any(not 0 < d <= 1 for d in args.dice):
@@ -272,8 +277,8 @@ def main(argv: list[str] | None = None) -> dict:
              for i in range(n_pl)]
     plant.append({"network": extra, "source": f"timecourse:{n_pl}", "sign": 1, "weight": 1.0})
     perms = {n: None for n in args.n_perm}
-    if args.null == "spin":
-        for n in args.n_perm:
+    for n in sorted({n for null, _, n in methods if null == "spin"}):
+        if True:
             perms[n] = fbn.spin_permutations(mask_img, n, seed=cfg["seed"])
             progress(f"{n} spin rotations ready")
     story, tr_s = cfg["story"], cfg["tr_s"]
@@ -303,11 +308,13 @@ def main(argv: list[str] | None = None) -> dict:
             group_t = enc.group_maps(res.beta).t
             dice_planted = [twin_truth["networks"][n].get("dice_readout_vs_planted", 1.0) for n in nets + [extra]]
             jit = twin_truth.get("jitter", {}).get("mean_dice")
-            for stat, n_perm in ((s, n) for s in args.statistics for n in args.n_perm):
+            for stat, (null, tail, n_perm) in ((s, m) for s in args.statistics for m in methods):
                 kw = dict(threshold=cfg["threshold"], n_perm=n_perm, alpha=cfg["alpha"],
-                          seed=cfg["seed"], statistic=stat, null=args.null)
-                if args.null == "spin":
+                          seed=cfg["seed"], statistic=stat, null=null, tail=tail)
+                if null == "spin":
                     table = fbn.couple_atoms(group_t, atlas, perms=perms[n_perm], **kw)
+                elif null == "surrogate":
+                    table = fbn.couple_atoms(group_t, atlas, **kw)
                 else:
                     table = fbn.couple_atoms(None, atlas, subject_maps=res.beta, **kw)
                 rec = fbn.recovery(table, truth)
@@ -323,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
                 on_unpl = table.network.isin(unplanted)
                 per_twin.append({
                     "dice_target": target, "twin_seed": twin_seed, "statistic": stat, "n_perm": n_perm,
+                    "null": null, "tail": tail,
                     "rms_mm": rms, "dice_mismatch": dice,
                     "dice_mismatch_planted_networks": float(np.mean(dice_planted)),
                     "jitter_mean_dice": jit,
@@ -339,21 +347,23 @@ def main(argv: list[str] | None = None) -> dict:
             r = [p for p in per_twin if p["dice_target"] == target and p["twin_seed"] == twin_seed]
             progress(f"Dice target {target:.2f} twin {twin_seed}: rms {rms:.2f} mm, Dice {dice:.3f}, "
                      f"jitter Dice {jit}, " + ", ".join(
-                         f"{p['statistic']}/{p['n_perm']}: precision {p['precision']:.2f} recall "
+                         f"{p['statistic']}/{p['null']}/{p['tail']}/{p['n_perm']}: precision {p['precision']:.2f} recall "
                          f"{p['recall']:.2f} recall_all {p['recall_all']:.2f} p_med {p['planted_p_median']:.3g}"
                          for p in r)
                      + f" ({time.perf_counter() - t0:.0f} s)")
     rows = []
-    for target, stat, n_perm in ((d, s, n) for d in args.dice for s in args.statistics for n in args.n_perm):
+    for target, stat, (null, tail, n_perm) in ((d, s, m) for d in args.dice
+                                              for s in args.statistics for m in methods):
         g = [p for p in per_twin if p["dice_target"] == target and p["statistic"] == stat
-             and p["n_perm"] == n_perm]
+             and (p["null"], p["tail"], p["n_perm"]) == (null, tail, n_perm)]
 
         def mean(key):
             v = np.array([p[key] for p in g], dtype=float)
             return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
         rows.append({
-            "space": "volume", "statistic": stat, "n_perm": n_perm, "dice_target": target,
+            "space": "volume", "statistic": stat, "null": null, "tail": tail, "n_perm": n_perm,
+            "dice_target": target,
             "dice_mismatch": mean("dice_mismatch"), "snr": args.snr,
             "precision": mean("precision"), "recall": mean("recall"),
             "recall_all": mean("recall_all"), "precision_all": mean("precision_all"),
@@ -365,7 +375,8 @@ def main(argv: list[str] | None = None) -> dict:
             "recall_uncorrected_p05": mean("recall_uncorrected_p05"),
             "planted_p_median": mean("planted_p_median"),
             "planted_p_at_min": mean("planted_p_at_min"),
-            "twins": [{k: _num(v) for k, v in p.items() if k not in ("dice_target", "statistic", "n_perm")}
+            "twins": [{k: _num(v) for k, v in p.items()
+                       if k not in ("dice_target", "statistic", "n_perm", "null", "tail")}
                       for p in g]})
     seconds = round(time.perf_counter() - T0, 1)
     need = {n: math.ceil(2 * k * atlas.n_networks / (cfg["alpha"] * (n + 1))) for n in args.n_perm}
@@ -374,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
         "n_subjects": args.n_subjects, "snr": args.snr, "n_trs": n_trs, "k": k,
         "dice_targets": args.dice, "twin_seeds": args.seeds, "n_perm": args.n_perm,
         "fbn_perm_of_the_default_run": cfg["fbn_perm"],
-        "null": args.null, "statistics": args.statistics, "threshold": cfg["threshold"],
+        "methods": args.methods, "statistics": args.statistics, "threshold": cfg["threshold"],
         "alpha": cfg["alpha"], "rotation_seed": cfg["seed"], "jitter_mm": args.jitter_mm,
         "tissue": True, "mismatch": {"model": fmri.DEFORM_MODEL, "fwhm_vox": fmri.JITTER_FWHM_VOX,
                                      "field_seed": "1000 + twin seed",
@@ -408,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(result, indent=1)
     args.out.write_text(text + "\n")
     for r in rows:
-        progress(f"{r['statistic']:>4} n_perm {r['n_perm']} Dice {r['dice_mismatch']:.3f}: "
+        progress(f"{r['statistic']:>4} {r['null']}/{r['tail']}/{r['n_perm']} Dice {r['dice_mismatch']:.3f}: "
                  f"precision {r['precision']:.3f} "
                  f"recall {r['recall']:.3f} recall_all {r['recall_all']:.3f} ({r['n_twins']} twins)")
     progress(f"wrote {args.out} in {seconds} s")

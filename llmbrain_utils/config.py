@@ -99,6 +99,14 @@ PARAMS: dict[str, tuple] = {
                   "an atom's active/deactive part: its top 10% |group t| voxels, split by sign"),
     "fbn_perm": (5000, int, _c(lambda v: v >= 100, "an integer >= 100"),
                  "spin permutations: p down to 2e-4, so FDR over k x networks x 2 signs can pass"),
+    "fbn_null": ("spin", str, ("spin", "surrogate"),
+                 "the mapping's null: volumetric spin of the networks (legacy, fast), or "
+                 "tissue-conditioned autocorrelation-matched surrogate maps (calibrated on "
+                 "grey-matter-weighted maps; benchmarks/null_calibration.json)"),
+    "fbn_tail": ("none", str, ("none", "gpd"),
+                 "p values of the mapping: plain permutation counts, or a generalised Pareto "
+                 "tail fitted where fewer than 10 null values reach the observed one "
+                 "(Winkler et al. 2016), so FDR is not held at the permutation floor"),
 }
 
 

@@ -53,6 +53,27 @@ scaled per axis by their spread (an ellipsoid becomes a ball), rotated, scaled b
 voxel takes the value of the mask voxel nearest to its rotated source, so voxels whose source
 falls outside the brain copy the nearest brain voxel (an approximation, as all volumetric spins).
 
+``"surrogate"``: tissue-conditioned, autocorrelation-matched surrogate *maps* (the networks
+stay fixed). Real group maps are not stationary: their mean and spread follow grey matter, and a
+rotated cortical network lands in white matter, CSF or deep structures, so the spin null above
+is anti-conservative on such maps (``benchmarks/null_calibration.json``). Each map ``x`` is
+written as ``mu(g) + s(g) * z`` with ``g`` the MNI152 grey-matter probability of the voxel
+(nilearn's template on the mask's grid): ``mu`` is the least-squares line of ``x`` on ``g``,
+``s`` the line of ``|x - mu|`` on ``g`` (times sqrt(pi / 2), floored at 5% of its median), so
+``z`` is the map with its tissue trend and tissue-dependent spread removed. The spatial
+autocorrelation of the ``z`` of all maps of a call (pooled: they come from one data set and
+one encoding) is estimated on the mask (the zero-filled product divided by the number of voxel
+pairs at each lag), tapered to zero between the first lag where its radial mean falls below 0.02
+and twice that lag, corrected once for its bias (fields drawn from the estimate and detrended as
+the maps were show how much lower it comes out; that much is added back), and turned into a
+power spectrum; ``n_perm``
+stationary Gaussian fields with that spectrum (Fourier synthesis on a grid twice the mask's
+bounding box, so nothing wraps) give each map its surrogates ``mu(g) + s(g) * sd(z) * field``,
+which keep its tissue structure and its smoothness but put it at random relative to the
+networks. Burt et al. (2020) match the variogram of each map in the same spirit; the
+assumptions here are that, given tissue, the map is stationary and Gaussian in its
+autocorrelation, and that the maps of one call share it. The same fields serve every atom.
+
 ``"signflip"`` (needs subject maps, S x k x V): the group one-sample t map is recomputed with
 each subject's map multiplied by a random sign, thresholded with the same rule, and compared
 with the fixed networks. It tests whether the group effect's overlap exceeds what maps with no
@@ -63,7 +84,10 @@ one in it, which is why it is not the default.
 p values count the null statistics (Dice or r) at least as large as the observed one, with
 the +1 correction:
 ``p = (1 + #{null >= observed}) / (1 + n_perm)``; q values are Benjamini-Hochberg over all
-atoms x networks x signs of a call.
+atoms x networks x signs of a call. The smallest such p is ``1 / (n_perm + 1)``, and BH over
+thousands of tests may need more tests at that floor than there are couplings; with
+``tail="gpd"`` a generalised Pareto tail fitted to the null gives the p of every test that
+fewer than ``GPD_MIN_EXCEED`` null values reach (:func:`gpd_tail_p`, Winkler et al. 2016).
 """
 
 from __future__ import annotations
@@ -96,7 +120,7 @@ SHARED_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "atlases" / "nc
 """The read-only mirror beside the checkout, used when present."""
 SEITZMAN = "Seitzman2018"
 SIGNS = ("active", "deactive")
-NULLS = ("spin", "signflip")
+NULLS = ("spin", "surrogate", "signflip")
 DEFAULT_THRESHOLD = "top10%"
 DEFAULT_SOFT_THRESHOLD = 2.3
 DEFAULT_SEITZMAN_RADIUS_MM = 10.0
@@ -785,14 +809,211 @@ def spin_permutations(mask_img: Any, n_perm: int = DEFAULT_N_PERM, *, seed: int 
 _SPIN_CACHE: dict[tuple[str, int, int], np.ndarray] = {}
 
 
+def grey_matter(mask_img: Any) -> np.ndarray:
+    """MNI152 grey-matter probability (nilearn's 2009 template) of every mask voxel, in [0, 1]."""
+    from . import fmri
+
+    img, mask = _mask(mask_img)
+    aff = tuple(map(tuple, np.round(np.asarray(img.affine, dtype=float), 6)))
+    return fmri._gm_on_grid(tuple(int(n) for n in mask.shape), aff)[mask]
+
+
+def tissue_model(maps: np.ndarray, gm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``maps = mu + s * z`` per map (k, V): ``mu`` and ``s`` linear in grey matter ``gm``.
+
+    ``mu`` is the least-squares line of the map on ``gm``; ``s`` that of ``|map - mu|`` times
+    sqrt(pi / 2) (the SD of a Gaussian), floored at 5% of its median. Returns ``mu, s, z``,
+    each (k, V)."""
+    x = np.atleast_2d(np.asarray(maps, dtype=np.float64))
+    g = np.column_stack([np.ones_like(gm), gm])
+    gp = np.linalg.pinv(g)
+    mu = (x @ gp.T) @ g.T
+    e = x - mu
+    sd = (np.abs(e) @ gp.T) @ g.T * math.sqrt(math.pi / 2)
+    floor = 0.05 * np.median(sd, axis=1, keepdims=True)
+    sd = np.maximum(sd, np.maximum(floor, 1e-12))
+    return mu, sd, e / sd
+
+
+def _pooled_acf(rows: np.ndarray, bm: np.ndarray, grid: tuple, pairs: np.ndarray,
+                ok: np.ndarray) -> np.ndarray:
+    """Pooled autocorrelation of the (standardised) rows on the box mask ``bm``: the zero-filled
+    product at every lag divided by the number of voxel pairs at that lag (0 where too few)."""
+    rows = rows / np.maximum(rows.std(1, keepdims=True), 1e-12)
+    power = np.zeros(grid[:2] + (grid[2] // 2 + 1,))
+    vol = np.zeros(bm.shape)
+    for row in rows:
+        vol[bm] = row
+        power += np.abs(np.fft.rfftn(vol, s=grid, axes=(0, 1, 2))) ** 2
+    acf = np.fft.irfftn(power / len(rows), s=grid, axes=(0, 1, 2))
+    return np.where(ok, acf / np.maximum(pairs, 1.0), 0.0)
+
+
+def _synthesise(amp: np.ndarray, bm: np.ndarray, grid: tuple, m: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """``m`` Gaussian fields with amplitude spectrum ``amp``, on the box mask's voxels (m, V)."""
+    white = np.fft.rfftn(rng.standard_normal((m, *grid)), axes=(1, 2, 3))
+    f = np.fft.irfftn(white * amp[None], s=grid, axes=(1, 2, 3))
+    return f[:, :bm.shape[0], :bm.shape[1], :bm.shape[2]][:, bm]
+
+
+#: fields drawn to correct the autocorrelation estimate's bias (see :func:`surrogate_fields`)
+N_BIAS_FIELDS = 32
+
+
+def _acf_spectrum(z: np.ndarray, mask: np.ndarray, design: np.ndarray | None,
+                  rng: np.random.Generator) -> tuple[np.ndarray, tuple, tuple]:
+    """Amplitude spectrum of the pooled, pair-count-corrected, bias-corrected, tapered
+    autocorrelation of the rows of ``z`` (k, V) on ``mask``; and the bounding box and padded
+    grid it lives on."""
+    ijk = np.argwhere(mask)
+    lo, hi = ijk.min(0), ijk.max(0) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    bm = mask[box]
+    grid = tuple(2 * int(n) for n in bm.shape)
+    pairs = np.fft.irfftn(np.abs(np.fft.rfftn(bm.astype(float), s=grid, axes=(0, 1, 2))) ** 2,
+                          s=grid, axes=(0, 1, 2))
+    ok = pairs > 20  # lags with enough voxel pairs
+    acf = _pooled_acf(z, bm, grid, pairs, ok)
+    axes = np.meshgrid(*[np.minimum(np.arange(n), n - np.arange(n)).astype(float) for n in grid],
+                       indexing="ij")
+    dist = np.sqrt(sum(a ** 2 for a in axes))
+    bins = np.rint(dist).astype(np.int64).ravel()
+    radial = np.bincount(bins, (acf * ok).ravel()) / np.maximum(np.bincount(bins, ok.ravel()), 1)
+    below = np.nonzero(radial < 0.02)[0]
+    h0 = max(2.0, float(below[0]) if below.size else 2.0)
+    taper = np.clip((2 * h0 - dist) / h0, 0.0, 1.0)
+    taper = np.where(dist <= h0, 1.0, 0.5 * (1 - np.cos(np.pi * taper)))
+
+    def amplitude(a: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(np.fft.rfftn(a * taper, axes=(0, 1, 2)).real, 0.0))
+
+    # The estimate from maps whose mean (and grey-matter trend) was removed is biased low at
+    # every lag, and the synthesis adds its own loss: fields drawn from the estimate and treated
+    # as the maps were show the combined bias, which is added back once.
+    sims = _synthesise(amplitude(acf), bm, grid, N_BIAS_FIELDS, rng)
+    if design is None:
+        sims -= sims.mean(1, keepdims=True)
+    else:
+        sims -= (sims @ np.linalg.pinv(design).T) @ design.T
+    acf = acf + (acf - _pooled_acf(sims, bm, grid, pairs, ok))
+    return amplitude(acf), box, grid
+
+
+def surrogate_fields(z: np.ndarray, mask_img: Any, n_perm: int, *, seed: int = 0,
+                     gm: np.ndarray | None = None, chunk: int = 50) -> np.ndarray:
+    """``n_perm`` stationary Gaussian fields on the mask (n_perm, V; float32, each standardised)
+    with the pooled spatial autocorrelation of the rows of ``z`` (see the module's Nulls).
+    ``gm``: the grey matter the rows of ``z`` were detrended on (:func:`tissue_model`), so that
+    the estimate's bias is measured on fields detrended the same way (default: centred only)."""
+    _check_int("n_perm", n_perm, 1)
+    _check_int("seed", seed, 0)
+    _, mask = _mask(mask_img)
+    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+    if z.shape[1] != int(mask.sum()):
+        raise ParameterError("z", f"{z.shape[1]} voxels", expected=f"{int(mask.sum())}, the mask's")
+    design = None if gm is None else np.column_stack([np.ones(z.shape[1]), np.asarray(gm, float)])
+    rng = np.random.default_rng(seed)
+    amp, box, grid = _acf_spectrum(z, mask, design, np.random.default_rng([seed, 1]))
+    bm = mask[box]
+    out = np.empty((n_perm, int(bm.sum())), dtype=np.float32)
+    for start in range(0, n_perm, chunk):
+        m = min(chunk, n_perm - start)
+        f = _synthesise(amp, bm, grid, m, rng)
+        f -= f.mean(1, keepdims=True)
+        f /= np.maximum(f.std(1, keepdims=True), 1e-12)
+        out[start:start + m] = f
+    return out
+
+
+def _surrogate_counts(maps: np.ndarray, observed: np.ndarray, nets: np.ndarray,
+                      threshold: str | float, statistic: str, fields: np.ndarray,
+                      gm: np.ndarray, chunk: int = 500, keep: list | None = None) -> np.ndarray:
+    """How often each map's surrogates reach ``observed`` (2k, n; active rows first).
+    ``keep``: a list that receives the null values as one (2k, n_perm, n) float32 array."""
+    mu, sd, z = tissue_model(maps, gm)
+    k, n = maps.shape[0], nets.shape[0]
+    null = np.zeros((2, k, fields.shape[0], n), np.float32) if keep is not None else None
+    n32 = nets.astype(np.float32)
+    sn = n32.sum(1, dtype=np.float64)
+    counts = np.zeros((2, k, n), dtype=np.int64)
+    obs = observed.reshape(2, k, n) - 1e-9
+    for a in range(k):
+        scale = (sd[a] * z[a].std()).astype(np.float32)
+        for start in range(0, fields.shape[0], chunk):
+            x = fields[start:start + chunk] * scale
+            x += mu[a].astype(np.float32)
+            if statistic == "dice":
+                pos, neg = threshold_maps(x, threshold)
+                vals = [_dice(part, n32, net_sizes=sn) for part in (pos, neg)]
+            else:
+                r = np.nan_to_num(_corr(x.astype(np.float64), nets))
+                vals = [r, -r]
+            for j, v in enumerate(vals):
+                counts[j, a] += (v >= obs[j, a][None, :]).sum(0)
+                if null is not None:
+                    null[j, a, start:start + len(v)] = v
+    if null is not None:
+        keep.append(null.reshape(2 * k, fields.shape[0], n))
+    return counts.reshape(2 * k, n)
+
+
+TAILS = ("none", "gpd")
+#: Generalised Pareto tail: fitted where fewer than this many null values reach the observed one
+GPD_MIN_EXCEED = 10
+#: ... to the largest null values, this many (or a tenth of the null, if fewer)
+GPD_N_TAIL = 250
+
+
+def gpd_tail_p(null: np.ndarray, observed: float) -> float:
+    """Tail p value of ``observed`` against the null sample ``null`` (Winkler et al. 2016).
+
+    A generalised Pareto distribution (scipy.stats.genpareto, location 0) is fitted to the
+    excesses of the ``GPD_N_TAIL`` largest null values over the threshold ``u`` half-way between
+    the ``GPD_N_TAIL``-th and the next largest, and ``p = (N_tail / N) * P(GPD > observed - u)``.
+    Meant for an observed value in the tail (fewer than ``GPD_MIN_EXCEED`` null values reach it);
+    elsewhere the plain count is better and is what :func:`couple_atoms` uses. A fitted shape
+    below 0 (a bounded tail, as of a correlation) would give p = 0 beyond the tail's end and
+    was seen to overstate by up to 25x against a brute-force null; such tails are replaced by
+    the exponential (shape 0) with the excesses' mean as scale, which errs conservative.
+    Discrete null values (Dice of small parts) make the fit an approximation."""
+    from scipy.stats import genpareto
+
+    x = np.sort(np.asarray(null, dtype=np.float64))[::-1]
+    n = x.size
+    m = min(GPD_N_TAIL, max(n // 10, 5))
+    if n < 50:
+        raise ParameterError("null", f"{n} values", expected="at least 50 null values for a tail fit")
+    u = 0.5 * (x[m - 1] + x[m]) if m < n else x[-1]
+    exc = x[:m] - u
+    if np.ptp(exc) <= 0:
+        return float((1 + (x >= observed - 1e-9).sum()) / (1 + n))
+    c, _, scale = genpareto.fit(exc, floc=0.0)
+    if c < 0:  # a bounded tail would give p = 0 beyond its end: the exponential tail instead
+        c, scale = 0.0, float(exc.mean())
+    p = (m / n) * float(genpareto.sf(observed - u, c, loc=0.0, scale=scale))
+    return float(max(p, np.finfo(float).tiny))
+
+
+def _tail_pvalues(pvals: np.ndarray, counts: np.ndarray, observed: np.ndarray,
+                  null: np.ndarray) -> np.ndarray:
+    """``pvals`` (2k, n) with the GPD tail p where fewer than ``GPD_MIN_EXCEED`` of the null
+    values (2k, n_perm, n) reach the observed statistic; never above the count's p."""
+    out = pvals.copy()
+    for i, j in zip(*np.nonzero(counts < GPD_MIN_EXCEED)):
+        out[i, j] = min(out[i, j], gpd_tail_p(null[i, :, j], observed[i, j]))
+    return out
+
+
 def _check_int(name: str, value: Any, low: int) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
         raise ParameterError(name, f"{value!r}", expected=f"an integer >= {low}")
 
 
 def _spin_counts(parts: np.ndarray, observed: np.ndarray, nets: np.ndarray,
-                 perms: np.ndarray) -> np.ndarray:
-    """How often the Dice of ``parts`` with rotated ``nets`` reaches ``observed``: (m, n)."""
+                 perms: np.ndarray, keep: list | None = None) -> np.ndarray:
+    """How often the Dice of ``parts`` with rotated ``nets`` reaches ``observed``: (m, n).
+    ``keep``: a list that receives the null values, (m, chunk, n) float32 per chunk."""
     p32 = parts.astype(np.float32)
     sp = p32.sum(1, dtype=np.float64)
     n32 = nets.astype(np.float32)
@@ -808,6 +1029,8 @@ def _spin_counts(parts: np.ndarray, observed: np.ndarray, nets: np.ndarray,
         den = sp[:, None, None] + sn[None]
         dice = np.divide(2.0 * inter, den, out=np.zeros_like(inter), where=den > 0)
         counts += (dice >= tol[:, None, :]).sum(1)
+        if keep is not None:
+            keep.append(dice.astype(np.float32))
     return counts
 
 
@@ -824,7 +1047,7 @@ def _corr_rot(xc: np.ndarray, xnorm: np.ndarray, rot: np.ndarray, n_vox: int) ->
 
 
 def _spin_counts_r(maps: np.ndarray, observed: np.ndarray, nets: np.ndarray,
-                   perms: np.ndarray) -> np.ndarray:
+                   perms: np.ndarray, keep: list | None = None) -> np.ndarray:
     """How often the signed correlation of ``maps`` (k, V) with rotated ``nets`` reaches
     ``observed`` (2k, n; rows: r of the k maps, then -r): counts (2k, n)."""
     x = np.asarray(maps, dtype=np.float64)
@@ -843,6 +1066,8 @@ def _spin_counts_r(maps: np.ndarray, observed: np.ndarray, nets: np.ndarray,
         r = _corr_rot(xc, xnorm, rot, n_vox).reshape(k, c, n)
         counts[:k] += (r >= tol[:k, None, :]).sum(1)
         counts[k:] += (-r >= tol[k:, None, :]).sum(1)
+        if keep is not None:
+            keep.append(np.concatenate([r, -r]).astype(np.float32))
     return counts
 
 
@@ -924,8 +1149,8 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
                  subject_maps: np.ndarray | None = None,
                  threshold: str | float = DEFAULT_THRESHOLD, n_perm: int = DEFAULT_N_PERM,
                  alpha: float = 0.05, seed: int = 0, null: str = "spin",
-                 perms: np.ndarray | None = None, statistic: str = DEFAULT_STATISTIC
-                 ) -> pd.DataFrame:
+                 perms: np.ndarray | None = None, statistic: str = DEFAULT_STATISTIC,
+                 tail: str = "none") -> pd.DataFrame:
     """Couple atoms to networks: Dice, correlation, permutation p, BH q, decision.
 
     Parameters
@@ -949,9 +1174,11 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
         > 0.
     seed : int
         Seed of the rotations / sign flips.
-    null : {"spin", "signflip"}
+    null : {"spin", "surrogate", "signflip"}
         See the module's Nulls section; "spin" (default) tests network specificity with
-        nothing but the group map and is the toolbox's choice.
+        nothing but the group map and is the toolbox's choice; "surrogate" does too, keeping
+        the maps' grey-matter structure, and is the one calibrated on tissue-weighted maps
+        (``benchmarks/null_calibration.json``).
     perms : array (n_perm, V), optional
         Precomputed :func:`spin_permutations` (reused across calls).
     statistic : {"dice", "r"}
@@ -965,12 +1192,20 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
         Columns ``atom, atlas, network, sign, dice, r, p, q, coupled``; one row per atom,
         network and sign (``"active"``/``"deactive"``; for ``"deactive"``, ``r`` is minus the
         map's correlation). ``attrs`` holds the settings.
+    tail : {"none", "gpd"}
+        ``"gpd"``: where fewer than ``GPD_MIN_EXCEED`` null values reach the observed one, the p
+        value of a generalised Pareto tail fitted to the null (:func:`gpd_tail_p`), so p can go
+        below ``1 / (n_perm + 1)`` and FDR is not held at the permutation floor; not with
+        ``null="signflip"``.
     """
     import pandas as pd
     from scipy.stats import false_discovery_control
 
     parse_threshold(threshold)
     _check_common(n_perm, alpha, seed, null, subject_maps, statistic)
+    if tail not in TAILS or (tail == "gpd" and null == "signflip"):
+        raise ParameterError("tail", f"{tail!r} with null {null!r}",
+                             expected=f"one of {list(TAILS)}; 'gpd' with the spin or surrogate null")
     if not isinstance(atlas, NetworkAtlas):
         raise ParameterError("atlas", f"{type(atlas).__name__} is not a NetworkAtlas",
                              expected="load_atlas(...) or seitzman_atlas(...)")
@@ -1014,17 +1249,27 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
     # the tested statistic, (2k, n): active rows first
     observed = dice if statistic == "dice" else np.nan_to_num(np.concatenate([corr, -corr]))
     rng = np.random.default_rng(seed)
+    keep = [] if tail == "gpd" else None
     if null == "spin":
         if perms is None:
             perms = spin_permutations(atlas.mask_img, n_perm, seed=seed)
         if statistic == "dice":
-            counts = _spin_counts(parts, observed, atlas.masks, perms)
+            counts = _spin_counts(parts, observed, atlas.masks, perms, keep)
         else:
-            counts = _spin_counts_r(maps, observed, atlas.masks, perms)
+            counts = _spin_counts_r(maps, observed, atlas.masks, perms, keep)
+    elif null == "surrogate":
+        gm = grey_matter(atlas.mask_img)
+        fields = surrogate_fields(tissue_model(maps, gm)[2], atlas.mask_img, n_perm, seed=seed,
+                                  gm=gm)
+        counts = _surrogate_counts(maps, observed, atlas.masks, threshold, statistic, fields,
+                                   gm, keep=keep)
     else:
         counts = _signflip_counts(subj, observed, atlas.masks, threshold, n_perm, rng,
                                   statistic)
     pvals = (1.0 + counts) / (1.0 + n_perm)
+    p_count = pvals
+    if keep is not None:
+        pvals = _tail_pvalues(pvals, counts, observed, np.concatenate(keep, axis=1))
 
     cols = _rows(atlas, dice, corr)
     cols["p"] = pvals.reshape(2, k, n).transpose(1, 2, 0).ravel()
@@ -1033,9 +1278,11 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
     table.insert(1, "atlas", atlas.name)
     tested = table["dice"] if statistic == "dice" else table["r"]
     table["coupled"] = (table["q"] <= alpha) & (tested > 0)
-    table.attrs.update({"threshold": threshold, "null": null, "n_perm": n_perm,
+    table.attrs.update({"threshold": threshold, "null": null, "n_perm": n_perm, "tail": tail,
                         "alpha": alpha, "seed": seed, "atlas": atlas.name,
-                        "statistic": statistic})
+                        "statistic": statistic,
+                        # the plain permutation p (before any tail fit), in the table's row order
+                        "p_count": p_count.reshape(2, k, n).transpose(1, 2, 0).ravel()})
     return table[TABLE_COLUMNS]
 
 

@@ -1224,11 +1224,12 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
     A harder twin (all off by default; with the defaults the files are byte for byte those of
     a twin made without these options):
 
-    - ``tissue=True``: the signal and the noise at voxel v are both multiplied by
-      ``0.25 + 0.75 * p_GM(v)`` (the MNI152 grey-matter probability on the mask's grid, as in
-      :func:`epi_baseline`): white matter and CSF fluctuate less than grey matter. The SNR of a
-      voxel does not change, so voxel-wise z-scored analyses see the same data; the amplitudes
-      (and the ``preproc`` volumes' tSNR, ``tsnr_v / amplitude``) do.
+    - ``tissue=True``: the signal at voxel v is multiplied by ``0.25 + 0.75 * p_GM(v)`` and
+      the noise by ``0.5 + 0.5 * p_GM(v)`` (p_GM: the MNI152 grey-matter probability on the
+      mask's grid, as in :func:`epi_baseline`): white matter and CSF fluctuate less than grey
+      matter, and carry less of the neural signal, so a voxel's SNR falls from 1x (p_GM = 1)
+      to 0.5x (p_GM = 0) that of the uniform twin; voxel-wise z-scored analyses see that
+      SNR, and group maps of the twin then scale with grey matter, as real ones do.
     - ``planting_img``: the signals go on the networks of this label image (same numbering
       as ``atlas_img``) instead of ``atlas_img``'s; ``atlas_img`` stays the read-out atlas of
       ``truth.json`` (names, ``networks[...].n_voxels``, ``atlas_sha256``). Each planted
@@ -1456,10 +1457,11 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
 
     zooms_mm = np.sqrt((np.asarray(mimg.affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
     # tissue: signal and noise scaled by grey matter (as epi_baseline reads p_GM)
-    amp = None
+    amp = amp_noise = None
     if tissue:
         aff6 = tuple(map(tuple, np.round(np.asarray(mimg.affine, dtype=float), 6)))
-        amp = 0.25 + 0.75 * _gm_on_grid(tuple(int(n) for n in mask.shape), aff6)[mask]
+        gm_v = _gm_on_grid(tuple(int(n) for n in mask.shape), aff6)[mask]
+        amp, amp_noise = 0.25 + 0.75 * gm_v, 0.5 + 0.5 * gm_v
     # jitter: each subject's planting networks deformed (own generators: the noise draws of
     # children[...] are those of the twin without jitter); jit_src[s][v] = the mask voxel whose
     # label and profile voxel v takes (-1: a position outside the mask, no signal)
@@ -1528,9 +1530,10 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
             if drift_amp > 0:
                 coef = rng.standard_normal((k_drift, n_vox)) / np.sqrt(k_drift)
                 noise = (noise + drift_amp * (dct @ coef)) / np.sqrt(1 + drift_amp ** 2)
-            x = a * snr * subject_signal(s) + b * noise
-            if amp is not None:
-                x = x * amp
+            if amp is None:
+                x = a * snr * subject_signal(s) + b * noise
+            else:
+                x = a * snr * subject_signal(s) * amp + b * noise * amp_noise
             x = x.astype(np.float32)
             del noise
             # drawn after every draw above, so the clean series do not depend on it
@@ -1641,7 +1644,8 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
             truth["sentence_ends"] = {"inferred_from_pauses": True,
                                       "sentence_pause_s": float(sentence_pause_s), "n": n_ends}
         if tissue:
-            truth["tissue"] = {"model": "amplitude = 0.25 + 0.75 * p_GM", "enabled": True,
+            truth["tissue"] = {"model": "signal x (0.25 + 0.75 p_GM), noise x (0.5 + 0.5 p_GM)",
+                               "enabled": True,
                                "p_GM": "nilearn MNI152 grey-matter template on the mask's grid",
                                "applies_to": ["signal", "noise"],
                                "amplitude_median": round(float(np.median(amp)), 4)}

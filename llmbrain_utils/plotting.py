@@ -74,3 +74,60 @@ def time_courses(ax, X, *, tr_s=1.5, labels=None, spacing=3.0, color=None, lw=0.
                   labels if labels is not None else [str(i) for i in range(X.shape[1])], fontsize=8)
     ax.set_xlabel("time (s)")
     ax.set_xlim(t[0], t[-1])
+
+
+def null_calibration(result: dict, *, alphas=(0.05, 0.01), target=(0.8, 1.25)):
+    """Share of p <= alpha over alpha, with its 95% interval, per null, noise model and statistic
+    (``benchmarks/null_calibration.json``); the target band shaded. Returns the figure."""
+    rows = result["rows"]
+    noises = list(dict.fromkeys(r["noise"] for r in rows))
+    series = list(dict.fromkeys((r["null"], r["statistic"]) for r in rows))
+    colors = {"spin": "tab:red", "surrogate": "tab:blue"}
+    fig, axes = plt.subplots(1, len(alphas), figsize=(7.2, 3.0), sharey=True)
+    for ax, alpha in zip(np.atleast_1d(axes), alphas):
+        ax.axhspan(*target, color="0.9", zorder=0, label=f"target {target[0]}-{target[1]}")
+        ax.axhline(1.0, color="0.5", lw=0.8)
+        for j, (null, stat) in enumerate(series):
+            pts = [next((r for r in rows if r["noise"] == nz and r["null"] == null
+                         and r["statistic"] == stat and r["alpha"] == alpha), None) for nz in noises]
+            x = np.arange(len(noises)) + (j - (len(series) - 1) / 2) * 0.16
+            y = np.array([p["share_over_alpha"] if p else np.nan for p in pts])
+            lo = np.array([p["ci"][0] if p else np.nan for p in pts])
+            hi = np.array([p["ci"][1] if p else np.nan for p in pts])
+            legacy = " (legacy)" if any(p and p.get("legacy") for p in pts) else ""
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o" if stat == "dice" else "s",
+                        color=colors.get(null, "k"), mfc="white" if stat == "r" else None,
+                        ms=4, lw=1, capsize=2, label=f"{null}{legacy}, {stat}")
+        ax.set_xticks(range(len(noises)), [n.replace("_", "\n") for n in noises], fontsize=9)
+        ax.set_title(f"alpha = {alpha:g}")
+        ax.set_xlabel("null maps (noise model)")
+    np.atleast_1d(axes)[0].set_ylabel("false-positive rate / alpha")
+    np.atleast_1d(axes)[-1].legend(fontsize=8, loc="upper right", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def recovery_mismatch(result: dict, *, statistic: str = "dice", target=(0.9, 0.8)):
+    """Precision and recall against the read-out atlas's Dice with the planted networks, one line
+    per test (null, tail, rotations) (``benchmarks/recovery_mismatch.json``). Returns the figure."""
+    rows = [r for r in result["rows"] if r["statistic"] == statistic]
+    methods = list(dict.fromkeys((r.get("null", "spin"), r.get("tail", "none"), r["n_perm"]) for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.9), sharex=True)
+    for m in methods:
+        g = sorted((r for r in rows if (r.get("null", "spin"), r.get("tail", "none"), r["n_perm"]) == m),
+                   key=lambda r: r["dice_mismatch"])
+        x = [r["dice_mismatch"] for r in g]
+        for ax, key in zip(axes, ("precision", "recall")):
+            y = [np.nan if r[key] is None else r[key] for r in g]
+            ax.plot(x, y, "o-", ms=4, label=f"{m[0]}, tail {m[1]}, {m[2]}")
+    for ax, key, t in zip(axes, ("precision", "recall"), target):
+        ax.axhline(t, color="0.5", ls="--", lw=0.8)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel(key)
+        ax.set_xlabel("Dice of read-out with planted networks")
+        ax.invert_xaxis()
+    axes[0].set_title(f"{statistic}: precision (empty: nothing coupled)", fontsize=10)
+    axes[1].set_title(f"{statistic}: recall", fontsize=10)
+    axes[1].legend(fontsize=7, loc="lower left", frameon=False)
+    fig.tight_layout()
+    return fig

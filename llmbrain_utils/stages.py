@@ -527,8 +527,9 @@ def encoding_recovery(cfg: dict) -> Artifact:
         mask = read_mask(data)
         atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
         labels = np.asarray(atlas.label_img.dataobj)[np.asarray(mask.dataobj) > 0]
-        planted = np.isin(labels, [p["label"] for p in truth["plant"]])
-        nets = list(dict.fromkeys(p["network"] for p in truth["plant"]))
+        live = fmri.live_plants(truth)  # a plant on a constant source carries no signal
+        planted = np.isin(labels, [p["label"] for p in live])
+        nets = list(dict.fromkeys(p["network"] for p in live))
         sources = pd.read_csv(data.file("dataset/truth_sources.tsv"), sep="\t", index_col=0)
         isc_keep = read_isc_mask(data, cfg["alpha"])
         D = np.load(dic.file("D.npy"))
@@ -588,7 +589,7 @@ def encoding_recovery(cfg: dict) -> Artifact:
 
 
 # --------------------------------------------------------------------------- 6. FBN mapping
-FBN_PARAMS = ("atlas", "threshold", "fbn_perm", "alpha", "seed")
+FBN_PARAMS = ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha", "seed")
 
 
 def fbn_mapping(cfg: dict) -> Artifact:
@@ -604,7 +605,8 @@ def fbn_mapping(cfg: dict) -> Artifact:
         atlas = fbn.load_atlas(cfg["atlas"], read_mask(data))
         table = fbn.couple_atoms(np.load(enc_art.file("group_t.npy")), atlas,
                                  threshold=cfg["threshold"], n_perm=cfg["fbn_perm"],
-                                 alpha=cfg["alpha"], seed=cfg["seed"])
+                                 alpha=cfg["alpha"], seed=cfg["seed"], null=cfg["fbn_null"],
+                                 tail=cfg["fbn_tail"])
         table.to_csv(out / "couplings.tsv", sep="\t", index=False)
         c = table[table.coupled]
         return {"n_couplings": int(len(c)), "n_atoms_coupled": int(c.atom.nunique()),
@@ -635,12 +637,17 @@ def coupling_bootstrap(cfg: dict) -> Artifact:
     import numpy as np
 
     from . import compare, fbn
-    from .errors import InputError
+    from .errors import InputError, ParameterError
 
     cfg = config.validate(cfg)
     enc_art, data, mapped = encoding(cfg), fmri_data(cfg), fbn_mapping(cfg)
 
     def build(out: Path) -> dict:
+        if (cfg["fbn_null"], cfg["fbn_tail"]) != ("spin", "none"):
+            raise ParameterError("fbn_null", f"{cfg['fbn_null']!r} with fbn_tail {cfg['fbn_tail']!r}",
+                                 expected="fbn_null: spin and fbn_tail: none for the coupling "
+                                 "bootstrap (it repeats the spin test on every resample; the other "
+                                 "nulls cost too much per resample)")
         if mapped.info.get("statistic", "dice") != "dice":
             raise InputError(mapped.path / "couplings.tsv", f"statistic {mapped.info['statistic']!r}",
                              field="statistic", expected="'dice': the coupling bootstrap repeats the Dice test")
@@ -886,8 +893,8 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
     n_sub0 = cfg["n_subjects"]
     counts = sorted(set(counts) - {n_sub0})
     dic, stim = dictionary(cfg), stimulus({**cfg, "shuffle_words": False})
-    params = dict(_pick(cfg, ("atlas", "threshold", "fbn_perm", "alpha", "seed", "n_subjects",
-                              "resolution_mm", "tr_s", "snr")), snrs=snrs, n_planted=n_planted,
+    params = dict(_pick(cfg, ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha",
+                              "seed", "n_subjects", "resolution_mm", "tr_s", "snr")), snrs=snrs, n_planted=n_planted,
                   n_seeds=n_seeds, statistics=statistics, subject_counts=counts, levels=level_list)
 
     def build(out: Path) -> dict:
@@ -906,7 +913,8 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
         unplanted = [n for n in atlas.network_names if n not in set(nets)]
         # variance inflation factor of each atom among all k: 1 / (1 - R2 on the other atoms)
         vif = np.diag(np.linalg.inv(np.corrcoef(D, rowvar=False)))
-        perms = fbn.spin_permutations(mask, cfg["fbn_perm"], seed=cfg["seed"])
+        perms = (fbn.spin_permutations(mask, cfg["fbn_perm"], seed=cfg["seed"])
+                 if cfg["fbn_null"] == "spin" else None)
         seeds = [cfg["seed"] + 1 + i for i in range(n_seeds)]
         runs = ([(seeds[0], s, n_sub0) for s in snrs] + [(sd, default_snr, n_sub0) for sd in seeds[1:]]
                 + [(seeds[0], default_snr, n) for n in counts])
@@ -929,7 +937,8 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
             for stat in statistics:
                 table = fbn.couple_atoms(group_t, atlas, threshold=cfg["threshold"],
                                          n_perm=cfg["fbn_perm"], alpha=cfg["alpha"],
-                                         seed=cfg["seed"], perms=perms, statistic=stat)
+                                         seed=cfg["seed"], perms=perms, statistic=stat,
+                                         null=cfg["fbn_null"], tail=cfg["fbn_tail"])
                 rec = fbn.recovery(table, truth)
                 on_unpl = table.network.isin(unplanted)
                 n_coupled = int(table.coupled.sum())
