@@ -83,7 +83,7 @@ def null_calibration(result: dict, *, alphas=(0.05, 0.01), target=(0.8, 1.25)):
     noises = list(dict.fromkeys(r["noise"] for r in rows))
     series = list(dict.fromkeys((r["null"], r["statistic"]) for r in rows))
     colors = {"spin": "tab:red", "surrogate": "tab:blue"}
-    fig, axes = plt.subplots(1, len(alphas), figsize=(7.2, 3.0), sharey=True)
+    fig, axes = plt.subplots(1, len(alphas), figsize=(7.2, 3.4), sharey=True)
     for ax, alpha in zip(np.atleast_1d(axes), alphas):
         ax.axhspan(*target, color="0.9", zorder=0, label=f"target {target[0]}-{target[1]}")
         ax.axhline(1.0, color="0.5", lw=0.8)
@@ -102,8 +102,9 @@ def null_calibration(result: dict, *, alphas=(0.05, 0.01), target=(0.8, 1.25)):
         ax.set_title(f"alpha = {alpha:g}")
         ax.set_xlabel("null maps (noise model)")
     np.atleast_1d(axes)[0].set_ylabel("false-positive rate / alpha")
-    np.atleast_1d(axes)[-1].legend(fontsize=8, loc="upper right", frameon=False)
-    fig.tight_layout()
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     return fig
 
 
@@ -112,7 +113,7 @@ def recovery_mismatch(result: dict, *, statistic: str = "dice", target=(0.9, 0.8
     per test (null, tail, rotations) (``benchmarks/recovery_mismatch.json``). Returns the figure."""
     rows = [r for r in result["rows"] if r["statistic"] == statistic]
     methods = list(dict.fromkeys((r.get("null", "spin"), r.get("tail", "none"), r["n_perm"]) for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.9), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3), sharex=True)
     for m in methods:
         g = sorted((r for r in rows if (r.get("null", "spin"), r.get("tail", "none"), r["n_perm"]) == m),
                    key=lambda r: r["dice_mismatch"])
@@ -125,9 +126,10 @@ def recovery_mismatch(result: dict, *, statistic: str = "dice", target=(0.9, 0.8
         ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel(key)
         ax.set_xlabel("Dice of read-out with planted networks")
-        ax.invert_xaxis()
     axes[0].set_title(f"{statistic}: precision (empty: nothing coupled)", fontsize=10)
     axes[1].set_title(f"{statistic}: recall", fontsize=10)
-    axes[1].legend(fontsize=7, loc="lower left", frameon=False)
-    fig.tight_layout()
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, [f"{lab} rotations" for lab in labels], fontsize=8, loc="lower center",
+               ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     return fig
