@@ -292,17 +292,17 @@ maps). Its committed result (about 20 minutes to rerun):
 ("code", """
 null_cal = json.loads((cal_path.parent / "null_calibration.json").read_text())
 s = null_cal["settings"]
-print(f"{s['atlas']}, {s['voxels']} voxels, {s['n_perm']} rotations / surrogates, "
-      f"{null_cal['rows'][0]['n_maps']} maps per noise model, target {s['target']}")
+print(f"{s['atlas']}, {s['voxels']} voxels, {s['n_perm']} rotations / surrogates,")
+print(f"{null_cal['rows'][0]['n_maps']} maps per noise model; target {s['target']}")
 nc = pd.DataFrame(null_cal["rows"])
 view = nc.pivot_table(index=["null", "noise"], columns=["statistic", "alpha"], values="share_over_alpha")
 print(view.round(2).to_string())
 inside = nc[~nc.legacy].share_over_alpha.between(*s["target"])
-print(f"surrogate null: {int(inside.sum())} of {len(inside)} ratios inside the target; "
-      f"legacy spin: {int(nc[nc.legacy].share_over_alpha.between(*s['target']).sum())} of {int(nc.legacy.sum())}")
-print("false FDR couplings per map, plain p / with the fitted tail: "
-      + ", ".join(f"{k}: {g.fdr_false_couplings_per_map.max():.3f} / {g.fdr_false_couplings_per_map_gpd_tail.max():.3f}"
-                  for k, g in nc.groupby("null")))
+print(f"ratios inside the target: surrogate {int(inside.sum())} of {len(inside)}, "
+      f"legacy spin {int(nc[nc.legacy].share_over_alpha.between(*s['target']).sum())} of {int(nc.legacy.sum())}")
+print("false FDR couplings per map (plain p / fitted tail):")
+for k, g in nc.groupby("null"):
+    print(f"  {k}: {g.fdr_false_couplings_per_map.max():.3f} / {g.fdr_false_couplings_per_map_gpd_tail.max():.3f}")
 plotting.null_calibration(null_cal)
 plt.show()
 """, ["check"]),
@@ -369,8 +369,8 @@ the fitted tail at 1,000:
 ("code", """
 mm = json.loads((cal_path.parent / "recovery_mismatch.json").read_text())
 mmr = pd.DataFrame(mm["rows"])
-print(f"{mm['settings']['atlas']} read-out, {mm['settings']['n_subjects']} subjects, SNR {mm['settings']['snr']}, "
-      f"jitter {mm['settings']['jitter_mm']} mm RMS per subject, {mmr.n_twins.max()} twins per point")
+print(f"{mm['settings']['atlas']} read-out, {mm['settings']['n_subjects']} subjects, SNR {mm['settings']['snr']},")
+print(f"jitter {mm['settings']['jitter_mm']} mm RMS per subject, {mmr.n_twins.max()} twins per point")
 cols = ["statistic", "null", "tail", "n_perm", "dice_mismatch", "precision", "recall", "recall_all"]
 print(mmr[cols].round(3).to_string(index=False))
 plotting.recovery_mismatch(mm, statistic="dice")
