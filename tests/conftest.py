@@ -28,6 +28,15 @@ def shared() -> Path:
 
 
 @pytest.fixture(scope="session")
+def nct(shared) -> Path:
+    """The Network Correspondence Toolbox's atlas mirror (volumes and fsaverage6)."""
+    path = shared / "atlases" / "nct"
+    if not (path / "SHA256SUMS").is_file():
+        pytest.skip(f"the atlas mirror {path} is absent (tests never download)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def narratives(shared) -> Path:
     path = shared / "narratives"
     if not (path / "stimuli").is_dir():

@@ -17,13 +17,6 @@ NCT = SHARED / "atlases" / "nct"
 
 
 @pytest.fixture(scope="module")
-def nct() -> Path:
-    if not (NCT / "SHA256SUMS").is_file():
-        pytest.skip(f"the atlas mirror {NCT} is absent (tests never download)")
-    return NCT
-
-
-@pytest.fixture(scope="module")
 def mask6():
     from nilearn.datasets import load_mni152_brain_mask
 

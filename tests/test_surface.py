@@ -11,17 +11,8 @@ from llmbrain_utils import fbn
 from llmbrain_utils import surface as S
 from llmbrain_utils.errors import InputError, ParameterError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-NCT = SHARED / "atlases" / "nct"
 N_PERM = 500
 FS5 = S.HEMI_VERTICES["fsaverage5"]
-
-
-@pytest.fixture(scope="module")
-def nct() -> Path:
-    if not (NCT / "SHA256SUMS").is_file():
-        pytest.skip(f"the atlas mirror {NCT} is absent (tests never download)")
-    return NCT
 
 
 @pytest.fixture(scope="module")
