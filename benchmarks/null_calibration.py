@@ -65,6 +65,47 @@ def null_maps(kind: str, mask: np.ndarray, gm: np.ndarray, n: int, rng: np.rando
     return x
 
 
+def map_pvalues(maps: np.ndarray, atlas, *, threshold, n_perm: int, statistic: str, null: str,
+              perms=None) -> tuple[np.ndarray, int, int]:
+    """Every map tested in calls of ``BATCH`` (the stage's k atoms), with the fitted tail:
+    the plain permutation p per map (maps, 2 x networks), and the couplings Benjamini-Hochberg
+    declares over each call with the plain p and with the tail p (all false)."""
+    from scipy.stats import false_discovery_control
+
+    from llmbrain_utils import fbn
+
+    p_maps, coupled, coupled_gpd = [], 0, 0
+    for start in range(0, len(maps), BATCH):
+        table = fbn.couple_atoms(maps[start:start + BATCH], atlas, threshold=threshold,
+                                 n_perm=n_perm, seed=0, null=null, statistic=statistic,
+                                 perms=perms, tail="gpd")
+        p_count = table.attrs["p_count"]
+        p_maps.append(p_count.reshape(-1, 2 * atlas.n_networks))
+        tested = (table["dice"] if statistic == "dice" else table["r"]).to_numpy() > 0
+        coupled += int(((false_discovery_control(p_count) <= 0.05) & tested).sum())
+        coupled_gpd += int(table.coupled.sum())
+    return np.concatenate(p_maps), coupled, coupled_gpd
+
+
+def level_rows(p: np.ndarray, alphas, boot: np.random.Generator, n_boot: int, coupled: int,
+               coupled_gpd: int, **fields) -> list[dict]:
+    """One row per level: share of p <= alpha over alpha, its bootstrap interval over maps (the
+    maps are independent, the tests of one map are not), and the false couplings per map."""
+    n = len(p)
+    draws = boot.integers(0, n, size=(n_boot, n))
+    rows = []
+    for alpha in alphas:
+        hit = (p <= alpha).mean(1)
+        lo, hi = np.quantile(hit[draws].mean(1), [0.025, 0.975])
+        rows.append({**fields, "alpha": alpha,
+                     "share_over_alpha": round(float(hit.mean()) / alpha, 4),
+                     "ci": [round(float(lo) / alpha, 4), round(float(hi) / alpha, 4)],
+                     "fdr_false_couplings_per_map": round(coupled / n, 4),
+                     "fdr_false_couplings_per_map_gpd_tail": round(coupled_gpd / n, 4),
+                     "n_maps": n})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--maps", type=int, default=8 * BATCH)
@@ -82,8 +123,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.maps < 1 or args.n_perm < 1 or args.n_boot < 1:
         ap.error("--maps, --n-perm and --n-boot must be >= 1")
 
-    from scipy.stats import false_discovery_control
-
     from llmbrain_utils import fbn, fmri
 
     mask_img = fmri.brain_mask(args.resolution_mm)
@@ -99,28 +138,13 @@ def main(argv: list[str] | None = None) -> dict:
         for null in args.nulls:
             for stat in ("dice", "r"):
                 t0 = time.perf_counter()
-                p_maps, coupled, coupled_gpd = [], 0, 0
-                for start in range(0, args.maps, BATCH):
-                    table = fbn.couple_atoms(maps[start:start + BATCH], atlas, threshold=args.threshold,
-                                             n_perm=args.n_perm, seed=0, null=null, statistic=stat,
-                                             perms=perms if null == "spin" else None, tail="gpd")
-                    p_count = table.attrs["p_count"]
-                    p_maps.append(p_count.reshape(-1, 2 * atlas.n_networks))
-                    tested = (table["dice"] if stat == "dice" else table["r"]).to_numpy() > 0
-                    coupled += int(((false_discovery_control(p_count) <= 0.05) & tested).sum())
-                    coupled_gpd += int(table.coupled.sum())
-                p = np.concatenate(p_maps)
+                p, coupled, coupled_gpd = map_pvalues(
+                    maps, atlas, threshold=args.threshold, n_perm=args.n_perm, statistic=stat,
+                    null=null, perms=perms if null == "spin" else None)
                 seconds[f"{noise}/{null}/{stat}"] = round(time.perf_counter() - t0, 1)
-                draws = boot.integers(0, len(p), size=(args.n_boot, len(p)))
-                for alpha in args.alphas:
-                    hit = (p <= alpha).mean(1)
-                    lo, hi = np.quantile(hit[draws].mean(1), [0.025, 0.975])
-                    rows.append({"null": null, "space": "volume", "noise": noise, "statistic": stat,
-                                 "alpha": alpha, "share_over_alpha": round(float(hit.mean()) / alpha, 4),
-                                 "ci": [round(float(lo) / alpha, 4), round(float(hi) / alpha, 4)],
-                                 "fdr_false_couplings_per_map": round(coupled / args.maps, 4),
-                                 "fdr_false_couplings_per_map_gpd_tail": round(coupled_gpd / args.maps, 4),
-                                 "n_maps": args.maps, "legacy": NULLS[null]})
+                rows += level_rows(p, args.alphas, boot, args.n_boot, coupled, coupled_gpd,
+                                   null=null, space="volume", noise=noise, statistic=stat,
+                                   legacy=NULLS[null])
                 print(f"{noise:12s} {null:9s} {stat:4s} "
                       + "  ".join(f"a={r['alpha']}: {r['share_over_alpha']:.2f} {r['ci']}"
                                   for r in rows[-len(args.alphas):])

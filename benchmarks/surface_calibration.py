@@ -47,10 +47,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from null_calibration import BATCH, level_rows, map_pvalues  # noqa: E402  (one test, one row rule)
 
 NOISES = ("uniform", "curvature_amplitude", "long_range")
 WALLS = ("nearest", "refill")
-BATCH = 64
 SMOOTH = 10
 LONG = 360
 
@@ -112,7 +114,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.maps < 1 or args.n_perm < 1 or args.n_boot < 1:
         ap.error("--maps, --n-perm and --n-boot must be >= 1")
 
-    from scipy.stats import false_discovery_control
 
     from llmbrain_utils import fbn, surface
 
@@ -140,35 +141,14 @@ def main(argv: list[str] | None = None) -> dict:
             for wall in args.walls:
                 for stat in ("dice", "r"):
                     t0 = time.perf_counter()
-                    p_maps, coupled, coupled_gpd = [], 0, 0
-                    for start in range(0, args.maps, BATCH):
-                        table = fbn.couple_atoms(maps[start:start + BATCH], atlas,
-                                                 threshold=args.threshold, n_perm=args.n_perm,
-                                                 seed=0, null="spin", statistic=stat,
-                                                 perms=perms[wall], tail="gpd")
-                        p_count = table.attrs["p_count"]
-                        p_maps.append(p_count.reshape(-1, 2 * atlas.n_networks))
-                        tested = (table["dice"] if stat == "dice" else table["r"]).to_numpy() > 0
-                        coupled += int(((false_discovery_control(p_count) <= 0.05)
-                                        & tested).sum())
-                        coupled_gpd += int(table.coupled.sum())
-                    p = np.concatenate(p_maps)
+                    p, coupled, coupled_gpd = map_pvalues(
+                        maps, atlas, threshold=args.threshold, n_perm=args.n_perm,
+                        statistic=stat, null="spin", perms=perms[wall])
                     key = f"{noise}/{name}/{wall}/{stat}"
                     seconds[key] = round(time.perf_counter() - t0, 1)
-                    draws = boot.integers(0, len(p), size=(args.n_boot, len(p)))
-                    for alpha in args.alphas:
-                        hit = (p <= alpha).mean(1)
-                        lo, hi = np.quantile(hit[draws].mean(1), [0.025, 0.975])
-                        rows.append({
-                            "null": "spin", "space": "surface", "mesh": args.mesh,
-                            "atlas": name, "wall": wall, "noise": noise, "statistic": stat,
-                            "alpha": alpha,
-                            "share_over_alpha": round(float(hit.mean()) / alpha, 4),
-                            "ci": [round(float(lo) / alpha, 4), round(float(hi) / alpha, 4)],
-                            "fdr_false_couplings_per_map": round(coupled / args.maps, 4),
-                            "fdr_false_couplings_per_map_gpd_tail":
-                                round(coupled_gpd / args.maps, 4),
-                            "n_maps": args.maps, "legacy": False})
+                    rows += level_rows(p, args.alphas, boot, args.n_boot, coupled, coupled_gpd,
+                                       null="spin", space="surface", mesh=args.mesh, atlas=name,
+                                       wall=wall, noise=noise, statistic=stat, legacy=False)
                     print(f"{noise:19s} {name:5s} {wall:7s} {stat:4s} "
                           + "  ".join(f"a={r['alpha']}: {r['share_over_alpha']:.2f} {r['ci']}"
                                       for r in rows[-len(args.alphas):])
