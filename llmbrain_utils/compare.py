@@ -296,8 +296,9 @@ def resampled_group_t(betas: np.ndarray, picks: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000, alpha: float = 0.05,
-                        seed: int = 0, n_boot: int = 20, ci: float = 0.95, null: SpinNull | None = None,
-                        n_screen: int = 200, growth: int = 5, group_maps=None) -> CouplingBootstrap:
+                        seed: int = 0, n_boot: int = 20, ci: float = 0.95, null=None,
+                        n_screen: int = 200, growth: int = 5, group_maps=None,
+                        tail: str = "none") -> CouplingBootstrap:
     """Bootstrap intervals across subjects for the atoms coupled per network and the networks
     involved.
 
@@ -320,6 +321,15 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
     the default is a modest ``n_boot`` of 20 per model, enough for a rough 95% interval; raise
     it when time allows.
 
+    With the surrogate null (``null`` a :class:`fbn.SurrogateNull`, the default of the mapping
+    stage), every resample's maps get their own tissue model (:func:`fbn.tissue_model`) but
+    share the full sample's surrogate fields, so the autocorrelation is the full sample's
+    estimate (a resample of the same subjects has nearly the same smoothness; re-estimating it
+    would cost ~8 s per resample). The fields are met in the same stages, an atom stopping when
+    none of its tests can still pass (:meth:`fbn.SurrogateNull.counts`), and ``tail="gpd"``
+    gives the tests that fewer than ``fbn.GPD_MIN_EXCEED`` surrogates reach their fitted-tail p,
+    as the stage does. A resample then costs about 3-5 s.
+
     Parameters
     ----------
     betas : array (S, k, V)
@@ -331,8 +341,11 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
         Subject resamples.
     ci : float
         Interval level (percentile intervals).
-    null : SpinNull, optional
-        Prepared rotations (reused across models on the same atlas); built when None.
+    null : SpinNull or fbn.SurrogateNull, optional
+        Prepared rotations (reused across models on the same atlas), or the surrogate fields of
+        this model's full-sample maps; a SpinNull is built when None.
+    tail : {"none", "gpd"}
+        As the mapping stage; ``"gpd"`` with the surrogate null only.
     n_screen, growth : int
         The first stage's rotations and the growth of the stages (the counting's cost only;
         the decisions do not depend on them).
@@ -370,9 +383,14 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
     t0 = time.perf_counter()
     if null is None:
         null = SpinNull(atlas, n_perm, seed)
-    elif not isinstance(null, SpinNull) or null.atlas is not atlas or (null.n_perm, null.seed) != (n_perm, seed):
-        raise ParameterError("null", "not a SpinNull of this atlas with this n_perm and seed",
-                             expected=f"SpinNull(atlas, n_perm={n_perm}, seed={seed})")
+    elif (not isinstance(null, (SpinNull, fbn.SurrogateNull)) or null.atlas is not atlas
+          or (null.n_perm, null.seed) != (n_perm, seed)):
+        raise ParameterError("null", "not a SpinNull or fbn.SurrogateNull of this atlas with this "
+                             "n_perm and seed", expected=f"SpinNull(atlas, n_perm={n_perm}, seed={seed})")
+    surrogate = isinstance(null, fbn.SurrogateNull)
+    if tail not in fbn.TAILS or (tail == "gpd" and not surrogate):
+        raise ParameterError("tail", f"{tail!r} with the {'surrogate' if surrogate else 'spin'} null",
+                             expected="'none', or 'gpd' with the surrogate null")
     S, k, V = B.shape
     n = atlas.n_networks
 
@@ -380,9 +398,16 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
         """(k, V) t maps -> dice, p, coupled (2k, n), and the share of tests counted in full."""
         pos, neg = fbn.threshold_maps(t, threshold)
         parts = np.concatenate([pos, neg])
-        dice = fbn._dice(parts, null.masks, net_sizes=null.net_sizes)
-        counts, complete = null.counts(parts, dice, alpha=alpha, n_screen=n_screen, growth=growth)
+        dice = fbn._dice(parts, atlas.masks, net_sizes=atlas.masks.sum(1, dtype=np.float64))
+        if surrogate:
+            keep = [] if tail == "gpd" else None
+            counts, complete = null.counts(t, dice, threshold, "dice", keep=keep, alpha=alpha,
+                                           tail=tail, n_screen=n_screen, growth=growth)
+        else:
+            counts, complete = null.counts(parts, dice, alpha=alpha, n_screen=n_screen, growth=growth)
         p = (1.0 + counts) / (1.0 + n_perm)
+        if surrogate and tail == "gpd":
+            p = fbn._tail_pvalues(p, counts, dice, keep[0])
         rej = _bh_reject(p.ravel(), alpha).reshape(p.shape)
         return dice, p, rej & (dice > 0), float(complete.mean())
 
@@ -430,6 +455,7 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
     table["coupled"] = c_full.reshape(2, k, n).transpose(1, 2, 0).ravel()
     info = {"n_boot": n_boot, "ci": ci, "n_perm": n_perm, "alpha": alpha, "seed": seed,
             "threshold": threshold, "n_screen": n_screen, "growth": growth,
+            "null": "surrogate" if surrogate else "spin", "tail": tail,
             "share_counted_in_full": round(float(np.mean(shares)), 4), "seconds": round(time.perf_counter() - t0, 2),
             "n_subjects": S}
     return CouplingBootstrap(per_network=per_net, per_model=per_model, draws=draws,

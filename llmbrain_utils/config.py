@@ -79,6 +79,11 @@ PARAMS: dict[str, tuple] = {
     "resolution_mm": (6.0, (int, float), _c(lambda v: 2 <= v <= 12, "a number of mm from 2 to 12"), "grid of the analysis"),
     "snr": (None, (int, float, type(None)), None, "None = the generator's calibrated default"),
     "plant_atlas": ("Seitzman2018", str, None, "networks that carry the planted signals"),
+    "twin": ("ideal", str, ("ideal", "realistic"),
+             "synthetic twin: 'ideal' (uniform tissue, signals planted on the read-out atlas's "
+             "own networks: the positive control, an upper bound) or 'realistic' (signal and noise "
+             "follow grey matter, planted networks at a mean Dice of 0.8 with the read-out atlas "
+             "and moved 3 mm RMS per subject; fmri.REALISTIC_TWIN)"),
     # encoding
     "n_folds": (5, int, _c(lambda v: v >= 2, "an integer >= 2"), "contiguous cross-validation folds"),
     "trim": (5, int, _c(lambda v: v >= 0, "an integer >= 0"), "TRs dropped around each test fold (autocorrelation)"),
@@ -97,16 +102,18 @@ PARAMS: dict[str, tuple] = {
     "compare_atlas": ("TY7", str, None, "second atlas for the agreement analysis (Yeo 2011, 7 networks)"),
     "threshold": ("top10%", (str, int, float), None,
                   "an atom's active/deactive part: its top 10% |group t| voxels, split by sign"),
-    "fbn_perm": (5000, int, _c(lambda v: v >= 100, "an integer >= 100"),
-                 "spin permutations: p down to 2e-4, so FDR over k x networks x 2 signs can pass"),
-    "fbn_null": ("spin", str, ("spin", "surrogate"),
-                 "the mapping's null: volumetric spin of the networks (legacy, fast), or "
-                 "tissue-conditioned autocorrelation-matched surrogate maps (calibrated on "
-                 "grey-matter-weighted maps; benchmarks/null_calibration.json)"),
-    "fbn_tail": ("none", str, ("none", "gpd"),
-                 "p values of the mapping: plain permutation counts, or a generalised Pareto "
-                 "tail fitted where fewer than 10 null values reach the observed one "
-                 "(Winkler et al. 2016), so FDR is not held at the permutation floor"),
+    "fbn_perm": (1000, int, _c(lambda v: v >= 100, "an integer >= 100"),
+                 "null draws of the mapping (surrogate maps or spin rotations); with the fitted "
+                 "tail (fbn_tail: gpd) p goes below 1 / (fbn_perm + 1), so FDR over k x networks "
+                 "x 2 signs can pass; the spin without a tail needs ~5000"),
+    "fbn_null": ("surrogate", str, ("spin", "surrogate"),
+                 "the mapping's null: tissue-conditioned autocorrelation-matched surrogate maps "
+                 "(calibrated on grey-matter-weighted maps; benchmarks/null_calibration.json), or "
+                 "the volumetric spin of the networks (legacy: anti-conservative on such maps)"),
+    "fbn_tail": ("gpd", str, ("none", "gpd"),
+                 "p values of the mapping: a generalised Pareto tail fitted where fewer than 10 "
+                 "null values reach the observed one (Winkler et al. 2016), so FDR is not held at "
+                 "the permutation floor; or plain permutation counts"),
 }
 
 

@@ -41,7 +41,8 @@ columns are always reported; ``statistic`` says which one is tested and decides.
 
 Nulls
 -----
-``"spin"`` (default): random rigid 3-D rotations about the brain's centre, the volumetric
+``"spin"`` (the function's default, kept for the toolbox's comparison; the mapping stage's
+default is ``"surrogate"``, below): random rigid 3-D rotations about the brain's centre, the volumetric
 analogue of the spin test the toolbox uses on the sphere. The *network masks* are rotated
 (the same rotations for all atoms) and resampled on the mask's voxels, and the Dice of the
 observed thresholded map with each rotated network gives the null. A rotation keeps a network's
@@ -72,7 +73,9 @@ bounding box, so nothing wraps) give each map its surrogates ``mu(g) + s(g) * sd
 which keep its tissue structure and its smoothness but put it at random relative to the
 networks. Burt et al. (2020) match the variogram of each map in the same spirit; the
 assumptions here are that, given tissue, the map is stationary and Gaussian in its
-autocorrelation, and that the maps of one call share it. The same fields serve every atom.
+autocorrelation, and that the maps of one call share it. The same fields serve every atom
+(:class:`SurrogateNull` holds them, so that several statistics, thresholds or bootstrap
+resamples of the same maps reuse them).
 
 ``"signflip"`` (needs subject maps, S x k x V): the group one-sample t map is recomputed with
 each subject's map multiplied by a random sign, thresholded with the same rule, and compared
@@ -210,9 +213,10 @@ class NetworkAtlas:
         labels = np.zeros(self.masks.shape[1], dtype=np.int16)
         for i, r in enumerate(rows):
             labels[self.masks[r] & (labels == 0)] = i + 1
-        return NetworkAtlas(self.name, tuple(networks), self.masks[rows].copy(),
-                            _label_image(labels, self.mask_img), self.mask_img, self.kind,
-                            self.full_name, dict(self.info))
+        # a surface atlas has no volume mask and no label image
+        label_img = None if self.mask_img is None else _label_image(labels, self.mask_img)
+        return NetworkAtlas(self.name, tuple(networks), self.masks[rows].copy(), label_img,
+                            self.mask_img, self.kind, self.full_name, dict(self.info))
 
 
 # --------------------------------------------------------------------------------------------
@@ -926,36 +930,119 @@ def surrogate_fields(z: np.ndarray, mask_img: Any, n_perm: int, *, seed: int = 0
     return out
 
 
-def _surrogate_counts(maps: np.ndarray, observed: np.ndarray, nets: np.ndarray,
-                      threshold: str | float, statistic: str, fields: np.ndarray,
-                      gm: np.ndarray, chunk: int = 500, keep: list | None = None) -> np.ndarray:
-    """How often each map's surrogates reach ``observed`` (2k, n; active rows first).
-    ``keep``: a list that receives the null values as one (2k, n_perm, n) float32 array."""
-    mu, sd, z = tissue_model(maps, gm)
-    k, n = maps.shape[0], nets.shape[0]
-    null = np.zeros((2, k, fields.shape[0], n), np.float32) if keep is not None else None
-    n32 = nets.astype(np.float32)
-    sn = n32.sum(1, dtype=np.float64)
-    counts = np.zeros((2, k, n), dtype=np.int64)
-    obs = observed.reshape(2, k, n) - 1e-9
-    for a in range(k):
-        scale = (sd[a] * z[a].std()).astype(np.float32)
-        for start in range(0, fields.shape[0], chunk):
-            x = fields[start:start + chunk] * scale
-            x += mu[a].astype(np.float32)
-            if statistic == "dice":
-                pos, neg = threshold_maps(x, threshold)
-                vals = [_dice(part, n32, net_sizes=sn) for part in (pos, neg)]
+class SurrogateNull:
+    """The surrogate null of one set of maps, prepared once and reused (see the module's Nulls).
+
+    Holds the grey matter of the atlas's mask and ``n_perm`` fields (:func:`surrogate_fields`)
+    drawn from the pooled autocorrelation of ``maps`` (with ``seed``, as :func:`couple_atoms`
+    draws them). :meth:`counts` turns the fields into each map's surrogates and counts; it is
+    used by :func:`couple_atoms` for every statistic and threshold of one call, by
+    :func:`threshold_sensitivity`, and by the coupling bootstrap
+    (:func:`llmbrain_utils.compare.bootstrap_couplings`), whose resamples reuse the full
+    sample's fields (their tissue model is their own).
+    """
+
+    def __init__(self, atlas: NetworkAtlas, maps: np.ndarray, n_perm: int, seed: int = 0,
+                 *, gm: np.ndarray | None = None) -> None:
+        if not isinstance(atlas, NetworkAtlas):
+            raise ParameterError("atlas", f"{type(atlas).__name__} is not a NetworkAtlas",
+                                 expected="load_atlas(...) or seitzman_atlas(...)")
+        if atlas.mask_img is None:
+            raise ParameterError("null", "'surrogate' on an atlas without a volume mask "
+                                 f"({atlas.name})", expected="a volumetric atlas (load_atlas); "
+                                 "on the surface use the spin test (surface.couple_surface)")
+        maps = _check_maps(maps, atlas)
+        self.atlas, self.n_perm, self.seed = atlas, int(n_perm), int(seed)
+        self.gm = grey_matter(atlas.mask_img) if gm is None else np.asarray(gm, dtype=np.float64)
+        self._maps, self._tissue = maps, tissue_model(maps, self.gm)
+        self.fields = surrogate_fields(self._tissue[2], atlas.mask_img, n_perm, seed=seed, gm=self.gm)
+        self.nets32 = atlas.masks.astype(np.float32)
+        self.net_sizes = self.nets32.sum(1, dtype=np.float64)
+
+    def values(self, mu: np.ndarray, scale: np.ndarray, rows: slice, threshold: str | float,
+               statistic: str) -> np.ndarray:
+        """The null statistic of one map's surrogates ``mu + scale * field`` for the fields
+        ``rows``: (2, m, n), active then deactive."""
+        x = self.fields[rows] * scale
+        x += mu
+        if statistic == "dice":
+            rule, value = parse_threshold(threshold)
+            if rule == "top":  # threshold_maps' parts, computed without its copies
+                a = np.abs(x)
+                kk = x.shape[1] - max(1, int(math.ceil(value * x.shape[1])))
+                cut = np.partition(a, kk, axis=1)[:, kk:kk + 1]
+                del a
+                cut = np.maximum(cut, np.float32(np.nextafter(np.float32(0), np.float32(1))))
+                pos, neg = x >= cut, x <= -cut
             else:
-                r = np.nan_to_num(_corr(x.astype(np.float64), nets))
-                vals = [r, -r]
-            for j, v in enumerate(vals):
-                counts[j, a] += (v >= obs[j, a][None, :]).sum(0)
-                if null is not None:
-                    null[j, a, start:start + len(v)] = v
-    if null is not None:
-        keep.append(null.reshape(2 * k, fields.shape[0], n))
-    return counts.reshape(2 * k, n)
+                pos, neg = threshold_maps(x, threshold)
+            del x
+            m = pos.shape[0]
+            both = np.concatenate([pos, neg])
+            sizes = np.count_nonzero(both, axis=1).astype(np.float64)
+            inter = (both.astype(np.float32) @ self.nets32.T).astype(np.float64)
+            den = sizes[:, None] + self.net_sizes[None, :]
+            dice = np.divide(2.0 * inter, den, out=np.zeros_like(inter), where=den > 0)
+            return dice.reshape(2, m, -1)
+        r = np.nan_to_num(_corr(x.astype(np.float64), self.atlas.masks))
+        return np.stack([r, -r])
+
+    def counts(self, maps: np.ndarray, observed: np.ndarray, threshold: str | float,
+               statistic: str, *, keep: list | None = None,
+               alpha: float | None = None, tail: str = "none", n_screen: int = 200,
+               growth: int = 5, chunk: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        """How often each map's surrogates reach ``observed`` (2k, n; active rows first).
+
+        ``alpha=None``: every test meets all fields (the mapping stage's exact counts).
+        ``alpha`` given: the fields are met in stages (``n_screen``, then ``growth`` times as
+        many, ...) and an atom stops when none of its tests can still pass Benjamini-Hochberg
+        at ``alpha`` (as :meth:`llmbrain_utils.compare.SpinNull.counts`: ``(1 + count) /
+        (1 + n_perm)`` is a lower bound of a test's p; with ``tail="gpd"`` a test that fewer
+        than ``GPD_MIN_EXCEED`` values reach has the bound 0, since its tail p can be smaller),
+        so the decisions are those of all fields; a stopped test's count is scaled to
+        ``n_perm``. ``keep``: a list that receives the null values (2k, n_perm, n) float32 (complete for
+        every test counted in full). Returns ``(counts, complete)``."""
+        maps = np.asarray(maps, dtype=np.float64)
+        same = maps.shape == self._maps.shape and np.array_equal(maps, self._maps)
+        mu, sd, z = self._tissue if same else tissue_model(maps, self.gm)
+        k, n, P = maps.shape[0], self.atlas.n_networks, self.n_perm
+        null = np.zeros((2, k, P, n), np.float32) if keep is not None else None
+        counts = np.zeros((2, k, n), dtype=np.int64)
+        seen = np.zeros((2, k, n), dtype=np.int64)
+        active = np.ones((2, k, n), dtype=bool)
+        obs = observed.reshape(2, k, n) - 1e-9
+        scale = [(sd[a] * z[a].std()).astype(np.float32) for a in range(k)]
+        mu32 = mu.astype(np.float32)
+        done, stop = 0, (P if alpha is None else min(int(n_screen), P))
+        while True:
+            for a in np.flatnonzero(active.any((0, 2))):
+                for start in range(done, stop, chunk):
+                    rows = slice(start, min(start + chunk, stop))
+                    v = self.values(mu32[a], scale[a], rows, threshold, statistic)
+                    counts[:, a] += ((v >= obs[:, a][:, None, :]) & active[:, a][:, None, :]).sum(1)
+                    if null is not None:
+                        null[:, a, rows] = v
+            seen[active] = stop
+            done = stop
+            if done == P:
+                break
+            bound = (1.0 + counts) / (1.0 + P)
+            if tail == "gpd":
+                bound = np.where(counts < GPD_MIN_EXCEED, 0.0, bound)
+            from scipy.stats import false_discovery_control
+
+            rej = false_discovery_control(bound.ravel(), method="bh") <= alpha
+            cut = alpha * rej.sum() / rej.size
+            active &= bound <= cut
+            if not active.any():
+                break
+            stop = min(done * int(growth), P)
+        complete = (seen == P).reshape(2 * k, n)
+        counts = counts.reshape(2 * k, n)
+        if null is not None:
+            keep.append(null.reshape(2 * k, P, n))
+        scaled = np.where(complete, counts, counts * (P / np.maximum(seen.reshape(2 * k, n), 1)))
+        return scaled, complete
 
 
 TAILS = ("none", "gpd")
@@ -988,7 +1075,10 @@ def gpd_tail_p(null: np.ndarray, observed: float) -> float:
     exc = x[:m] - u
     if np.ptp(exc) <= 0:
         return float((1 + (x >= observed - 1e-9).sum()) / (1 + n))
-    c, _, scale = genpareto.fit(exc, floc=0.0)
+    # started from the method-of-moments estimates: the same optimum, in half the iterations
+    mean, var = float(exc.mean()), float(exc.var())
+    ratio = mean * mean / var if var > 0 else 1.0
+    c, _, scale = genpareto.fit(exc, 0.5 * (1 - ratio), floc=0.0, scale=0.5 * mean * (ratio + 1))
     if c < 0:  # a bounded tail would give p = 0 beyond its end: the exponential tail instead
         c, scale = 0.0, float(exc.mean())
     p = (m / n) * float(genpareto.sf(observed - u, c, loc=0.0, scale=scale))
@@ -1150,7 +1240,7 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
                  threshold: str | float = DEFAULT_THRESHOLD, n_perm: int = DEFAULT_N_PERM,
                  alpha: float = 0.05, seed: int = 0, null: str = "spin",
                  perms: np.ndarray | None = None, statistic: str = DEFAULT_STATISTIC,
-                 tail: str = "none") -> pd.DataFrame:
+                 tail: str = "none", surrogates: SurrogateNull | None = None) -> pd.DataFrame:
     """Couple atoms to networks: Dice, correlation, permutation p, BH q, decision.
 
     Parameters
@@ -1178,7 +1268,8 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
         See the module's Nulls section; "spin" (default) tests network specificity with
         nothing but the group map and is the toolbox's choice; "surrogate" does too, keeping
         the maps' grey-matter structure, and is the one calibrated on tissue-weighted maps
-        (``benchmarks/null_calibration.json``).
+        (``benchmarks/null_calibration.json``) and the mapping stage's default
+        (``fbn_null``); the spin is anti-conservative on such maps.
     perms : array (n_perm, V), optional
         Precomputed :func:`spin_permutations` (reused across calls).
     statistic : {"dice", "r"}
@@ -1197,6 +1288,9 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
         value of a generalised Pareto tail fitted to the null (:func:`gpd_tail_p`), so p can go
         below ``1 / (n_perm + 1)`` and FDR is not held at the permutation floor; not with
         ``null="signflip"``.
+    surrogates : SurrogateNull, optional
+        With ``null="surrogate"``: prepared surrogate fields (reused across statistics and
+        thresholds of the same maps); drawn from ``group_maps`` when None.
     """
     import pandas as pd
     from scipy.stats import false_discovery_control
@@ -1230,6 +1324,12 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
         if 2 ** (subj.shape[0] - 1) < n_perm:
             log.warning("%d subjects allow only %d distinct sign flips (< n_perm=%d)",
                         subj.shape[0], 2 ** subj.shape[0], n_perm)
+    if surrogates is not None and (
+            null != "surrogate" or not isinstance(surrogates, SurrogateNull)
+            or surrogates.atlas is not atlas or (surrogates.n_perm, surrogates.seed) != (n_perm, seed)):
+        raise ParameterError("surrogates", "not a SurrogateNull of this atlas, n_perm and seed "
+                             f"(null {null!r})", expected=f"SurrogateNull(atlas, maps, {n_perm}, "
+                             f"{seed}) with null='surrogate'")
     if perms is not None:
         perms = np.asarray(perms)
         if perms.ndim != 2 or perms.shape[1] != atlas.n_voxels or perms.shape[0] != n_perm:
@@ -1252,17 +1352,19 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
     keep = [] if tail == "gpd" else None
     if null == "spin":
         if perms is None:
+            if atlas.mask_img is None:
+                raise ParameterError("perms", f"None for {atlas.name}, an atlas without a volume "
+                                     "mask (a surface atlas)", expected="the sphere's rotations: "
+                                     "surface.couple_surface, or surface.surface_spin_permutations")
             perms = spin_permutations(atlas.mask_img, n_perm, seed=seed)
         if statistic == "dice":
             counts = _spin_counts(parts, observed, atlas.masks, perms, keep)
         else:
             counts = _spin_counts_r(maps, observed, atlas.masks, perms, keep)
     elif null == "surrogate":
-        gm = grey_matter(atlas.mask_img)
-        fields = surrogate_fields(tissue_model(maps, gm)[2], atlas.mask_img, n_perm, seed=seed,
-                                  gm=gm)
-        counts = _surrogate_counts(maps, observed, atlas.masks, threshold, statistic, fields,
-                                   gm, keep=keep)
+        if surrogates is None:
+            surrogates = SurrogateNull(atlas, maps, n_perm, seed)
+        counts, _ = surrogates.counts(maps, observed, threshold, statistic, keep=keep)
     else:
         counts = _signflip_counts(subj, observed, atlas.masks, threshold, n_perm, rng,
                                   statistic)
@@ -1467,10 +1569,10 @@ def threshold_sensitivity(group_maps: np.ndarray | None, atlas: NetworkAtlas,
         Thresholds to try (see :func:`threshold_maps`); all must share one rule, "topQ%" or
         numbers.
     **kwargs
-        Passed to :func:`couple_atoms` (``subject_maps, n_perm, alpha, seed, null,
-        statistic``; with ``statistic="r"`` the decisions do not depend on the threshold, only
-        the reported Dice and ``mean_dice`` do); the same
-        rotations are used for every threshold.
+        Passed to :func:`couple_atoms` (``subject_maps, n_perm, alpha, seed, null, surrogates,
+        statistic, tail``; with ``statistic="r"`` the decisions do not depend on the threshold,
+        only the reported Dice and ``mean_dice`` do); the same rotations or surrogate fields are
+        used for every threshold.
 
     Returns
     -------
@@ -1494,12 +1596,14 @@ def threshold_sensitivity(group_maps: np.ndarray | None, atlas: NetworkAtlas,
     if not isinstance(atlas, NetworkAtlas):
         raise ParameterError("atlas", f"{type(atlas).__name__} is not a NetworkAtlas",
                              expected="load_atlas(...) or seitzman_atlas(...)")
-    perms = None
+    shared: dict[str, Any] = {}
     if kwargs.get("null", "spin") == "spin":
-        perms = spin_permutations(atlas.mask_img, n_perm, seed=seed)
+        shared["perms"] = spin_permutations(atlas.mask_img, n_perm, seed=seed)
+    elif kwargs.get("null") == "surrogate" and group_maps is not None and "surrogates" not in kwargs:
+        shared["surrogates"] = SurrogateNull(atlas, group_maps, n_perm, seed)
     rows = []
     for t in thresholds:
-        tab = couple_atoms(group_maps, atlas, threshold=t, perms=perms, **kwargs)
+        tab = couple_atoms(group_maps, atlas, threshold=t, **shared, **kwargs)
         c = tab[tab["coupled"]]
         rows.append({"threshold": t, "n_coupled": len(c),
                      "n_active": int((c["sign"] == "active").sum()),

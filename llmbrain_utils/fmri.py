@@ -1183,6 +1183,74 @@ def _dice_masks(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * int((a & b).sum()) / n if n else float("nan")
 
 
+def mismatched_labels(readout: np.ndarray, mask: np.ndarray, target: float, voxel_mm: float,
+                      seed: int, tol: float = 0.01, n_iter: int = 30) -> tuple[np.ndarray, float, float]:
+    """Planting labels whose mean network Dice with the read-out labels is about ``target``.
+
+    ``readout`` (X, Y, Z) deformed by :func:`deform_labels` with the RMS displacement (mm) found
+    by bisection on the measured mean Dice over the read-out's networks (the field's shape is
+    fixed by ``seed``; only its size changes). ``target >= 1``: the read-out labels themselves.
+    Returns ``(labels, rms_mm, dice)``."""
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+        raise ParameterError("target", f"{target!r}", expected="a mean Dice in (0, 1]")
+    mask = np.asarray(mask, dtype=bool)
+    labels = [int(i) for i in np.unique(np.asarray(readout)[mask]) if i > 0]
+    ro = np.where(mask, readout, 0)
+
+    def at(rms: float) -> tuple[np.ndarray, float]:
+        lab = deform_labels(readout, mask, rms, voxel_mm, np.random.default_rng(seed))
+        return lab, float(np.mean([_dice_masks(lab[mask] == i, ro[mask] == i) for i in labels]))
+
+    if target >= 1.0:
+        lab, d = at(0.0)
+        return lab, 0.0, d
+    lo, hi = 0.0, float(voxel_mm)
+    while at(hi)[1] > target and hi < 50 * voxel_mm:
+        lo, hi = hi, 2 * hi
+    best = (math.inf, None, None, None)
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        lab, d = at(mid)
+        if abs(d - target) < best[0]:
+            best = (abs(d - target), lab, mid, d)
+        if abs(d - target) <= tol / 4:
+            break
+        lo, hi = (mid, hi) if d > target else (lo, mid)
+    _, lab, rms, d = best
+    return lab, float(rms), float(d)
+
+
+#: the realistic twin (``twin: realistic``): planting networks at this mean Dice with the
+#: read-out atlas, and this per-subject boundary jitter (mm RMS)
+REALISTIC_TWIN = {"tissue": True, "planting_dice": 0.8, "jitter_mm": 3.0}
+
+
+def twin_options(twin: str, label_img, mask_img, voxel_mm: float, seed: int) -> tuple[dict, dict]:
+    """Keyword arguments of :func:`make_synthetic_dataset` for a twin kind, and what was done.
+
+    ``"ideal"``: none (uniform tissue, planted on the read-out atlas itself, no jitter: the
+    positive control, an upper bound of what real data allow). ``"realistic"``
+    (:data:`REALISTIC_TWIN`): signal and noise follow grey matter (``tissue=True``), the signals
+    are planted on the read-out atlas deformed (:func:`mismatched_labels`, seed ``seed``) to a
+    mean network Dice of 0.8 with it, and every subject's planted networks are moved again by
+    3 mm RMS (``jitter_mm``). Returns ``(kwargs, info)``; ``info`` states the achieved Dice and
+    displacement."""
+    import nibabel as nib
+
+    if twin == "ideal":
+        return {}, {"twin": "ideal"}
+    if twin != "realistic":
+        raise ParameterError("twin", f"{twin!r}", expected="'ideal' or 'realistic'")
+    mask = np.asarray(mask_img.dataobj) > 0
+    readout = np.asarray(label_img.dataobj).astype(np.int64)
+    lab, rms, dice = mismatched_labels(readout, mask, REALISTIC_TWIN["planting_dice"], voxel_mm, seed)
+    planting = nib.Nifti1Image(lab.astype(np.int16), mask_img.affine)
+    kw = {"tissue": REALISTIC_TWIN["tissue"], "jitter_mm": REALISTIC_TWIN["jitter_mm"],
+          "planting_img": planting}
+    return kw, {"twin": "realistic", **REALISTIC_TWIN, "planting_dice_achieved": round(dice, 4),
+                "planting_rms_mm": round(rms, 3)}
+
+
 def live_plants(truth: dict) -> list[dict]:
     """The planted couplings of a twin's ``truth.json`` that carry a signal.
 

@@ -257,6 +257,8 @@ def fmri_data(cfg: dict) -> Artifact:
     real: dict = {}
     if cfg["fmri_source"] == "synthetic":
         params["plant"] = [dict(p) for p in fmri.DEFAULT_PLANT]
+        if cfg["twin"] != "ideal":  # the ideal twin's key is as before the parameter existed
+            params["twin"] = cfg["twin"]
     else:
         import hashlib
 
@@ -304,10 +306,13 @@ def fmri_data(cfg: dict) -> Artifact:
         info, start_tr = {}, 0
         if cfg["fmri_source"] == "synthetic":
             atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
+            twin_kw, info["twin"] = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
+                                                      cfg["resolution_mm"], cfg["seed"])
             root = fmri.make_synthetic_dataset(
                 out / "dataset", task=cfg["story"], words=read_words(stim), n_trs=n_trs,
                 mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
-                n_subjects=cfg["n_subjects"], snr=cfg["snr"], seed=cfg["seed"], tr_s=cfg["tr_s"])
+                n_subjects=cfg["n_subjects"], snr=cfg["snr"], seed=cfg["seed"], tr_s=cfg["tr_s"],
+                **twin_kw)
             subjects = [f"{i:03d}" for i in range(1, cfg["n_subjects"] + 1)]
             info["truth"] = fmri.read_truth(root)
         else:
@@ -643,24 +648,29 @@ def coupling_bootstrap(cfg: dict) -> Artifact:
     enc_art, data, mapped = encoding(cfg), fmri_data(cfg), fbn_mapping(cfg)
 
     def build(out: Path) -> dict:
-        if (cfg["fbn_null"], cfg["fbn_tail"]) != ("spin", "none"):
-            raise ParameterError("fbn_null", f"{cfg['fbn_null']!r} with fbn_tail {cfg['fbn_tail']!r}",
-                                 expected="fbn_null: spin and fbn_tail: none for the coupling "
-                                 "bootstrap (it repeats the spin test on every resample; the other "
-                                 "nulls cost too much per resample)")
+        if (cfg["fbn_null"], cfg["fbn_tail"]) == ("spin", "gpd"):
+            raise ParameterError("fbn_tail", "'gpd' with fbn_null 'spin'",
+                                 expected="fbn_tail: none with the spin null for the coupling "
+                                 "bootstrap (it repeats the test on every resample and keeps the "
+                                 "tail fit for the surrogate null), or fbn_null: surrogate")
         if mapped.info.get("statistic", "dice") != "dice":
             raise InputError(mapped.path / "couplings.tsv", f"statistic {mapped.info['statistic']!r}",
                              field="statistic", expected="'dice': the coupling bootstrap repeats the Dice test")
-        ck = (cfg["runs_dir"], data.key, cfg["atlas"], cfg["fbn_perm"], cfg["seed"])
-        if ck not in _SPIN_NULL:
-            _SPIN_NULL.clear()
-            _SPIN_NULL[ck] = compare.SpinNull(fbn.load_atlas(cfg["atlas"], read_mask(data)),
-                                              cfg["fbn_perm"], cfg["seed"])
-        null = _SPIN_NULL[ck]
+        group = np.load(enc_art.file("group_t.npy"))
+        if cfg["fbn_null"] == "surrogate":  # this model's own fields, as the mapping stage drew them
+            null = fbn.SurrogateNull(fbn.load_atlas(cfg["atlas"], read_mask(data)), group,
+                                     cfg["fbn_perm"], cfg["seed"])
+        else:
+            ck = (cfg["runs_dir"], data.key, cfg["atlas"], cfg["fbn_perm"], cfg["seed"])
+            if ck not in _SPIN_NULL:
+                _SPIN_NULL.clear()
+                _SPIN_NULL[ck] = compare.SpinNull(fbn.load_atlas(cfg["atlas"], read_mask(data)),
+                                                  cfg["fbn_perm"], cfg["seed"])
+            null = _SPIN_NULL[ck]
         boot = compare.bootstrap_couplings(
             np.load(enc_art.file("beta.npy")), null.atlas, threshold=cfg["threshold"],
             n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"], n_boot=cfg["n_boot"],
-            null=null, group_maps=np.load(enc_art.file("group_t.npy")))
+            null=null, group_maps=group, tail=cfg["fbn_tail"])
         if boot.observed_table.coupled.tolist() != read_couplings(mapped).coupled.tolist():
             raise RuntimeError(f"the bootstrap's full-sample decisions differ from {mapped.path}")
         boot.per_network.to_csv(out / "per_network.tsv", sep="\t", index=False)
@@ -894,7 +904,7 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
     counts = sorted(set(counts) - {n_sub0})
     dic, stim = dictionary(cfg), stimulus({**cfg, "shuffle_words": False})
     params = dict(_pick(cfg, ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha",
-                              "seed", "n_subjects", "resolution_mm", "tr_s", "snr")), snrs=snrs, n_planted=n_planted,
+                              "seed", "n_subjects", "resolution_mm", "tr_s", "snr", "twin")), snrs=snrs, n_planted=n_planted,
                   n_seeds=n_seeds, statistics=statistics, subject_counts=counts, levels=level_list)
 
     def build(out: Path) -> dict:
@@ -915,6 +925,8 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
         vif = np.diag(np.linalg.inv(np.corrcoef(D, rowvar=False)))
         perms = (fbn.spin_permutations(mask, cfg["fbn_perm"], seed=cfg["seed"])
                  if cfg["fbn_null"] == "spin" else None)
+        twin_kw, twin_info = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
+                                               cfg["resolution_mm"], cfg["seed"])
         seeds = [cfg["seed"] + 1 + i for i in range(n_seeds)]
         runs = ([(seeds[0], s, n_sub0) for s in snrs] + [(sd, default_snr, n_sub0) for sd in seeds[1:]]
                 + [(seeds[0], default_snr, n) for n in counts])
@@ -926,7 +938,7 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
                     tmp / "ds", task=cfg["story"], words=read_words(stim), n_trs=stim.info["n_trs"],
                     mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
                     n_subjects=n_sub, plant=plant, timecourses=D[:, atoms], snr=snr,
-                    seed=twin_seed, tr_s=cfg["tr_s"], preproc=False)
+                    seed=twin_seed, tr_s=cfg["tr_s"], preproc=False, **twin_kw)
                 bold, _ = fmri.load_dataset(root, cfg["story"],
                                             [f"{i:03d}" for i in range(1, n_sub + 1)],
                                             mask, n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"])
@@ -934,11 +946,14 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
                 shutil.rmtree(tmp, ignore_errors=True)
             group_t = enc.group_maps(enc.encode_subjects(D, bold, cv_model=None).beta).t
             del bold
+            surrogates = (fbn.SurrogateNull(atlas, group_t, cfg["fbn_perm"], cfg["seed"])
+                          if cfg["fbn_null"] == "surrogate" else None)
             for stat in statistics:
                 table = fbn.couple_atoms(group_t, atlas, threshold=cfg["threshold"],
                                          n_perm=cfg["fbn_perm"], alpha=cfg["alpha"],
                                          seed=cfg["seed"], perms=perms, statistic=stat,
-                                         null=cfg["fbn_null"], tail=cfg["fbn_tail"])
+                                         null=cfg["fbn_null"], tail=cfg["fbn_tail"],
+                                         surrogates=surrogates)
                 rec = fbn.recovery(table, truth)
                 on_unpl = table.network.isin(unplanted)
                 n_coupled = int(table.coupled.sum())
@@ -980,7 +995,7 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
         summary = {stat: {k: float(g[k].mean()) for k in ("precision", "recall", "fdp", "fpr")}
                    for stat, g in at_default.groupby("statistic")}
         at_05 = calibration[(calibration.level == 0.05) & (calibration.n_subjects == n_sub0)]
-        return {"truth": truth, "default_snr": default_snr, "twin_seeds": seeds,
+        return {"truth": truth, "default_snr": default_snr, "twin_seeds": seeds, "twin": twin_info,
                 "n_subjects": n_sub0, "subject_counts": [n_sub0, *counts],
                 "unplanted_networks": unplanted, "mean_at_default_snr": summary,
                 "null_share_at_0.05": {r.statistic: round(r.share, 4) for r in at_05.itertuples()}}

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from llmbrain_utils import compare
+from llmbrain_utils.errors import ParameterError
 
 
 def table(rows):
@@ -115,6 +116,51 @@ def test_bootstrap_decisions_are_the_mapping_stages(boot_setup, n_screen):
         for (net, sign), v in per.items():
             assert b.draws["per_network"][i, atlas.index(net), fbn.SIGNS.index(sign)] == v
     assert 0 < b.info["share_counted_in_full"] <= 1
+
+
+@pytest.mark.parametrize("tail,n_screen", [("none", 50), ("gpd", 50), ("gpd", 500)])
+def test_surrogate_bootstrap_decisions_are_the_mapping_stages(boot_setup, tail, n_screen):
+    """The surrogate null (the default): the full sample's decisions are couple_atoms' with all
+    surrogates (and its fitted tail), and every resample's are couple_atoms' on the resample's
+    maps with the full sample's fields, however early the staged count stops an atom."""
+    from llmbrain_utils import fbn
+
+    betas, atlas = boot_setup
+    full = fbn.group_t(betas)
+    null = fbn.SurrogateNull(atlas, full, 500, 0)
+    b = compare.bootstrap_couplings(betas, atlas, n_perm=500, n_boot=6, seed=0, null=null,
+                                    n_screen=n_screen, tail=tail)
+    ref = fbn.couple_atoms(full, atlas, n_perm=500, seed=0, null="surrogate", tail=tail)
+    assert b.observed_table.coupled.tolist() == ref.coupled.tolist() and ref.coupled.sum() >= 2
+    sure = ref.coupled.to_numpy()
+    np.testing.assert_allclose(b.observed_table.p.to_numpy()[sure], ref.p.to_numpy()[sure])
+    picks = np.random.default_rng(0).integers(0, betas.shape[0], size=(6, betas.shape[0]))
+    for i, pick in enumerate(picks):
+        r = fbn.couple_atoms(fbn.group_t(betas[pick]), atlas, n_perm=500, seed=0,
+                             null="surrogate", tail=tail, surrogates=null)
+        c = r[r.coupled]
+        assert b.draws["couplings"][i] == len(c)
+        per = c.groupby(["network", "sign"]).atom.nunique()
+        for (net, sign), v in per.items():
+            assert b.draws["per_network"][i, atlas.index(net), fbn.SIGNS.index(sign)] == v
+    assert b.info["null"] == "surrogate" and b.info["tail"] == tail
+    if n_screen < 500:
+        assert b.info["share_counted_in_full"] < 1
+
+
+def test_surrogate_null_refuses_other_settings(boot_setup):
+    from llmbrain_utils import fbn
+
+    betas, atlas = boot_setup
+    full = fbn.group_t(betas)
+    null = fbn.SurrogateNull(atlas, full, 200, 0)
+    with pytest.raises(ParameterError, match="surrogates"):
+        fbn.couple_atoms(full, atlas, n_perm=200, seed=1, null="surrogate", surrogates=null)
+    with pytest.raises(ParameterError, match="surrogates"):
+        fbn.couple_atoms(full, atlas, n_perm=200, seed=0, null="spin", surrogates=null)
+    with pytest.raises(ParameterError, match="tail"):
+        compare.bootstrap_couplings(betas, atlas, n_perm=200, n_boot=2, tail="gpd",
+                                    null=compare.SpinNull(atlas, 200, 0))
 
 
 def test_bootstrap_decisions_exact_with_many_tests_near_the_cut_off(boot_setup):

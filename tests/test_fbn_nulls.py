@@ -140,3 +140,18 @@ def test_tail_and_null_errors(grid):
         fbn.couple_atoms(x, atlas, n_perm=100, null="rotate")
     with pytest.raises(ParameterError, match="null values"):
         fbn.gpd_tail_p(np.arange(10.0), 20.0)
+
+
+def test_fbn_on_a_surface_atlas_without_rotations_says_why():
+    """fbn's volume-only paths refuse a surface atlas with an error that names the way out;
+    select keeps a surface atlas usable (no label image)."""
+    from llmbrain_utils import surface as S
+
+    atlas = S.load_surface_atlas("TY7", "fsaverage5")
+    sub = atlas.select(list(atlas.network_names[:3]))
+    assert sub.label_img is None and sub.masks.shape == (3, atlas.n_voxels)
+    maps = np.random.default_rng(0).standard_normal((2, atlas.n_voxels))
+    with pytest.raises(ParameterError, match="surface_spin_permutations"):
+        fbn.couple_atoms(maps, atlas, n_perm=100)
+    with pytest.raises(ParameterError, match="surface"):
+        fbn.couple_atoms(maps, atlas, n_perm=100, null="surrogate")

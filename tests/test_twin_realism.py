@@ -277,3 +277,33 @@ def test_recovery_mismatch_result_form():
     for r in rows:
         assert abs(r["dice_mismatch"] - r["dice_target"]) < 0.05
         assert 0 <= r["recall"] <= 1 and (r["precision"] is None or 0 <= r["precision"] <= 1)
+
+
+def test_realistic_twin_stage(tmp_path):
+    """``twin: realistic`` through the fmri stage: tissue on, planting networks at a mean Dice of
+    about 0.8 with the read-out atlas, 3 mm jitter; the ideal twin's key is the key without
+    the parameter."""
+    from llmbrain_utils import config, stages
+
+    tiny = dict(n_subjects=2, resolution_mm=12, k=8, n_perm=10, fbn_perm=100, dict_iter=30,
+                group_perm=10, runs_dir=str(tmp_path))
+    art = stages.fmri_data(config.validate({**tiny, "twin": "realistic"}))
+    info = art.info["twin"]
+    assert info["twin"] == "realistic" and abs(info["planting_dice_achieved"] - 0.8) < 0.03
+    truth = art.info["truth"]
+    assert truth["tissue"]["enabled"] and truth["jitter"]["rms_mm"] == 3.0
+    dice = [v["dice_readout_vs_planted"] for v in truth["networks"].values()
+            if v.get("dice_readout_vs_planted") is not None]
+    assert dice and min(dice) < 1.0
+    with pytest.raises(ParameterError, match="twin"):
+        config.validate({**tiny, "twin": "hard"})
+    assert fmri.twin_options("ideal", None, None, 6.0, 0) == ({}, {"twin": "ideal"})
+
+
+def test_mismatched_labels_reach_the_target(grid):
+    mask, lab = grid["m"], np.asarray(grid["ty7"].label_img.dataobj).astype(np.int64)
+    for target in (1.0, 0.8, 0.6):
+        out, rms, d = fmri.mismatched_labels(lab, mask, target, 6.0, seed=3)
+        assert abs(d - target) < 0.03 and (rms == 0.0) == (target == 1.0)
+    with pytest.raises(ParameterError, match="target"):
+        fmri.mismatched_labels(lab, mask, 1.5, 6.0, seed=3)

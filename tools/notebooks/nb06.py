@@ -57,12 +57,18 @@ story, the fMRI data, a model's extraction) run once, and artifacts already in t
 reused. The chapter reads the sweep's table (`runs/sweeps/cross_model.tsv`: status, artifact
 keys, seconds and summary metrics per variant) and opens each variant's artifacts by its keys. The coupling bootstrap resamples the subjects `n_boot` (20)
 times per model: each resample recomputes the group t maps from the per-subject coefficients of
-the encoding stage and repeats the mapping stage's test with its own 5,000 rotations (prepared
-once and reused for every model and resample). The rotations are counted in stages (200, 1,000,
-5,000): a test stops as soon as even the lower bound of its p (its exceedances so far can only
-grow) is above the FDR cut-off that the bounds of all tests allow, so the decisions are exactly
-those of all 5,000 rotations while only the couplings and near misses (4-7% of the tests) meet
-all of them. Twenty resamples give rough intervals; raise `n_boot`
+the encoding stage and repeats the mapping stage's test: with the default surrogate null, each
+resample's maps get their own grey-matter model but share the 1,000 surrogate fields of the
+model's full sample (the autocorrelation is the full sample's estimate; a resample of the same
+subjects has nearly the same smoothness, and estimating it again would cost about 8 s per
+resample), and the fitted tail gives the tests that fewer than 10 surrogates reach their $p$, as
+the stage does. The surrogates are met in stages (200, then 1,000): an atom stops as soon as
+even the lower bound of each of its tests' p (exceedances so far can only grow; 0 while a test
+could still get a tail $p$) is above the FDR cut-off that the bounds of all tests allow, so the
+decisions are exactly those of all surrogates, and the full sample's decisions are checked to
+equal the mapping stage's. A resample costs about 4 s (the legacy spin null's, `fbn_null: spin`,
+about 1 s, with the same staging over its 5,000 rotations) and only the couplings and near
+misses meet all of them. Twenty resamples give rough intervals; raise `n_boot`
 for finer ones.
 """),
 ("params", PARAMS_FBN + VARIANTS),
