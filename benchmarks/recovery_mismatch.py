@@ -310,6 +310,26 @@ def write_space(out: Path, space: str, rows: list[dict], settings: dict, seconds
 
 
 # --------------------------------------------------------------------------- main
+def check_args(ap: argparse.ArgumentParser, args, nulls=("spin", "surrogate")) -> list[tuple]:
+    """The ``--methods`` as (null, tail, n_perm), and the other arguments checked (an argparse
+    error naming the argument otherwise); shared with ``surface_recovery.py``."""
+    try:
+        methods = [(m.split(":")[0], m.split(":")[1], int(m.split(":")[2])) for m in args.methods]
+    except (IndexError, ValueError):
+        ap.error("--methods: null:tail:n_perm, e.g. spin:gpd:1000")
+    if any(null not in nulls for null, _, _ in methods):
+        ap.error(f"--methods: the null is one of {list(nulls)} here (null:tail:n_perm)")
+    n_perms = sorted({n for _, _, n in methods})
+    if not args.seeds or min(n_perms) < 1 or args.n_subjects < 2 or args.n_planted < 1:
+        ap.error("--seeds, n_perm >= 1, --n-subjects >= 2 and --n-planted >= 1 are needed")
+    if any(not 0 < d <= 1 for d in args.dice):
+        ap.error("--dice: targets in (0, 1]")
+    bad = [s for s in args.statistics if s not in fbn.STATISTICS]
+    if bad:
+        ap.error(f"--statistics: {bad} not in {list(fbn.STATISTICS)}")
+    return methods
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--atlas", default="TY17", help="read-out atlas (planting = it, deformed)")
@@ -329,18 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--runs-dir", help="the artifact store (default: the configuration's)")
     ap.add_argument("--out", type=Path, default=HERE / "recovery_mismatch.json")
     args = ap.parse_args(argv)
-    try:
-        methods = [(m.split(":")[0], m.split(":")[1], int(m.split(":")[2])) for m in args.methods]
-    except (IndexError, ValueError):
-        ap.error("--methods: null:tail:n_perm, e.g. spin:gpd:1000")
+    methods = check_args(ap, args)
     args.n_perm = sorted({n for _, _, n in methods})
-    if not args.seeds or min(args.n_perm) < 1 or args.n_subjects < 2 or args.n_planted < 1:
-        ap.error("--seeds, --n-perm >= 1, --n-subjects >= 2 and --n-planted >= 1 are needed")
-    if any(not 0 < d <= 1 for d in args.dice):
-        ap.error("--dice: targets in (0, 1]")
-    bad = [s for s in args.statistics if s not in fbn.STATISTICS]
-    if bad:
-        ap.error(f"--statistics: {bad} not in {list(fbn.STATISTICS)}")
 
     cfg = default_cfg(args.runs_dir)
     D, words, n_trs, inputs = load_inputs(cfg, args.from_run)

@@ -54,10 +54,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from recovery_mismatch import (T0, default_cfg, load_inputs, planting_design, progress,  # noqa: E402
-                               score_table, summary_rows, write_space)
+from recovery_mismatch import (T0, check_args, default_cfg, load_inputs, planting_design,  # noqa: E402
+                               progress, score_table, summary_rows, write_space)
 
-from llmbrain_utils import fbn, fmri, surface  # noqa: E402
+from llmbrain_utils import fmri, surface  # noqa: E402
 from llmbrain_utils import encoding as enc  # noqa: E402
 
 
@@ -92,20 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--root", type=Path, help="the atlas data (default: fbn.atlas_root())")
     ap.add_argument("--out", type=Path, default=HERE / "recovery_mismatch.json")
     args = ap.parse_args(argv)
-    try:
-        methods = [(m.split(":")[0], m.split(":")[1], int(m.split(":")[2])) for m in args.methods]
-    except (IndexError, ValueError):
-        ap.error("--methods: spin:tail:n_perm, e.g. spin:gpd:1000")
-    if any(null != "spin" for null, _, _ in methods):
-        ap.error("--methods: the surface has the spin null only (spin:tail:n_perm)")
+    methods = check_args(ap, args, nulls=("spin",))  # the surface has the spin null only
     n_perms = sorted({n for _, _, n in methods})
-    if not args.seeds or min(n_perms) < 1 or args.n_subjects < 2 or args.n_planted < 1:
-        ap.error("--seeds, n_perm >= 1, --n-subjects >= 2 and --n-planted >= 1 are needed")
-    if any(not 0 < d <= 1 for d in args.dice):
-        ap.error("--dice: targets in (0, 1]")
-    bad = [s for s in args.statistics if s not in fbn.STATISTICS]
-    if bad:
-        ap.error(f"--statistics: {bad} not in {list(fbn.STATISTICS)}")
 
     cfg = default_cfg(args.runs_dir)
     D, _words, n_trs, inputs = load_inputs(cfg, args.from_run)
