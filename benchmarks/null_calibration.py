@@ -25,6 +25,11 @@ bootstrap over maps (the maps are independent; the tests of one map are not).
 ``fdr_false_couplings_per_map``: couplings the stage's Benjamini-Hochberg rule (q <= 0.05 over a
 call's 64 maps x networks x signs) declares per map, every one false; ``..._gpd_tail``: the same
 with the generalised Pareto tail p values (``tail="gpd"``), which go below the permutation floor. Writes ``{"rows": [...], "settings": ..., "seconds": ...}`` to ``--out``.
+
+The committed JSON also holds the surface spin's calibration (rows with ``"space": "surface"``,
+settings in ``settings["surface"]``), merged by :func:`merge_space` from
+``benchmarks/surface_calibration.py --into benchmarks/null_calibration.json``; a rerun of this
+script writes the volume rows only, so run that merge again after it.
 """
 
 from __future__ import annotations
@@ -104,6 +109,33 @@ def level_rows(p: np.ndarray, alphas, boot: np.random.Generator, n_boot: int, co
                      "fdr_false_couplings_per_map_gpd_tail": round(coupled_gpd / n, 4),
                      "n_maps": n})
     return rows
+
+
+def merge_space(path: Path, result: dict, space: str) -> dict:
+    """Put the rows of another space's calibration (``result``, e.g. of
+    ``benchmarks/surface_calibration.py``, every row with ``"space": space``) into the
+    calibration JSON at ``path`` (this script's), replacing that space's rows there, and return
+    what was written.
+
+    The rows of every other space (this script's ``"volume"`` rows) and the top-level
+    ``settings`` and ``seconds`` stay exactly as they are; ``result``'s settings and seconds go
+    to ``settings[space]`` (``{..., "seconds": ...}``). ``path`` must exist (this script's
+    result: the volume run owns the file).
+    """
+    if space == "volume":
+        raise ValueError("the volume rows are this script's own: write them with --out")
+    path = Path(path)
+    rows = result["rows"]
+    wrong = sorted({str(r.get("space")) for r in rows} - {space})
+    if wrong:
+        raise ValueError(f"rows of space {wrong} in the {space} result")
+    doc = json.loads(path.read_text())
+    keep = [r for r in doc["rows"] if r.get("space", "volume") != space]
+    merged = {**doc, "rows": keep + rows,
+              "settings": {**doc["settings"],
+                           space: {**result.get("settings", {}), "seconds": result.get("seconds")}}}
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -41,8 +41,10 @@ overlap does; ``recall_uncorrected_p05``, ``planted_p_median`` and ``planted_p_a
 share of planted couplings at that smallest p) show the planted couplings' own p values.
 
 Writes ``{"rows": [...], "settings": {...}, "seconds": ...}`` to ``--out``: one row per Dice
-level, statistic and n_perm, means over the twins (``--seeds``) and every twin's values.
-About 4 minutes with the defaults on one core.
+level, statistic and n_perm, means over the twins (``--seeds``) and every twin's values, with
+``"space": "volume"``. Rows of another space already in ``--out`` (``"surface"``, from
+``benchmarks/surface_recovery.py``, whose settings are ``settings["surface"]``) are kept
+(:func:`write_space`). About 4 minutes with the defaults on one core.
 """
 
 from __future__ import annotations
@@ -175,35 +177,8 @@ def mean_dice(a: np.ndarray, b: np.ndarray, labels) -> float:
     return float(np.mean([fmri._dice_masks(a == i, b == i) for i in labels]))
 
 
-def mismatched_labels(readout: np.ndarray, mask: np.ndarray, target: float, voxel_mm: float,
-                      seed: int, tol: float = 0.01, n_iter: int = 30) -> tuple[np.ndarray, float, float]:
-    """Planting labels: ``readout`` deformed with the RMS (mm) whose mean network Dice with
-    ``readout`` is closest to ``target`` (bisection on the measured Dice; the field's shape is
-    fixed by ``seed``, only its size changes). Returns labels, rms_mm, Dice."""
-    labels = [int(i) for i in np.unique(readout[mask]) if i > 0]
-    ro = np.where(mask, readout, 0)
-
-    def at(rms: float) -> tuple[np.ndarray, float]:
-        lab = fmri.deform_labels(readout, mask, rms, voxel_mm, np.random.default_rng(seed))
-        return lab, mean_dice(lab[mask], ro[mask], labels)
-
-    if target >= 1.0:
-        lab, d = at(0.0)
-        return lab, 0.0, d
-    lo, hi = 0.0, voxel_mm
-    while at(hi)[1] > target and hi < 50 * voxel_mm:
-        lo, hi = hi, 2 * hi
-    best = (math.inf, None, None, None)
-    for _ in range(n_iter):
-        mid = 0.5 * (lo + hi)
-        lab, d = at(mid)
-        if abs(d - target) < best[0]:
-            best = (abs(d - target), lab, mid, d)
-        if abs(d - target) <= tol / 4:
-            break
-        lo, hi = (mid, hi) if d > target else (lo, mid)
-    _, lab, rms, d = best
-    return lab, float(rms), float(d)
+#: planting labels at a target mean Dice with the read-out labels (the realistic twin's rule)
+mismatched_labels = fmri.mismatched_labels
 
 
 def uncapturable_source(D: np.ndarray, seed: int) -> np.ndarray:
@@ -221,6 +196,117 @@ def _num(x):
     if isinstance(x, (float, np.floating)):
         return None if not np.isfinite(x) else round(float(x), 4)
     return x
+
+
+# --------------------------------------------------------------------------- shared with surface_recovery.py
+def planting_design(atlas, D: np.ndarray, n_planted: int) -> dict:
+    """What is planted where: atom i drives the i-th largest network of ``atlas`` (signs
+    alternating, +1 first), the next largest is driven by :func:`uncapturable_source`, the rest
+    stay unplanted. Returns ``n_pl, nets, extra, truth`` ((atom, network, sign) triples for
+    ``fbn.recovery``), ``unplanted``, ``u`` (the extra source), ``tcs`` (T x (n_pl + 1)
+    sources) and ``plant`` (entries for the twin, ``"timecourse:i"``). Works for volume and
+    surface atlases alike (network sizes from ``atlas.sizes()``)."""
+    k = D.shape[1]
+    sizes = atlas.sizes()
+    order = sorted((n for n in sizes if sizes[n] > 0), key=lambda n: -sizes[n])
+    n_pl = min(n_planted, k, max(1, len(order) - 2))  # one more for the extra source, one unplanted
+    nets, extra = order[:n_pl], order[n_pl]
+    signs = [1 if i % 2 == 0 else -1 for i in range(n_pl)]
+    truth = [(i, nets[i], "active" if signs[i] > 0 else "deactive") for i in range(n_pl)]
+    unplanted = [n for n in atlas.network_names if n not in set(nets) | {extra}]
+    u = uncapturable_source(D, seed=4242)
+    tcs = np.column_stack([D[:, :n_pl], u])
+    plant = [{"network": nets[i], "source": f"timecourse:{i}", "sign": signs[i], "weight": 1.0}
+             for i in range(n_pl)]
+    plant.append({"network": extra, "source": f"timecourse:{n_pl}", "sign": 1, "weight": 1.0})
+    return {"n_pl": n_pl, "nets": nets, "extra": extra, "truth": truth, "unplanted": unplanted,
+            "u": u, "tcs": tcs, "plant": plant}
+
+
+def score_table(table, design: dict, stat: str, n_perm: int) -> dict:
+    """One twin's scores for one coupling table (``fbn.couple_atoms``): ``fbn.recovery`` against
+    the planted atoms, the uncapturable network, and the planted couplings' own p values (the
+    module's docstring defines each)."""
+    truth, extra, unplanted, n_pl = design["truth"], design["extra"], design["unplanted"], design["n_pl"]
+    rec = fbn.recovery(table, truth)
+    # BH-free view: the planted couplings' own p values
+    key = table.set_index(["atom", "network", "sign"])
+    p_pl = key.loc[truth, "p"].to_numpy(float)
+    tested = key.loc[truth, "dice" if stat == "dice" else "r"].to_numpy(float)
+    coupled = table[table.coupled]
+    on_extra = coupled[(coupled.network == extra) & (coupled.sign == "active")]
+    extra_found = len(on_extra) > 0
+    n_coupled = len(coupled)
+    tp_all = rec["tp"] + len(on_extra)
+    on_unpl = table.network.isin(unplanted)
+    return {
+        "precision": rec["precision"],
+        "precision_all": tp_all / n_coupled if n_coupled else float("nan"),
+        "recall": rec["recall"],
+        "recall_all": (rec["tp"] + int(extra_found)) / (n_pl + 1),
+        "extra_found": extra_found, "fpr": rec["fpr"],
+        "fpr_unplanted_networks": float(table.coupled[on_unpl].mean()) if on_unpl.any() else float("nan"),
+        "planted_p_median": float(np.median(p_pl)),
+        "planted_p_at_min": float(np.mean(p_pl <= 1.0 / (n_perm + 1) + 1e-12)),
+        "recall_uncorrected_p05": float(np.mean((p_pl <= 0.05) & (tested > 0))),
+        "tp": rec["tp"], "fp": rec["fp"], "fn": rec["fn"], "n_coupled": n_coupled}
+
+
+def summary_rows(per_twin: list[dict], dice_levels, statistics, methods, snr: float,
+                 space: str) -> list[dict]:
+    """One row per Dice level, statistic and method (null, tail, n_perm): means over the twins
+    and every twin's values (``twins``)."""
+    rows = []
+    for target, stat, (null, tail, n_perm) in ((d, s, m) for d in dice_levels
+                                              for s in statistics for m in methods):
+        g = [p for p in per_twin if p["dice_target"] == target and p["statistic"] == stat
+             and (p["null"], p["tail"], p["n_perm"]) == (null, tail, n_perm)]
+
+        def mean(key):
+            v = np.array([p[key] for p in g], dtype=float)
+            return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+        rows.append({
+            "space": space, "statistic": stat, "null": null, "tail": tail, "n_perm": n_perm,
+            "dice_target": target,
+            "dice_mismatch": mean("dice_mismatch"), "snr": snr,
+            "precision": mean("precision"), "recall": mean("recall"),
+            "recall_all": mean("recall_all"), "precision_all": mean("precision_all"),
+            "n_twins": len(g), "rms_mm": mean("rms_mm"),
+            "dice_mismatch_planted_networks": mean("dice_mismatch_planted_networks"),
+            "jitter_mean_dice": mean("jitter_mean_dice"),
+            "extra_found": int(sum(p["extra_found"] for p in g)), "fpr": mean("fpr"),
+            "fpr_unplanted_networks": mean("fpr_unplanted_networks"),
+            "recall_uncorrected_p05": mean("recall_uncorrected_p05"),
+            "planted_p_median": mean("planted_p_median"),
+            "planted_p_at_min": mean("planted_p_at_min"),
+            "twins": [{k: _num(v) for k, v in p.items()
+                       if k not in ("dice_target", "statistic", "n_perm", "null", "tail")}
+                      for p in g]})
+    return rows
+
+
+def write_space(out: Path, space: str, rows: list[dict], settings: dict, seconds) -> dict:
+    """Write ``rows`` (all of ``space``) into ``out`` and return what was written.
+
+    The volume run owns the file's top level (``settings``, ``seconds``); another space's run
+    (``"surface"``: benchmarks/surface_recovery.py) keeps its settings and seconds under
+    ``settings[space]``. Rows of other spaces already in ``out``, and their settings, are kept,
+    so that rerunning one benchmark does not drop the other's rows; volume rows come first.
+    """
+    rows = [{k: _num(v) for k, v in r.items()} for r in rows]
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    others = [r for r in old.get("rows", []) if r.get("space", "volume") != space]
+    if space == "volume":
+        kept = {s: v for s, v in old.get("settings", {}).items()
+                if any(r.get("space") == s for r in others)}
+        result = {"rows": rows + others, "settings": {**settings, **kept}, "seconds": seconds}
+    else:  # a new file (a toy run) holds only this space's rows and settings
+        result = {**old, "rows": others + rows,
+                  "settings": {**old.get("settings", {}), space: {**settings, "seconds": seconds}}}
+        result.setdefault("seconds", None)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 # --------------------------------------------------------------------------- main
@@ -264,18 +350,9 @@ def main(argv: list[str] | None = None) -> dict:
     mask = np.asarray(mask_img.dataobj) > 0
     atlas = fbn.load_atlas(args.atlas, mask_img)
     readout = np.asarray(atlas.label_img.dataobj).astype(int)
-    sizes = atlas.sizes()
-    order = sorted((n for n in sizes if sizes[n] > 0), key=lambda n: -sizes[n])
-    n_pl = min(args.n_planted, k, max(1, len(order) - 2))  # one more for the extra source, one unplanted
-    nets, extra = order[:n_pl], order[n_pl]
-    signs = [1 if i % 2 == 0 else -1 for i in range(n_pl)]
-    truth = [(i, nets[i], "active" if signs[i] > 0 else "deactive") for i in range(n_pl)]
-    unplanted = [n for n in atlas.network_names if n not in set(nets) | {extra}]
-    u = uncapturable_source(D, seed=4242)
-    tcs = np.column_stack([D[:, :n_pl], u])
-    plant = [{"network": nets[i], "source": f"timecourse:{i}", "sign": signs[i], "weight": 1.0}
-             for i in range(n_pl)]
-    plant.append({"network": extra, "source": f"timecourse:{n_pl}", "sign": 1, "weight": 1.0})
+    design = planting_design(atlas, D, args.n_planted)
+    nets, extra, truth = design["nets"], design["extra"], design["truth"]
+    unplanted, u, tcs, plant = design["unplanted"], design["u"], design["tcs"], design["plant"]
     perms = {n: None for n in args.n_perm}
     for n in sorted({n for null, _, n in methods if null == "spin"}):
         if True:
@@ -317,33 +394,13 @@ def main(argv: list[str] | None = None) -> dict:
                     table = fbn.couple_atoms(group_t, atlas, **kw)
                 else:
                     table = fbn.couple_atoms(None, atlas, subject_maps=res.beta, **kw)
-                rec = fbn.recovery(table, truth)
-                # BH-free view: the planted couplings' own p values
-                key = table.set_index(["atom", "network", "sign"])
-                p_pl = key.loc[truth, "p"].to_numpy(float)
-                tested = key.loc[truth, "dice" if stat == "dice" else "r"].to_numpy(float)
-                coupled = table[table.coupled]
-                on_extra = coupled[(coupled.network == extra) & (coupled.sign == "active")]
-                extra_found = len(on_extra) > 0
-                n_coupled = len(coupled)
-                tp_all = rec["tp"] + len(on_extra)
-                on_unpl = table.network.isin(unplanted)
                 per_twin.append({
                     "dice_target": target, "twin_seed": twin_seed, "statistic": stat, "n_perm": n_perm,
                     "null": null, "tail": tail,
                     "rms_mm": rms, "dice_mismatch": dice,
                     "dice_mismatch_planted_networks": float(np.mean(dice_planted)),
                     "jitter_mean_dice": jit,
-                    "precision": rec["precision"],
-                    "precision_all": tp_all / n_coupled if n_coupled else float("nan"),
-                    "recall": rec["recall"],
-                    "recall_all": (rec["tp"] + int(extra_found)) / (n_pl + 1),
-                    "extra_found": extra_found, "fpr": rec["fpr"],
-                    "fpr_unplanted_networks": float(table.coupled[on_unpl].mean()) if on_unpl.any() else float("nan"),
-                    "planted_p_median": float(np.median(p_pl)),
-                    "planted_p_at_min": float(np.mean(p_pl <= 1.0 / (n_perm + 1) + 1e-12)),
-                    "recall_uncorrected_p05": float(np.mean((p_pl <= 0.05) & (tested > 0))),
-                    "tp": rec["tp"], "fp": rec["fp"], "fn": rec["fn"], "n_coupled": n_coupled})
+                    **score_table(table, design, stat, n_perm)})
             r = [p for p in per_twin if p["dice_target"] == target and p["twin_seed"] == twin_seed]
             progress(f"Dice target {target:.2f} twin {twin_seed}: rms {rms:.2f} mm, Dice {dice:.3f}, "
                      f"jitter Dice {jit}, " + ", ".join(
@@ -351,33 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
                          f"{p['recall']:.2f} recall_all {p['recall_all']:.2f} p_med {p['planted_p_median']:.3g}"
                          for p in r)
                      + f" ({time.perf_counter() - t0:.0f} s)")
-    rows = []
-    for target, stat, (null, tail, n_perm) in ((d, s, m) for d in args.dice
-                                              for s in args.statistics for m in methods):
-        g = [p for p in per_twin if p["dice_target"] == target and p["statistic"] == stat
-             and (p["null"], p["tail"], p["n_perm"]) == (null, tail, n_perm)]
-
-        def mean(key):
-            v = np.array([p[key] for p in g], dtype=float)
-            return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-
-        rows.append({
-            "space": "volume", "statistic": stat, "null": null, "tail": tail, "n_perm": n_perm,
-            "dice_target": target,
-            "dice_mismatch": mean("dice_mismatch"), "snr": args.snr,
-            "precision": mean("precision"), "recall": mean("recall"),
-            "recall_all": mean("recall_all"), "precision_all": mean("precision_all"),
-            "n_twins": len(g), "rms_mm": mean("rms_mm"),
-            "dice_mismatch_planted_networks": mean("dice_mismatch_planted_networks"),
-            "jitter_mean_dice": mean("jitter_mean_dice"),
-            "extra_found": int(sum(p["extra_found"] for p in g)), "fpr": mean("fpr"),
-            "fpr_unplanted_networks": mean("fpr_unplanted_networks"),
-            "recall_uncorrected_p05": mean("recall_uncorrected_p05"),
-            "planted_p_median": mean("planted_p_median"),
-            "planted_p_at_min": mean("planted_p_at_min"),
-            "twins": [{k: _num(v) for k, v in p.items()
-                       if k not in ("dice_target", "statistic", "n_perm", "null", "tail")}
-                      for p in g]})
+    rows = summary_rows(per_twin, args.dice, args.statistics, methods, args.snr, "volume")
     seconds = round(time.perf_counter() - T0, 1)
     need = {n: math.ceil(2 * k * atlas.n_networks / (cfg["alpha"] * (n + 1))) for n in args.n_perm}
     settings = {
@@ -414,10 +445,7 @@ def main(argv: list[str] | None = None) -> dict:
                                      "planted sign counted as true"},
         "command": "python benchmarks/recovery_mismatch.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    result = {"rows": [{k: _num(v) for k, v in r.items()} for r in rows], "settings": settings,
-              "seconds": seconds}
-    text = json.dumps(result, indent=1)
-    args.out.write_text(text + "\n")
+    result = write_space(args.out, "volume", rows, settings, seconds)
     for r in rows:
         progress(f"{r['statistic']:>4} {r['null']}/{r['tail']}/{r['n_perm']} Dice {r['dice_mismatch']:.3f}: "
                  f"precision {r['precision']:.3f} "

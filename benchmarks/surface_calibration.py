@@ -3,8 +3,11 @@ signal.
 
 Usage::
 
-    python benchmarks/surface_calibration.py --out benchmarks/surface_calibration.json  # ~8 min
+    python benchmarks/surface_calibration.py --out benchmarks/surface_calibration.json \
+        --into benchmarks/null_calibration.json                                      # ~8 min
     python benchmarks/surface_calibration.py --maps 128 --n-perm 200   # a quick look
+    python benchmarks/surface_calibration.py --out benchmarks/surface_calibration.json \
+        --into benchmarks/null_calibration.json --merge-only   # only the merge, nothing rerun
 
 Null maps on the cortex of fsaverage5 (both hemispheres, medial wall dropped: the vertex set of
 :mod:`llmbrain_utils.surface`), none related to any network. Each starts as white Gaussian noise
@@ -34,6 +37,10 @@ Benjamini-Hochberg rule (q <= 0.05 over a call's 64 maps x networks x signs) dec
 every one false; ``..._gpd_tail``: the same with the generalised Pareto tail p values
 (``tail="gpd"``). Writes ``{"rows": [...], "settings": ..., "seconds": ...}`` to ``--out``, in
 the form of ``benchmarks/null_calibration.json`` (rows add ``atlas``, ``mesh`` and ``wall``).
+``--into`` then puts these rows into that file (``null_calibration.merge_space``: its surface
+rows replaced, its volume rows, settings and seconds untouched; this run's settings and seconds
+under ``settings["surface"]``); with ``--merge-only`` nothing is computed and ``--out``'s
+existing result is merged.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from null_calibration import BATCH, level_rows, map_pvalues  # noqa: E402  (one test, one row rule)
+from null_calibration import BATCH, level_rows, map_pvalues, merge_space  # noqa: E402  (one test, one row rule)
 
 NOISES = ("uniform", "curvature_amplitude", "long_range")
 WALLS = ("nearest", "refill")
@@ -110,9 +117,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--walls", nargs="+", default=list(WALLS), choices=WALLS)
     ap.add_argument("--root", type=Path, help="the atlas data (default: fbn.atlas_root())")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--into", type=Path, help="a null_calibration.json to put the surface rows into")
+    ap.add_argument("--merge-only", action="store_true",
+                    help="compute nothing: merge --out's existing result into --into")
     args = ap.parse_args(argv)
     if args.maps < 1 or args.n_perm < 1 or args.n_boot < 1:
         ap.error("--maps, --n-perm and --n-boot must be >= 1")
+    if args.into is not None and not args.into.is_file():
+        ap.error(f"--into: {args.into} is not a file (run benchmarks/null_calibration.py first)")
+    if args.merge_only:
+        if args.into is None or args.out is None or not args.out.is_file():
+            ap.error("--merge-only needs --into and an existing --out")
+        result = json.loads(args.out.read_text())
+        merge_space(args.into, result, "surface")
+        return result
 
 
     from llmbrain_utils import fbn, surface
@@ -167,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.write_text(text + "\n")
+    if args.into:
+        merge_space(args.into, result, "surface")
     return result
 
 

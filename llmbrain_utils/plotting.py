@@ -76,10 +76,22 @@ def time_courses(ax, X, *, tr_s=1.5, labels=None, spacing=3.0, color=None, lw=0.
     ax.set_xlim(t[0], t[-1])
 
 
-def null_calibration(result: dict, *, alphas=(0.05, 0.01), target=(0.8, 1.25)):
+def _space_rows(rows: list[dict], space: str, atlas: str | None = None) -> list[dict]:
+    """The rows of one space (rows without the key are volume rows); on the surface, the
+    default medial-wall rule ("nearest") and one atlas only."""
+    out = [r for r in rows if r.get("space", "volume") == space
+           and r.get("wall", "nearest") == "nearest"]
+    if atlas is not None:
+        out = [r for r in out if r.get("atlas") in (None, atlas)]
+    return out
+
+
+def null_calibration(result: dict, *, alphas=(0.05, 0.01), target=(0.8, 1.25),
+                     space: str = "volume", atlas: str | None = None):
     """Share of p <= alpha over alpha, with its 95% interval, per null, noise model and statistic
-    (``benchmarks/null_calibration.json``); the target band shaded. Returns the figure."""
-    rows = result["rows"]
+    (``benchmarks/null_calibration.json``; the rows of ``space``, "volume" or "surface", and
+    of ``atlas`` where the rows name one); the target band shaded. Returns the figure."""
+    rows = _space_rows(result["rows"], space, atlas)
     noises = list(dict.fromkeys(r["noise"] for r in rows))
     series = list(dict.fromkeys((r["null"], r["statistic"]) for r in rows))
     colors = {"spin": "tab:red", "surrogate": "tab:blue"}
@@ -99,7 +111,7 @@ def null_calibration(result: dict, *, alphas=(0.05, 0.01), target=(0.8, 1.25)):
                         color=colors.get(null, "k"), mfc="white" if stat == "r" else None,
                         ms=4, lw=1, capsize=2, label=f"{null}{legacy}, {stat}")
         ax.set_xticks(range(len(noises)), [n.replace("_", "\n") for n in noises], fontsize=9)
-        ax.set_title(f"alpha = {alpha:g}")
+        ax.set_title(f"{space}{', ' + atlas if atlas else ''}: alpha = {alpha:g}", fontsize=10)
         ax.set_xlabel("null maps (noise model)")
     np.atleast_1d(axes)[0].set_ylabel("false-positive rate / alpha")
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
@@ -108,10 +120,12 @@ def null_calibration(result: dict, *, alphas=(0.05, 0.01), target=(0.8, 1.25)):
     return fig
 
 
-def recovery_mismatch(result: dict, *, statistic: str = "dice", target=(0.9, 0.8)):
+def recovery_mismatch(result: dict, *, statistic: str = "dice", target=(0.9, 0.8),
+                      space: str = "volume"):
     """Precision and recall against the read-out atlas's Dice with the planted networks, one line
-    per test (null, tail, rotations) (``benchmarks/recovery_mismatch.json``). Returns the figure."""
-    rows = [r for r in result["rows"] if r["statistic"] == statistic]
+    per test (null, tail, rotations) (``benchmarks/recovery_mismatch.json``, the rows of
+    ``space``). Returns the figure."""
+    rows = [r for r in _space_rows(result["rows"], space) if r["statistic"] == statistic]
     methods = list(dict.fromkeys((r.get("null", "spin"), r.get("tail", "none"), r["n_perm"]) for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3), sharex=True)
     for m in methods:
@@ -126,8 +140,8 @@ def recovery_mismatch(result: dict, *, statistic: str = "dice", target=(0.9, 0.8
         ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel(key)
         ax.set_xlabel("Dice of read-out with planted networks")
-    axes[0].set_title(f"{statistic}: precision (empty: nothing coupled)", fontsize=10)
-    axes[1].set_title(f"{statistic}: recall", fontsize=10)
+    axes[0].set_title(f"{space}, {statistic}: precision (empty: nothing coupled)", fontsize=9)
+    axes[1].set_title(f"{space}, {statistic}: recall", fontsize=9)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, [f"{lab} rotations" for lab in labels], fontsize=8, loc="lower center",
                ncol=2, frameon=False)

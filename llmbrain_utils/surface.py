@@ -76,6 +76,21 @@ patchwork networks vary less from rotation to rotation than coherent ones, which
 null). Hence the default. Dropping such vertices (Baum et al. 2020) or a one-to-one
 reassignment (Vasa et al. 2018) would need a mask per rotation or far more time.
 
+Synthetic twin and deformations
+-------------------------------
+:func:`surface_twin` is :func:`llmbrain_utils.fmri.make_synthetic_dataset` on the mesh, in
+memory: planted time courses on the planting networks' vertices with a smooth profile in
+[0.25, 1], the same SNR definition (signal SD / noise SD at a network's peak vertex), subject
+gains and noise levels; noise smoothed on the mesh (:func:`smooth_on_mesh`, FWHM ~13 mm on
+fsaverage5, the volume twin's 12 mm), stationary AR(1) in time (phi ~ U(0.3, 0.5) by default)
+plus slow cosine drift; per-subject boundary jitter by :func:`surface_displacement`, a smooth
+random displacement field on the sphere (tangent, FWHM ~19 mm, RMS 3 mm by default) with
+nearest-vertex resampling: the counterpart of :func:`llmbrain_utils.fmri.deform_labels`.
+:func:`deform_surface_labels` moves a label vector with such a field and
+:func:`mismatched_surface_labels` finds, by bisection on its size, the field that gives a target
+mean network Dice (``benchmarks/surface_recovery.py``). Steps of smoothing per mesh:
+:data:`TWIN_SMOOTHING`; model strings: :data:`SURFACE_DEFORM_MODEL` and the twin's ``truth``.
+
 fsaverage6 sphere
 -----------------
 nilearn ships the fsaverage5 meshes (sphere, faces, sulcal depth, curvature) offline but not
@@ -97,7 +112,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -863,3 +878,458 @@ def smooth_on_mesh(values: Any, mesh: str = DEFAULT_MESH, iterations: int = 10, 
         y = op @ y
     y = np.ascontiguousarray(y.T)
     return y[0] if one else y
+
+
+# --------------------------------------------------------------------------------------------
+# Deformations on the sphere and the synthetic twin on the mesh
+
+#: Steps of :func:`smooth_on_mesh` used by the twin and the deformations, per mesh. One step on
+#: fsaverage5 (edges ~3.8 mm on the radius-100 sphere) widens the kernel by ~2.5 mm SD per
+#: sqrt(step); fsaverage6's edges are half as long, so it takes 4x the steps for the same kernel.
+#: Measured kernels (impulse response, per-axis SD of the great-circle distance on the sphere,
+#: fsaverage5): 5 steps FWHM 13 mm, 10 steps 19 mm, 20 steps 26 mm. Chosen to match the volume
+#: twin on its 6 mm grid (:func:`llmbrain_utils.fmri.make_synthetic_dataset`): noise FWHM
+#: 2 voxels = 12 mm, spatial profile 3 voxels = 18 mm, deformation field
+#: ``fmri.JITTER_FWHM_VOX`` = 3 voxels = 18 mm.
+TWIN_SMOOTHING = {"noise": {"fsaverage5": 5, "fsaverage6": 20},
+                  "profile": {"fsaverage5": 10, "fsaverage6": 40},
+                  "field": {"fsaverage5": 10, "fsaverage6": 40}}
+#: Default per-subject boundary jitter of :func:`surface_twin`: RMS displacement (mm on the
+#: radius-100 sphere), the volume benchmark's ``--jitter-mm``.
+TWIN_JITTER_MM = 3.0
+#: Deformation model of :func:`surface_displacement` (recorded in the twin's ``truth``).
+SURFACE_DEFORM_MODEL = (
+    "labels(x) <- labels(vertex of x's hemisphere nearest to x + d(x), pushed back onto the "
+    "radius-100 sphere); 0 (no network, no signal) when that vertex is in the medial wall. "
+    "d: 3 components of white noise on every vertex of both hemispheres, smoothed by "
+    "`iterations` steps of smooth_on_mesh, projected onto the sphere's tangent plane, rescaled "
+    "so that sqrt(mean over cortex vertices of |d|^2) = rms_mm (mm on the sphere)")
+
+
+def _check_number(name: str, value: Any, ok, expected: str) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(value) or not ok(value)):
+        raise ParameterError(name, f"{value!r}", expected=expected)
+    return float(value)
+
+
+def _check_labels(labels: Any, mesh: str, name: str, root) -> np.ndarray:
+    """(V,) non-negative integer labels on ``mesh``'s cortex columns."""
+    try:
+        lab = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(name, f"not numeric: {exc}",
+                             expected="integer labels (V,), e.g. atlas.info['labels']") from exc
+    if lab.ndim != 1:
+        raise ParameterError(name, f"shape {lab.shape}", expected="one label per cortex vertex, "
+                             "(V,), e.g. load_surface_atlas(...).info['labels']")
+    _check_length(lab.size, mesh, name, root=root)
+    if not np.all(np.isfinite(lab)) or not np.array_equal(lab, np.round(lab)) or lab.min() < 0:
+        raise InputError(name, "labels are not non-negative integers",
+                         expected="0 = no network, i = network i (1-based)")
+    return lab.astype(np.int64)
+
+
+def _field_iterations(kind: str, mesh: str, iterations: Any, name: str) -> int:
+    """Smoothing steps: ``iterations`` (checked under ``name``) or the default of ``kind``."""
+    if iterations is None:
+        return TWIN_SMOOTHING[kind][mesh]
+    fbn._check_int(name, iterations, 0)
+    return int(iterations)
+
+
+def surface_displacement(rms_mm: float, rng: Any, mesh: str = DEFAULT_MESH, *,
+                         iterations: int | None = None,
+                         root: str | os.PathLike | None = None) -> np.ndarray:
+    """Source column of every cortex vertex under a smooth random displacement of the sphere.
+
+    The model (:data:`SURFACE_DEFORM_MODEL`), the surface counterpart of
+    :func:`llmbrain_utils.fmri.deform_labels`: a displacement field ``d`` (3 components of white
+    noise drawn from ``rng`` on every vertex of both hemispheres, ``iterations`` steps of
+    :func:`smooth_on_mesh`, default :data:`TWIN_SMOOTHING` ``["field"]``: FWHM ~19 mm; each
+    vector projected onto the sphere's tangent plane at its vertex) rescaled so that its RMS
+    length over the cortex vertices is ``rms_mm`` (mm on the radius-100 sphere, about cortical
+    mm). Vertex ``x`` then reads the vertex of its own hemisphere nearest to ``x + d(x)``
+    pushed back onto the sphere (``scipy.spatial.cKDTree``); a source in the medial wall is
+    -1 (no network there: the volume's "outside the mask"). The field's shape depends only on
+    ``rng``, its size only on ``rms_mm``. ``rms_mm = 0`` returns every vertex itself and draws
+    nothing.
+
+    Returns
+    -------
+    numpy.ndarray of int64, (V,)
+        Column of the source vertex in surface-map order, -1 for the medial wall.
+    """
+    from scipy.spatial import cKDTree
+
+    mesh = _check_mesh(mesh)
+    rms_mm = _check_number("rms_mm", rms_mm, lambda v: v >= 0, "a finite number of mm >= 0")
+    its = _field_iterations("field", mesh, iterations, "iterations")
+    left, right = cortex_vertices(mesh, root=root)
+    V, n = left.size + right.size, HEMI_VERTICES[mesh]
+    if rms_mm == 0:
+        return np.arange(V, dtype=np.int64)
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    field = smooth_on_mesh(rng.standard_normal((3, 2 * n)), mesh, its, root=root)
+    xyz = np.concatenate(load_sphere(mesh))
+    unit = xyz / np.linalg.norm(xyz, axis=1, keepdims=True)
+    d = field.T - (field.T * unit).sum(1, keepdims=True) * unit  # tangent part
+    cols = np.concatenate([left, n + right])
+    rms = float(np.sqrt((d[cols] ** 2).sum(1).mean()))
+    if not rms > 0:
+        return np.arange(V, dtype=np.int64)
+    d *= rms_mm / rms
+    out = np.empty(V, dtype=np.int64)
+    for h, (idx, offset) in enumerate(((left, 0), (right, left.size))):
+        sphere = xyz[h * n:(h + 1) * n]
+        moved = sphere[idx] + d[h * n + idx]
+        moved *= _SPHERE_RADIUS / np.linalg.norm(moved, axis=1, keepdims=True)
+        lut = np.full(n, -1, dtype=np.int64)  # hemisphere vertex -> column (-1: wall)
+        lut[idx] = np.arange(idx.size) + offset
+        out[offset:offset + idx.size] = lut[cKDTree(sphere).query(moved)[1]]
+    return out
+
+
+def deform_surface_labels(labels: Any, rms_mm: float, rng: Any, mesh: str = DEFAULT_MESH, *,
+                          iterations: int | None = None,
+                          root: str | os.PathLike | None = None) -> np.ndarray:
+    """Surface labels moved by a smooth random displacement of the sphere (a mismatched or a
+    subject's atlas): ``labels[src]`` with ``src`` of :func:`surface_displacement`, 0 where the
+    source is in the medial wall.
+
+    Parameters
+    ----------
+    labels : array (V,) of non-negative int
+        Labels on ``mesh``'s cortex columns (e.g. ``load_surface_atlas(...).info["labels"]``).
+    rms_mm : float
+        RMS displacement (mm on the radius-100 sphere), >= 0.
+    rng : numpy.random.Generator or int
+    mesh : {"fsaverage5", "fsaverage6"}
+    iterations : int, optional
+        Smoothness of the field (:data:`TWIN_SMOOTHING`).
+
+    Returns
+    -------
+    numpy.ndarray of int64, (V,)
+    """
+    mesh = _check_mesh(mesh)
+    lab = _check_labels(labels, mesh, "labels", root)
+    src = surface_displacement(rms_mm, rng, mesh, iterations=iterations, root=root)
+    return np.where(src >= 0, lab[np.maximum(src, 0)], 0)
+
+
+def mean_network_dice(labels: Any, reference: Any, networks: Any = None) -> float:
+    """Mean over networks (default: every label > 0 of ``reference``) of the Dice of
+    ``labels == i`` with ``reference == i``."""
+    a, b = np.asarray(labels), np.asarray(reference)
+    if a.shape != b.shape:
+        raise ParameterError("labels", f"shape {a.shape}", expected=f"the reference's {b.shape}")
+    nets = [int(i) for i in np.unique(b) if i > 0] if networks is None else list(networks)
+    if not nets:
+        raise ParameterError("reference", "no network (every label is 0)",
+                             expected="labels > 0 for networks")
+    d = []
+    for i in nets:
+        x, y = a == i, b == i
+        s = int(x.sum()) + int(y.sum())
+        d.append(2.0 * int((x & y).sum()) / s if s else float("nan"))
+    return float(np.nanmean(d))
+
+
+def mismatched_surface_labels(labels: Any, target: float, seed: int, mesh: str = DEFAULT_MESH,
+                              *, tol: float = 0.01, n_iter: int = 30,
+                              iterations: int | None = None,
+                              root: str | os.PathLike | None = None
+                              ) -> tuple[np.ndarray, float, float]:
+    """Planting labels whose mean network Dice with ``labels`` is about ``target``.
+
+    :func:`deform_surface_labels` with the field of ``seed`` (fixed shape) and the RMS
+    displacement found by bisection on the measured mean network Dice
+    (:func:`mean_network_dice` over every network of ``labels``), as
+    ``benchmarks/recovery_mismatch.py``'s ``mismatched_labels`` does in the volume: the
+    bracket doubles from 4 mm until the Dice falls below ``target``, then at most ``n_iter``
+    halvings stop once within ``tol / 4``; the closest labels seen are returned.
+    ``target >= 1``: the labels themselves (rms 0). The measured Dice moves in steps (labels are
+    resampled vertex by vertex), so reaching ``target`` within ``tol`` is the usual, not a
+    guaranteed, outcome: check the returned Dice.
+
+    Returns
+    -------
+    labels : numpy.ndarray of int64, (V,)
+    rms_mm : float
+    dice : float
+        The measured mean network Dice with ``labels``.
+    """
+    mesh = _check_mesh(mesh)
+    ref = _check_labels(labels, mesh, "labels", root)
+    target = _check_number("target", target, lambda v: 0 < v <= 1, "a mean Dice in (0, 1]")
+    tol = _check_number("tol", tol, lambda v: v > 0, "a number > 0")
+    fbn._check_int("seed", seed, 0)
+    fbn._check_int("n_iter", n_iter, 1)
+    nets = [int(i) for i in np.unique(ref) if i > 0]
+    if not nets:
+        raise ParameterError("labels", "no network (every label is 0)", expected="labels > 0")
+
+    def at(rms: float) -> tuple[np.ndarray, float]:
+        lab = deform_surface_labels(ref, rms, np.random.default_rng(seed), mesh,
+                                    iterations=iterations, root=root)
+        return lab, mean_network_dice(lab, ref, nets)
+
+    if target >= 1.0:
+        lab, d = at(0.0)
+        return lab, 0.0, d
+    lo, hi = 0.0, 4.0
+    while at(hi)[1] > target and hi < 200.0:
+        lo, hi = hi, 2 * hi
+    best = (math.inf, None, 0.0, 1.0)
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        lab, d = at(mid)
+        if abs(d - target) < best[0]:
+            best = (abs(d - target), lab, mid, d)
+        if abs(d - target) <= tol / 4:
+            break
+        lo, hi = (mid, hi) if d > target else (lo, mid)
+    _, lab, rms, d = best
+    return lab, float(rms), float(d)
+
+
+class SurfaceTwin(NamedTuple):
+    """What :func:`surface_twin` returns."""
+
+    data: np.ndarray
+    """(S, T, V) float32: every subject's series on the cortex columns of the mesh."""
+    labels: np.ndarray
+    """(S, V) int16: every subject's planting labels after its boundary jitter."""
+    truth: dict
+    """Planted couplings, per-subject gains, noise levels and AR coefficients, the jitter's
+    Dice per subject, and the models (strings) with their parameters."""
+
+
+def surface_twin(timecourses: Any, planting_labels: Any, plant: Any, *,
+                 network_names: Any = None, n_subjects: int = 8, snr: float | None = None,
+                 seed: int = 0, mesh: str | None = None, jitter_mm: float = TWIN_JITTER_MM,
+                 tr_s: float | None = None, ar1: float = 0.4, drift_amp: float = 0.3,
+                 noise_iterations: int | None = None, profile_iterations: int | None = None,
+                 jitter_iterations: int | None = None,
+                 root: str | os.PathLike | None = None) -> SurfaceTwin:
+    """A synthetic twin on the cortical mesh with planted network couplings.
+
+    The surface counterpart of :func:`llmbrain_utils.fmri.make_synthetic_dataset` (same SNR
+    definition, subject gains, noise levels and AR(1) model; in memory, no files). Subject
+    ``s``'s series at cortex vertex ``v`` (columns as :func:`load_surface_atlas`'s masks) is::
+
+        x_s(t, v) = a_s * snr * sum_plants sign * weight * g(v) * source(t) [v in the network]
+                    + b_s * noise_s(t, v)
+
+    * ``source``: a column of ``timecourses``, z-scored; ``g(v)`` in [0.25, 1], a smooth spatial
+      profile (white noise on the mesh, ``profile_iterations`` steps of :func:`smooth_on_mesh`,
+      default FWHM ~19 mm; scaled to [0.25, 1] within each planted network: 1 at its peak);
+      ``a_s ~ U(0.75, 1.25)`` a subject gain. ``snr`` is thus the signal SD / noise SD at a
+      network's peak vertex for a subject of gain 1, as in the volume twin.
+    * ``noise``: white Gaussian noise on every vertex of both hemispheres, ``noise_iterations``
+      steps of :func:`smooth_on_mesh` (default 5 on fsaverage5: FWHM ~13 mm, the volume twin's
+      12 mm), cut to the cortex and z-scored per vertex; in time a stationary AR(1),
+      ``n_t = phi n_(t-1) + sqrt(1 - phi^2) e_t`` with ``phi ~ U(ar1 - 0.1, ar1 + 0.1)`` per
+      subject (clipped to [0, 0.9]; default ``ar1 = 0.4``); plus slow drift (cosines of period
+      >= 128 s at ``tr_s``, ``drift_amp`` of the SD; the sum rescaled to unit variance); times
+      ``b_s ~ U(0.85, 1.15)``, the subject's noise level.
+    * boundary jitter: subject ``s``'s planting networks *and* profile are resampled through
+      :func:`surface_displacement` (a smooth random displacement of RMS ``jitter_mm`` mm on the
+      sphere, field FWHM ~19 mm), drawn from ``SeedSequence([seed, 7919])`` child ``s``, so
+      that the noise is that of the same twin without jitter and subject ``s``'s planted
+      vertices are exactly ``labels[s]``. A vertex whose source lies in the medial wall carries
+      no signal. ``truth["jitter"]`` holds the mean network Dice (planted networks) between each
+      subject's labels and ``planting_labels``.
+
+    No tissue scaling (the cortex is all grey matter) and no baseline (the series are the
+    "clean" kind, not z-scored: z-score per vertex as ``fmri.load_dataset`` does before
+    encoding). Vertices outside every planted network carry noise only. Every random draw
+    derives from ``seed``; the noise does not depend on ``snr``, ``plant`` or the jitter.
+
+    Parameters
+    ----------
+    timecourses : array (T,) or (T, m)
+        The sources, referred to as ``"timecourse:i"`` by ``plant``; T >= 20, finite, no
+        constant column.
+    planting_labels : array (V,) of int, or a surface NetworkAtlas
+        Where the signals go: ``i`` = ``network_names[i - 1]``, 0 = none, on ``mesh``'s cortex
+        columns. An atlas of :func:`load_surface_atlas` gives its ``info["labels"]``, names and
+        mesh.
+    plant : list of dict
+        ``{"network", "source": "timecourse:i", "sign": +1/-1, "weight": > 0}``.
+    network_names : sequence of str
+        Names of labels 1, 2, ... (needed unless ``planting_labels`` is an atlas).
+    n_subjects : int, >= 1
+    snr : float, optional
+        Default :data:`llmbrain_utils.fmri.DEFAULT_SNR`.
+    seed : int
+    mesh : {"fsaverage5", "fsaverage6"}, optional
+        Default: the atlas's mesh when ``planting_labels`` is an atlas, else fsaverage5.
+    jitter_mm : float
+        RMS boundary jitter per subject (default :data:`TWIN_JITTER_MM`; 0: none).
+    tr_s : float
+        Repetition time (s), for the drift's cut-off (default ``fmri.TR_S``, 1.5 s).
+    ar1 : float in [0, 0.85]
+    drift_amp : float >= 0
+    noise_iterations, profile_iterations, jitter_iterations : int, optional
+        Smoothing steps (defaults :data:`TWIN_SMOOTHING` for ``mesh``).
+    root : path, optional
+        The atlas data (the medial wall).
+
+    Returns
+    -------
+    SurfaceTwin
+        ``data`` (S, T, V) float32, ``labels`` (S, V) int16, ``truth`` (dict).
+
+    Raises
+    ------
+    ParameterError
+        A bad number, seed, mesh, ``plant`` entry (unknown network or source, bad sign or
+        weight), ``network_names``, or a planted network with no vertex in ``planting_labels``.
+    InputError
+        ``planting_labels`` of the wrong length for ``mesh`` (says which mesh it fits), not
+        non-negative integers, or with a label beyond ``network_names``.
+    """
+    from scipy.signal import lfilter
+
+    from . import fmri
+
+    if is_surface_atlas(planting_labels):
+        atlas = planting_labels
+        if mesh is not None and mesh != atlas.info["space"]:
+            raise ParameterError("mesh", f"{mesh!r}, but atlas {atlas.name} is on "
+                                 f"{atlas.info['space']}", expected=f"{atlas.info['space']!r} "
+                                 "or None with an atlas as planting_labels")
+        mesh = atlas.info["space"]
+        if network_names is None:
+            network_names = atlas.network_names
+        planting_labels = atlas.info["labels"]
+    mesh = _check_mesh(DEFAULT_MESH if mesh is None else mesh)
+    fbn._check_int("n_subjects", n_subjects, 1)
+    fbn._check_int("seed", seed, 0)
+    snr = _check_number("snr", fmri.DEFAULT_SNR if snr is None else snr, lambda v: v > 0, "> 0")
+    tr_s = _check_number("tr_s", fmri.TR_S if tr_s is None else tr_s, lambda v: v > 0,
+                         "seconds > 0")
+    jitter_mm = _check_number("jitter_mm", jitter_mm, lambda v: v >= 0, "mm >= 0")
+    ar1 = _check_number("ar1", ar1, lambda v: 0 <= v <= 0.85, "in [0, 0.85]")
+    drift_amp = _check_number("drift_amp", drift_amp, lambda v: v >= 0, ">= 0")
+    its = {k: _field_iterations(k, mesh, v, f"{k}_iterations") for k, v in
+           (("noise", noise_iterations), ("profile", profile_iterations))}
+    jit_its = _field_iterations("field", mesh, jitter_iterations, "jitter_iterations")
+    try:
+        tc = np.asarray(timecourses, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError("timecourses", f"not numeric: {exc}", expected="(T, m)") from exc
+    tc = tc[:, None] if tc.ndim == 1 else tc
+    if tc.ndim != 2 or tc.shape[0] < 20 or tc.shape[1] < 1 or not np.isfinite(tc).all():
+        raise ParameterError("timecourses", f"shape {tc.shape}" if tc.ndim != 2 or
+                             tc.shape[0] < 20 or tc.shape[1] < 1 else "non-finite values",
+                             expected="finite (T, m), T >= 20 time points, m >= 1 sources")
+    if (tc.std(axis=0) == 0).any():
+        raise ParameterError("timecourses", f"constant column(s) "
+                             f"{np.flatnonzero(tc.std(axis=0) == 0).tolist()}",
+                             expected="non-constant columns")
+    if network_names is None or isinstance(network_names, str):
+        raise ParameterError("network_names", f"{network_names!r}",
+                             expected="the names of labels 1, 2, ... (or pass a surface atlas "
+                             "as planting_labels)")
+    names = [str(x) for x in network_names]
+    if not names or len(set(names)) != len(names):
+        raise ParameterError("network_names", "empty or duplicate names", expected="unique names")
+    lab = _check_labels(planting_labels, mesh, "planting_labels", root)
+    if lab.max() > len(names):
+        raise InputError("planting_labels", f"label {lab.max()} but {len(names)} network names",
+                         expected="labels 0..len(network_names)")
+    entries = fmri._validate_plant(plant, names, (), tc.shape[1])
+    if not entries:
+        raise ParameterError("plant", "empty", expected="at least one planted coupling")
+    for i, e in enumerate(entries):
+        if not (lab == names.index(e["network"]) + 1).any():
+            raise ParameterError(f"plant[{i}].network", f"{e['network']!r} has no vertex in "
+                                 "planting_labels", expected="a network present on the mesh")
+
+    T, V, S = tc.shape[0], lab.size, int(n_subjects)
+    n = HEMI_VERTICES[mesh]
+    left, right = cortex_vertices(mesh, root=root)
+    cols = np.concatenate([left, n + right])
+    src_names = list(dict.fromkeys(e["source"] for e in entries))
+    sources = np.column_stack([tc[:, int(s.split(":")[1])] for s in src_names])
+    sources = (sources - sources.mean(0)) / sources.std(0)
+    children = np.random.SeedSequence(int(seed)).spawn(S + 1)
+    rng0 = np.random.default_rng(children[0])
+    planted = sorted({e["network"] for e in entries})
+    profiles = {}
+    for net in planted:
+        field = smooth_on_mesh(rng0.standard_normal(2 * n), mesh, its["profile"], root=root)[cols]
+        inside = lab == names.index(net) + 1
+        vals = field[inside]
+        g = np.ones_like(vals) if np.ptp(vals) == 0 else 0.25 + 0.75 * (vals - vals.min()) / np.ptp(vals)
+        profiles[net] = np.zeros(V)
+        profiles[net][inside] = g
+    weights = np.zeros((len(src_names), V))
+    for e in entries:
+        weights[src_names.index(e["source"])] += e["sign"] * e["weight"] * profiles[e["network"]]
+
+    jit_children = np.random.SeedSequence([int(seed), 7919]).spawn(S)
+    nets_idx = [names.index(x) + 1 for x in planted]
+    sub_labels = np.empty((S, V), dtype=np.int16)
+    jit_dice, jit_dist = [], []
+    xyz = np.concatenate([s[i] for s, i in zip(load_sphere(mesh), (left, right))])
+    k_drift = max(1, int(np.floor(2 * T * tr_s / 128.0)))
+    tt = np.arange(T)
+    dct = np.column_stack([np.cos(np.pi * (tt + 0.5) * k / T) for k in range(1, k_drift + 1)])
+    dct /= dct.std(axis=0)
+    data = np.empty((S, T, V), dtype=np.float32)
+    gains, levels, phis = [], [], []
+    for s in range(S):
+        src = surface_displacement(jitter_mm, np.random.default_rng(jit_children[s]), mesh,
+                                   iterations=jit_its, root=root)
+        ok = src >= 0
+        sub_labels[s] = np.where(ok, lab[np.maximum(src, 0)], 0)
+        jit_dice.append(mean_network_dice(sub_labels[s], lab, nets_idx))
+        cosang = np.clip((xyz[ok] * xyz[src[ok]]).sum(1) / _SPHERE_RADIUS ** 2, -1.0, 1.0)
+        jit_dist.append(float(np.sqrt(np.mean((_SPHERE_RADIUS * np.arccos(cosang)) ** 2))))
+        w_s = np.where(ok, weights[:, np.maximum(src, 0)], 0.0)
+        rng = np.random.default_rng(children[s + 1])
+        a = float(rng.uniform(0.75, 1.25))
+        b = float(rng.uniform(0.85, 1.15))
+        phi = float(np.clip(rng.uniform(ar1 - 0.1, ar1 + 0.1), 0.0, 0.9))
+        e = smooth_on_mesh(rng.standard_normal((T, 2 * n), dtype=np.float32), mesh,
+                           its["noise"], root=root)[:, cols]
+        e = (e - e.mean(0)) / e.std(0)
+        noise = np.empty_like(e)
+        noise[0] = e[0]  # stationary AR(1) started at its stationary distribution
+        noise[1:] = lfilter([np.sqrt(1 - phi ** 2)], [1.0, -phi], e[1:], axis=0,
+                            zi=phi * e[:1])[0]
+        del e
+        noise = (noise - noise.mean(0)) / noise.std(0)
+        if drift_amp > 0:
+            coef = rng.standard_normal((k_drift, V)) / np.sqrt(k_drift)
+            noise = (noise + drift_amp * (dct @ coef)) / np.sqrt(1 + drift_amp ** 2)
+        data[s] = a * snr * (sources @ w_s) + b * noise
+        gains.append(a)
+        levels.append(b)
+        phis.append(phi)
+    truth = {
+        "mesh": mesh, "n_vertices": V, "n_trs": T, "n_subjects": S, "snr": snr, "seed": int(seed),
+        "network_names": names,
+        "plant": entries, "planted_networks": planted,
+        "unplanted": [x for x in names if x not in planted],
+        "sources": src_names, "gains": gains, "noise_levels": levels, "ar_phi": phis,
+        "model": {
+            "signal": "a_s * snr * sign * weight * g(v) * z-scored source(t) on the subject's "
+                      "planting networks; g in [0.25, 1] (1 at the network's peak), a_s ~ U(0.75, 1.25)",
+            "profile": f"white noise on the mesh, {its['profile']} smooth_on_mesh steps, scaled "
+                       "to [0.25, 1] within each planted network",
+            "noise": f"b_s * (white noise on the mesh, {its['noise']} smooth_on_mesh steps, "
+                     f"z-scored; stationary AR(1) with phi ~ U({ar1 - 0.1:g}, {ar1 + 0.1:g}); "
+                     f"+ {drift_amp:g} x cosine drift below 1/128 Hz, rescaled to unit variance), "
+                     "b_s ~ U(0.85, 1.15)",
+            "tr_s": tr_s},
+        "jitter": {"rms_mm": jitter_mm, "iterations": jit_its, "model": SURFACE_DEFORM_MODEL,
+                   "seeds": f"SeedSequence([{int(seed)}, 7919]) child s",
+                   "mean_dice_per_subject": jit_dice,
+                   "mean_dice": float(np.mean(jit_dice)),
+                   "rms_distance_mm_per_subject": jit_dist}}
+    return SurfaceTwin(data, sub_labels, truth)

@@ -1,6 +1,6 @@
 """The calibration script of the mapping's nulls (benchmarks/null_calibration.py) at toy size,
 and the committed result's form and verdict (the target of issue #18: every non-legacy ratio in
-[0.8, 1.25])."""
+[0.8, 1.25]), for the volume and, merged from benchmarks/surface_calibration.py, the surface."""
 
 import json
 from pathlib import Path
@@ -45,7 +45,7 @@ def test_noise_models_follow_grey_matter(benchmark_script):
 
 def test_committed_result_meets_the_target():
     res = json.loads((REPO / "benchmarks" / "null_calibration.json").read_text())
-    rows = res["rows"]
+    rows = [r for r in res["rows"] if r["space"] == "volume"]
     assert {r["noise"] for r in rows} >= {"uniform", "gm_amplitude", "gm_shift"}
     assert {r["statistic"] for r in rows} == {"dice", "r"} and {r["alpha"] for r in rows} == {0.05, 0.01}
     assert any(r["legacy"] for r in rows) and all(KEYS <= set(r) for r in rows)
@@ -56,6 +56,60 @@ def test_committed_result_meets_the_target():
     assert not bad, bad
     # and the legacy spin fails it on maps that follow grey matter: the reason for the new null
     assert any(r["legacy"] and r["share_over_alpha"] > hi for r in rows if r["noise"] == "gm_amplitude")
+
+
+def test_committed_result_holds_both_spaces():
+    """The surface spin's calibration (benchmarks/surface_calibration.json) is merged in: the
+    same rows, with its settings under settings["surface"]; every non-legacy row of each space's
+    default test is in the target: volume, the surrogate null on the issue's three noise models
+    (long_range is reported); surface, the spin with the default medial-wall rule on all of its
+    noise models. The other rule ("refill") is reported, and misses the target on long-range
+    noise (the reason it is not the default)."""
+    res = json.loads((REPO / "benchmarks" / "null_calibration.json").read_text())
+    surface = json.loads((REPO / "benchmarks" / "surface_calibration.json").read_text())
+    rows = res["rows"]
+    assert {r["space"] for r in rows} == {"volume", "surface"}
+    assert all(KEYS <= set(r) for r in rows)
+    assert [r for r in rows if r["space"] == "surface"] == surface["rows"]
+    assert res["settings"]["surface"] == {**surface["settings"], "seconds": surface["seconds"]}
+    assert [r["space"] for r in rows] == sorted((r["space"] for r in rows), reverse=True)  # volume first
+    lo, hi = res["settings"]["target"]
+    assert res["settings"]["surface"]["target"] == [lo, hi]
+    default_wall = res["settings"]["surface"]["default_wall"]
+    required = {
+        "volume": [r for r in rows if r["space"] == "volume" and not r["legacy"]
+                   and r["noise"] in ("uniform", "gm_amplitude", "gm_shift")],
+        "surface": [r for r in rows if r["space"] == "surface" and not r["legacy"]
+                    and r["wall"] == default_wall]}
+    for space, req in required.items():
+        # noise models x (surface: atlases) x statistics x alphas
+        assert len(req) == {"volume": 12, "surface": 24}[space], (space, len(req))
+        assert {r["statistic"] for r in req} == {"dice", "r"} and {r["alpha"] for r in req} == {0.05, 0.01}
+        bad = [r for r in req if not lo <= r["share_over_alpha"] <= hi]
+        assert not bad, (space, bad)
+    assert any(r["share_over_alpha"] > hi for r in rows
+               if r["space"] == "surface" and r["wall"] != default_wall and r["noise"] == "long_range")
+
+
+def test_merge_space_keeps_the_volume_rows(benchmark_script, tmp_path):
+    cal = benchmark_script("null_calibration")
+    path = tmp_path / "cal.json"
+    vol = {"rows": [{"space": "volume", "noise": "uniform", "x": 1.0}], "settings": {"a": 1},
+           "seconds": {"total": 2.0}}
+    path.write_text(json.dumps(vol, indent=1) + "\n")
+    first = {"rows": [{"space": "surface", "noise": "uniform", "x": 2.0}], "settings": {"b": 2},
+             "seconds": {"total": 3.0}}
+    cal.merge_space(path, first, "surface")
+    second = {**first, "rows": [{"space": "surface", "noise": "long_range", "x": 4.0}]}
+    merged = cal.merge_space(path, second, "surface")  # a rerun replaces the surface rows
+    assert merged == json.loads(path.read_text())
+    assert merged["rows"] == vol["rows"] + second["rows"]
+    assert merged["settings"] == {"a": 1, "surface": {"b": 2, "seconds": {"total": 3.0}}}
+    assert merged["seconds"] == vol["seconds"]
+    with pytest.raises(ValueError, match="space"):
+        cal.merge_space(path, {"rows": [{"space": "volume"}]}, "surface")
+    with pytest.raises(ValueError, match="volume"):
+        cal.merge_space(path, vol, "volume")
 
 
 def test_bad_arguments_exit(benchmark_script, capsys):

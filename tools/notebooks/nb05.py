@@ -301,16 +301,26 @@ s = null_cal["settings"]
 print(f"{s['atlas']}, {s['voxels']} voxels, {s['n_perm']} rotations / surrogates,")
 print(f"{null_cal['rows'][0]['n_maps']} maps per noise model; target {s['target']}")
 nc = pd.DataFrame(null_cal["rows"])
-view = nc.pivot_table(index=["null", "noise"], columns=["statistic", "alpha"], values="share_over_alpha")
+if "space" not in nc:
+    nc["space"] = "volume"
+nc["space"] = nc["space"].fillna("volume")
+nc["atlas"] = nc["atlas"].fillna(s["atlas"]) if "atlas" in nc else s["atlas"]
+if "wall" in nc:  # the surface's medial-wall rule: the default, "nearest", is the null
+    nc = nc[nc["wall"].fillna("nearest") == "nearest"]
+view = nc.pivot_table(index=["space", "atlas", "null", "noise"], columns=["statistic", "alpha"],
+                      values="share_over_alpha")
 print(view.round(2).to_string())
-inside = nc[~nc.legacy].share_over_alpha.between(*s["target"])
-print(f"ratios inside the target: surrogate {int(inside.sum())} of {len(inside)}, "
-      f"legacy spin {int(nc[nc.legacy].share_over_alpha.between(*s['target']).sum())} of {int(nc.legacy.sum())}")
-print("false FDR couplings per map (plain p / fitted tail):")
-for k, g in nc.groupby("null"):
-    print(f"  {k}: {g.fdr_false_couplings_per_map.max():.3f} / {g.fdr_false_couplings_per_map_gpd_tail.max():.3f}")
+for (space, legacy), g in nc.groupby(["space", "legacy"]):
+    name = f"{space}, {'legacy spin' if legacy else ', '.join(sorted(g['null'].unique()))}"
+    print(f"{name}: {int(g.share_over_alpha.between(*s['target']).sum())} of {len(g)} ratios inside the target")
+print("false FDR couplings per map, largest (plain p / fitted tail):")
+for (space, null), g in nc.groupby(["space", "null"]):
+    print(f"  {space}, {null}: {g.fdr_false_couplings_per_map.max():.3f} / {g.fdr_false_couplings_per_map_gpd_tail.max():.3f}")
 plotting.null_calibration(null_cal)
 plt.show()
+if (nc.space == "surface").any():
+    plotting.null_calibration(null_cal, space="surface", atlas="TY7")
+    plt.show()
 """, ["check"]),
 ("md", """
 What this shows: on uniform maps both nulls are close to valid (the spin slightly liberal, as
@@ -377,10 +387,12 @@ mm = json.loads((cal_path.parent / "recovery_mismatch.json").read_text())
 mmr = pd.DataFrame(mm["rows"])
 print(f"{mm['settings']['atlas']} read-out, {mm['settings']['n_subjects']} subjects, SNR {mm['settings']['snr']},")
 print(f"jitter {mm['settings']['jitter_mm']} mm RMS per subject, {mmr.n_twins.max()} twins per point")
-cols = ["statistic", "null", "tail", "n_perm", "dice_mismatch", "precision", "recall", "recall_all"]
+mmr["space"] = mmr["space"].fillna("volume") if "space" in mmr else "volume"
+cols = ["space", "statistic", "null", "tail", "n_perm", "dice_mismatch", "precision", "recall", "recall_all"]
 print(mmr[cols].round(3).to_string(index=False))
-plotting.recovery_mismatch(mm, statistic="dice")
-plt.show()
+for space in mmr.space.unique():
+    plotting.recovery_mismatch(mm, statistic="dice", space=space)
+    plt.show()
 """, ["check"]),
 ("md", """
 What this shows: precision holds wherever anything is coupled (0.93-1.0). Recall falls with
