@@ -250,6 +250,30 @@ def _name_path(tmp: Path):
     return pipeline.run(_params_file(tmp, {}), only=["stimulus"], runs_dir=_runs(tmp), name="../x")
 
 
+def _surface(kind: str):
+    """Surface mapping with a bad input (fsaverage5 TY7 unless the case says otherwise)."""
+    def run(tmp: Path):
+        from llmbrain_utils import surface as S
+
+        ty7 = S.load_surface_atlas("TY7", "fsaverage5", download=False)
+        if kind == "mesh":  # fsaverage6 data, fsaverage5 atlas
+            a6 = S.load_surface_atlas("TY7", "fsaverage6", download=False)
+            return S.check_surface(np.zeros((2, a6.n_voxels)), ty7)
+        if kind == "volume-atlas":
+            from nilearn.datasets import load_mni152_brain_mask
+
+            vol = fbn.load_atlas("TY7", load_mni152_brain_mask(resolution=12), download=False)
+            return S.couple_surface(np.zeros((1, vol.n_voxels)), vol)
+        if kind == "empty-network":
+            masks = ty7.masks.copy()
+            masks[2] = False
+            empty = fbn.NetworkAtlas("TY7", ty7.network_names, masks, None, None, "Hard", "",
+                                     dict(ty7.info))
+            return S.check_surface(np.zeros((1, ty7.n_voxels)), empty)
+        return S.check_surface(np.zeros((1, S.HEMI_VERTICES["fsaverage5"])), ty7)  # one hemisphere
+    return run
+
+
 def _isc_with_nan(tmp: Path):
     x = np.random.default_rng(3).standard_normal((3, 20, 10))
     x[1, 4, 2] = np.nan
@@ -451,6 +475,19 @@ CASES: list[Case] = [
     Case("twin-unknown", "fmri", "`twin: hard`", "ParameterError on `twin` listing the twins",
          _stage("fmri_data", twin="hard"), ParameterError,
          r"parameter 'twin': 'hard' is not allowed \(expected one of \('ideal', 'realistic'\)\)"),
+    Case("surface-mesh-mismatch", "surface", "fsaverage6 maps with an atlas on fsaverage5",
+         "InputError naming both meshes and their vertex counts: data on one mesh and an atlas on another",
+         _surface("mesh"), InputError,
+         r"74839 vertices.*fsaverage6.*atlas TY7 is on fsaverage5.*data on one mesh and an atlas on another"),
+    Case("surface-volume-atlas", "surface", "a volume atlas given to surface mapping",
+         "ParameterError on the atlas: a volume atlas, with the surface loader to use instead",
+         _surface("volume-atlas"), ParameterError, r"volume atlas"),
+    Case("surface-empty-network", "surface", "an atlas network with no vertex on the mesh",
+         "InputError naming the mesh and the empty network(s)",
+         _surface("empty-network"), InputError, r"no vertex on fsaverage5: \['DorsAttn'\]"),
+    Case("surface-hemisphere-missing", "surface", "maps with one hemisphere's vertices only",
+         "InputError: one hemisphere of the mesh, a hemisphere is missing",
+         _surface("hemisphere"), InputError, r"one hemisphere of fsaverage5; a hemisphere is missing"),
     Case("fbn-null-unknown", "fbn", "`fbn_null: rotate`", "ParameterError on `fbn_null` listing the nulls",
          _stage("fbn_mapping", fbn_null="rotate"), ParameterError,
          r"parameter 'fbn_null': 'rotate' is not allowed \(expected one of \('spin', 'surrogate'\)\)"),
