@@ -20,14 +20,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--params", help="parameter set (YAML); default params/default.yaml")
     r.add_argument("--only", action="append", metavar="STAGE",
                    help="run only this stage (repeatable)")
-    r.add_argument("--force", action="store_true", help="re-execute unchanged notebooks too")
+    r.add_argument("--name", help="the run's name: its folder is RUNS/books/NAME (default: the "
+                   "parameter file's stem and a hash of its parameters; the default run without "
+                   "--name is the published book's, notebooks in book/executed)")
+    r.add_argument("--force", action="store_true", help="re-execute unchanged notebooks too; "
+                   "replace a run of the same --name made with other parameters")
     r.add_argument("--runs-dir", help="artifact store (default $LLMBRAIN_RUNS or ./runs)")
-    r.add_argument("--executed-dir", help="where the executed notebooks go (default book/executed)")
+    r.add_argument("--svg", action="store_true", help="draw the notebooks' figures as SVG "
+                   "besides PNG (a vector file of every figure in the run folder's figures/)")
+    r.add_argument("--executed-dir", help="where the executed notebooks go (default: the run "
+                   "folder's notebooks/; book/executed for the default run)")
     r.add_argument("--verbose", action="store_true",
                    help="papermill's progress lines (input, output, kernel) too")
     r.add_argument("--refresh-notebooks", action="store_true",
                    help="copy outputs back into notebooks/ (the nbval references)")
     b = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")
+    b.add_argument("--run", metavar="NAME", help="build the book of the run NAME (its notebooks) "
+                   "into RUNS/books/NAME/_build/html instead of the published book")
+    b.add_argument("--runs-dir", help="artifact store of --run (default $LLMBRAIN_RUNS or ./runs)")
     b.add_argument("--no-strict", action="store_true", help="do not treat warnings as errors")
     f = sub.add_parser("fetch", help="download Narratives files (OpenNeuro ds002345)")
     f.add_argument("--story", required=True)
@@ -60,16 +70,25 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         if args.cmd == "run":
-            from .pipeline import run
+            from .pipeline import execute
 
-            for rec in run(args.params, only=args.only, force=args.force,
-                           refresh_notebooks=args.refresh_notebooks, runs_dir=args.runs_dir,
-                           executed_dir=args.executed_dir):
+            result = execute(args.params, only=args.only, force=args.force,
+                             refresh_notebooks=args.refresh_notebooks, runs_dir=args.runs_dir,
+                             executed_dir=args.executed_dir, name=args.name,
+                             svg=args.svg)
+            for rec in result.records:
                 print(f"{rec['stage']:12s} {rec['status']:10s} {rec['seconds']:8.1f} s")
+            for line in result.summary():
+                print(line)
         elif args.cmd == "book":
-            from .pipeline import build_book
+            if args.run:
+                from .runfolder import build_book as build_run_book
 
-            print(build_book(strict=not args.no_strict))
+                print(build_run_book(args.run, args.runs_dir, strict=not args.no_strict))
+            else:
+                from .pipeline import build_book
+
+                print(build_book(strict=not args.no_strict))
         elif args.cmd == "fetch":
             from . import fetch
 

@@ -3,10 +3,12 @@
 Each notebook in ``notebooks/`` has a papermill ``parameters`` cell. A parameter set (YAML) has
 a ``common`` section, given to every notebook that declares the parameter, and one section per
 stage. The runner checks every parameter against the notebook's declared parameters (unknown
-names and wrong types are errors before anything runs), executes each notebook into
-``book/executed/`` (the copies the book renders), and skips a notebook whose executed copy was
-made from the same notebook, parameters and package version (the stages' own artifacts are
-cached in the store besides, so a changed parameter recomputes only what depends on it).
+names and wrong types are errors before anything runs), executes each notebook into the run's
+folder (:mod:`.runfolder`: ``<store>/books/NAME/notebooks/``; the default run's into
+``book/executed/``, the copies the published book renders), and skips a notebook whose executed
+copy was made from the same notebook, parameters and package version (the stages' own artifacts
+are cached in the store besides, so a changed parameter recomputes only what depends on it). At
+the end the run's folder gets every figure, the headline tables and a manifest.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config
 from . import errors
+from . import runfolder
 from .errors import InputError, ParameterError, StageError
 
 log = logging.getLogger(__name__)
@@ -173,11 +177,47 @@ def _executed_digest(path: Path) -> str | None:
 
 def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None = None,
         force: bool = False, refresh_notebooks: bool = False, runs_dir: str | None = None,
-        executed_dir: str | os.PathLike | None = None) -> list[dict]:
+        executed_dir: str | os.PathLike | None = None, name: str | None = None,
+        svg: bool = False) -> list[dict]:
     """Execute the stages' notebooks; return one record per stage (name, status, seconds).
 
-    ``executed_dir``: where the executed notebooks go (default ``book/executed/``, the copies
-    the book renders); a run with other parameters can keep its own there."""
+    :func:`execute` with its records only (the run folder's paths and headline figures are in
+    what :func:`execute` returns)."""
+    return execute(params_file, only=only, force=force, refresh_notebooks=refresh_notebooks,
+                   runs_dir=runs_dir, executed_dir=executed_dir, name=name, svg=svg).records
+
+
+@dataclass
+class RunResult:
+    """What :func:`execute` did: one record per stage, the run's folder and what it exported."""
+
+    records: list[dict]
+    run: runfolder.RunFolder
+    exported: dict = field(default_factory=dict)
+
+    def summary(self) -> list[str]:
+        return runfolder.summary(self.run, self.exported)
+
+
+def _is_default_params(params_file) -> bool:
+    return params_file is None or Path(params_file).resolve() == DEFAULT_PARAMS.resolve()
+
+
+def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | None = None,
+            force: bool = False, refresh_notebooks: bool = False, runs_dir: str | None = None,
+            executed_dir: str | os.PathLike | None = None, name: str | None = None,
+            svg: bool = False) -> RunResult:
+    """Execute the stages' notebooks into a run folder of their own (:mod:`.runfolder`).
+
+    The run's folder is ``<store>/books/NAME/`` (``name``: default ``STEM-HASH`` of the
+    parameter file and its parameters); its notebooks go to its ``notebooks/``, except for the
+    default run (``params/default.yaml``, no ``name``), whose notebooks go to ``book/executed/``
+    (the copies the published book renders). ``executed_dir`` puts the notebooks elsewhere.
+    The same ``name`` with other parameters is refused before any work, unless ``force`` (which
+    replaces that run); with the same parameters, notebooks whose digest is unchanged are not
+    re-executed. At the end every figure, the headline tables and ``manifest.json`` are
+    written into the run folder. ``svg``: the notebooks' figures are drawn as SVG besides PNG
+    (matplotlib's inline backend), so every figure has a vector file too."""
     import papermill as pm
 
     params = load_params(params_file)
@@ -191,6 +231,8 @@ def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None 
         if bad:
             raise ParameterError("--only", f"unknown stage(s) {bad}", expected=f"any of {stages}")
         stages = [s for s in stages if s in only]
+    if svg and refresh_notebooks:  # the committed notebooks (nbval's references) keep PNG only
+        raise ParameterError("--svg", "with --refresh-notebooks", expected="one of the two")
     # validate every notebook's parameters before any work starts: names of every section
     # (stages not run now too), then types, ranges and choices
     check_sections(params, params_file)
@@ -201,47 +243,86 @@ def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None 
     for _, p in plan:
         config.validate(p)  # ranges and choices too, not only types
     _check_models(plan)
-    out_dir = Path(executed_dir).resolve() if executed_dir is not None else EXECUTED
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # the run's folder: a name clash (other parameters) is refused before any work too
+    rf = runfolder.plan(params, params_file, name=name,
+                        published_default=_is_default_params(params_file), executed_dir=EXECUTED,
+                        notebooks_dir=executed_dir)
+    previous = runfolder.claim(rf, force=force)
+    manifest = runfolder.start(rf, previous, only=only, force=force)
+    out_dir = rf.notebooks
     records = []
-    for stage, p in plan:
-        src = NOTEBOOKS / STAGES[stage]
-        dst = out_dir / STAGES[stage]
-        digest = _digest(src, p)
-        if not force and dst.is_file() and _executed_digest(dst) == digest:
-            records.append({"stage": stage, "status": "unchanged", "seconds": 0.0})
-            log.info("%s: unchanged, not re-executed", stage)
-            continue
-        tmp = dst.with_name(f".tmp-{dst.name}")
-        t0 = time.perf_counter()
-        print(f"[llmbrain] {stage}: executing {src.name}", flush=True)
-        try:
-            with _kernel_stderr() as km_class:
-                nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
-                                         kernel_name="python3", progress_bar=False,
-                                         request_save_on_cell_execute=False,
-                                         kernel_manager_class=km_class)
-        except Exception as e:
-            # keep the failed copy for reading, never under the executed name
-            failed = dst.with_name(f"FAILED-{dst.name}")
-            if tmp.exists():
-                os.replace(tmp, failed)
-            if getattr(e, "ename", None) in _OWN_ERRORS:  # the stage refused an input: one line
-                raise StageError(stage, src.name, e.ename, e.evalue, failed) from None
-            raise
-        nb.metadata["llmbrain"] = {"digest": digest, "parameters": p}
-        import nbformat
+    t_run = time.perf_counter()
+    try:
+        for stage, p in plan:
+            src = NOTEBOOKS / STAGES[stage]
+            dst = out_dir / STAGES[stage]
+            digest = _digest(src, p)
+            if svg:  # other outputs: a notebook executed without SVG is not reused
+                digest = hashlib.sha256(f"{digest}:svg".encode()).hexdigest()[:16]
+            if not force and dst.is_file() and _executed_digest(dst) == digest:
+                records.append({"stage": stage, "status": "unchanged", "seconds": 0.0})
+                log.info("%s: unchanged, not re-executed", stage)
+                manifest["stages"].setdefault(stage, {}).update(
+                    {"notebook": str(dst), "digest": digest, "parameters": p, "status": "unchanged"})
+                continue
+            tmp = dst.with_name(f".tmp-{dst.name}")
+            trace = dst.with_name(f".artifacts-{dst.stem}.jsonl")
+            trace.unlink(missing_ok=True)
+            t0, since = time.perf_counter(), time.time() - 1.0
+            print(f"[llmbrain] {stage}: executing {src.name}", flush=True)
+            try:
+                with _kernel_stderr(trace, svg=svg) as km_class:
+                    nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
+                                             kernel_name="python3", progress_bar=False,
+                                             request_save_on_cell_execute=False,
+                                             kernel_manager_class=km_class)
+            except Exception as e:
+                # keep the failed copy for reading, never under the executed name
+                failed = dst.with_name(f"FAILED-{dst.name}")
+                if tmp.exists():
+                    os.replace(tmp, failed)
+                manifest["stages"][stage] = {"notebook": str(failed), "parameters": p,
+                                             "status": "failed", "error": " ".join(str(
+                                                 getattr(e, "evalue", e)).split())[:500],
+                                             "seconds": round(time.perf_counter() - t0, 1),
+                                             "artifacts": runfolder.read_trace(trace)}
+                trace.unlink(missing_ok=True)
+                if getattr(e, "ename", None) in _OWN_ERRORS:  # the stage refused an input: one line
+                    raise StageError(stage, src.name, e.ename, e.evalue, failed) from None
+                raise
+            nb.metadata["llmbrain"] = {"digest": digest, "parameters": p,
+                                       "figure_formats": ["png", "svg"] if svg else ["png"]}
+            import nbformat
 
-        nbformat.write(nb, str(tmp))
-        os.replace(tmp, dst)
-        failed = dst.with_name(f"FAILED-{dst.name}")
-        failed.unlink(missing_ok=True)
-        secs = time.perf_counter() - t0
-        print(f"[llmbrain] {stage}: done in {secs:.1f} s", flush=True)
-        records.append({"stage": stage, "status": "executed", "seconds": round(secs, 1)})
-        if refresh_notebooks:
-            _refresh(dst, src)
-    return records
+            nbformat.write(nb, str(tmp))
+            os.replace(tmp, dst)
+            failed = dst.with_name(f"FAILED-{dst.name}")
+            failed.unlink(missing_ok=True)
+            secs = time.perf_counter() - t0
+            print(f"[llmbrain] {stage}: done in {secs:.1f} s", flush=True)
+            records.append({"stage": stage, "status": "executed", "seconds": round(secs, 1)})
+            left = runfolder.snapshot_stage(rf, STAGES[stage], since)
+            manifest["stages"][stage] = {
+                "notebook": str(dst), "digest": digest, "parameters": p, "status": "executed",
+                "seconds": round(secs, 1), "executed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "artifacts": runfolder.read_trace(trace) + left["sweep_artifacts"],
+                "headlines": left["headlines"], "sweep_tables": left["sweeps"]}
+            trace.unlink(missing_ok=True)
+            if refresh_notebooks:
+                _refresh(dst, src)
+    except BaseException as e:
+        manifest["status"] = "failed"
+        manifest["error"] = " ".join(str(e).split())[:500]
+        manifest["invocations"][-1].update(status="failed", records=records,
+                                           seconds=round(time.perf_counter() - t_run, 1))
+        runfolder.write_manifest(rf.folder, manifest)
+        raise
+    manifest["invocations"][-1]["records"] = records
+    manifest.pop("error", None)
+    done = [out_dir / STAGES[s] for s in STAGES if (out_dir / STAGES[s]).is_file()]
+    exported = runfolder.finish(rf, manifest, done, status="complete",
+                                seconds=time.perf_counter() - t_run)
+    return RunResult(records, rf, exported)
 
 
 #: what the kernel process writes to its stderr that says nothing to the user of a local run:
@@ -252,9 +333,13 @@ KERNEL_NOISE = re.compile(r"Kernel is running over TCP without encryption|"
 
 
 @contextlib.contextmanager
-def _kernel_stderr():
+def _kernel_stderr(trace: Path | None = None, *, svg: bool = False):
     """A kernel manager class whose kernels write their stderr to a temporary file; on leaving,
-    the file's lines are passed on to this process's stderr, less :data:`KERNEL_NOISE`."""
+    the file's lines are passed on to this process's stderr, less :data:`KERNEL_NOISE`.
+
+    ``trace``: the kernel records every artifact the store hands it in this file (its first
+    line, before the notebook's cells: :func:`runfolder.trace_artifacts`). ``svg``: the inline
+    backend draws every figure as SVG besides PNG (a setting that ``%matplotlib inline`` keeps)."""
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -264,6 +349,14 @@ def _kernel_stderr():
         class _KernelManager(AsyncKernelManager):
             async def start_kernel(self, **kw):
                 kw.setdefault("stderr", f)
+                lines = []
+                if trace is not None:
+                    lines.append("import llmbrain_utils.runfolder as _llmbrain_rf; "
+                                 f"_llmbrain_rf.trace_artifacts({str(trace)!r}); del _llmbrain_rf")
+                if svg:
+                    lines.append("%config InlineBackend.figure_formats = ['png', 'svg']")
+                kw["extra_arguments"] = [*kw.get("extra_arguments", []),
+                                         *(f"--IPKernelApp.exec_lines={x}" for x in lines)]
                 return await super().start_kernel(**kw)
 
         try:

@@ -231,6 +231,25 @@ def _pipeline(doc, only):
     return run
 
 
+def _name_clash(tmp: Path):
+    """A run named ``mine`` made with ``seed: 1`` (its folder and manifest, as a run leaves
+    them); the same name again with ``seed: 2``."""
+    from llmbrain_utils import pipeline, runfolder
+
+    first = {"common": {"seed": 1, "runs_dir": _runs(tmp)}}
+    rf = runfolder.plan(first, tmp / "first.yaml", name="mine", published_default=False,
+                        executed_dir=tmp / "executed")
+    runfolder.start(rf, runfolder.claim(rf, force=False), only=["stimulus"], force=False)
+    return pipeline.run(_params_file(tmp, {"common": {"seed": 2}}), only=["stimulus"],
+                        runs_dir=_runs(tmp), name="mine")
+
+
+def _name_path(tmp: Path):
+    from llmbrain_utils import pipeline
+
+    return pipeline.run(_params_file(tmp, {}), only=["stimulus"], runs_dir=_runs(tmp), name="../x")
+
+
 def _surface(kind: str):
     """Surface mapping with a bad input (fsaverage5 TY7 unless the case says otherwise)."""
     def run(tmp: Path):
@@ -520,6 +539,15 @@ CASES: list[Case] = [
          r"params\.yaml: unknown section\(s\) \['encodng'\]"),
     Case("only-unknown-stage", "runner", "`--only dictonary`", "ParameterError on `--only` listing the stages",
          _pipeline({}, ["dictonary"]), ParameterError, r"parameter '--only': unknown stage\(s\) \['dictonary'\]"),
+    Case("run-name-clash", "runner", "`--name mine` again, with other parameters than the run `mine` was made with",
+         "ParameterError on `--name` naming the run's folder and each parameter that differs, "
+         "and `--force` (which replaces that run); nothing runs",
+         _name_clash, ParameterError,
+         r"parameter '--name': run 'mine' \(.*books/mine\) was made with other parameters "
+         r"\(.*first\.yaml\): common\.seed: 1 -> 2 \(expected another --name .*--force"),
+    Case("run-name-path", "runner", "`--name ../x` (a path, not a name)",
+         "ParameterError on `--name`: not a plain name, the characters allowed",
+         _name_path, ParameterError, r"parameter '--name': '\.\./x' is not a plain name \(expected a name of letters"),
 ]
 
 
@@ -529,6 +557,8 @@ def _store_is_clean(runs: Path) -> None:
         return
     assert sorted(runs.rglob(".tmp-*")) == [] and sorted(runs.rglob(".trash-*")) == []
     for stage_dir in runs.iterdir():
+        if stage_dir.name == "books":  # the run folders (runfolder.py), not artifacts
+            continue
         for art in stage_dir.iterdir():
             if not art.name.startswith("."):
                 assert (art / "artifact.json").is_file(), art
