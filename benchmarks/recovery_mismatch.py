@@ -310,6 +310,17 @@ def write_space(out: Path, space: str, rows: list[dict], settings: dict, seconds
 
 
 # --------------------------------------------------------------------------- main
+def twin_row(table, design: dict, target: float, twin_seed: int, stat: str, method: tuple,
+             rms: float, dice: float, dice_planted, jit) -> dict:
+    """One twin's row for one statistic and method ``(null, tail, n_perm)``: the mismatch it was
+    made with and :func:`score_table`'s scores (shared with ``surface_recovery.py``)."""
+    null, tail, n_perm = method
+    return {"dice_target": target, "twin_seed": twin_seed, "statistic": stat, "n_perm": n_perm,
+            "null": null, "tail": tail, "rms_mm": rms, "dice_mismatch": dice,
+            "dice_mismatch_planted_networks": float(np.mean(dice_planted)),
+            "jitter_mean_dice": jit, **score_table(table, design, stat, n_perm)}
+
+
 def check_args(ap: argparse.ArgumentParser, args, nulls=("spin", "surrogate")) -> list[tuple]:
     """The ``--methods`` as (null, tail, n_perm), and the other arguments checked (an argparse
     error naming the argument otherwise); shared with ``surface_recovery.py``."""
@@ -404,13 +415,8 @@ def main(argv: list[str] | None = None) -> dict:
                     table = fbn.couple_atoms(group_t, atlas, **kw)
                 else:
                     table = fbn.couple_atoms(None, atlas, subject_maps=res.beta, **kw)
-                per_twin.append({
-                    "dice_target": target, "twin_seed": twin_seed, "statistic": stat, "n_perm": n_perm,
-                    "null": null, "tail": tail,
-                    "rms_mm": rms, "dice_mismatch": dice,
-                    "dice_mismatch_planted_networks": float(np.mean(dice_planted)),
-                    "jitter_mean_dice": jit,
-                    **score_table(table, design, stat, n_perm)})
+                per_twin.append(twin_row(table, design, target, twin_seed, stat, (null, tail, n_perm),
+                                         rms, dice, dice_planted, jit))
             r = [p for p in per_twin if p["dice_target"] == target and p["twin_seed"] == twin_seed]
             progress(f"Dice target {target:.2f} twin {twin_seed}: rms {rms:.2f} mm, Dice {dice:.3f}, "
                      f"jitter Dice {jit}, " + ", ".join(

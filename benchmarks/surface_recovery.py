@@ -7,7 +7,7 @@ Usage::
     python benchmarks/surface_recovery.py --seeds 1 --dice 1.0 0.6 --methods spin:gpd:200 --out /tmp/s.json   # a quick look
 
 The same design as the volume benchmark, whose functions it imports (``load_inputs``,
-``planting_design``, ``score_table``, ``summary_rows``, ``write_space``): the default run's
+``planting_design``, ``twin_row``, ``summary_rows``, ``write_space``): the default run's
 dictionary ``D`` (T x k) and number of TRs; atom i drives the i-th largest network of the
 read-out atlas (``--atlas``, default TY17 on ``--mesh`` fsaverage5, :func:`surface.load_surface_atlas`),
 signs alternating, for ``--n-planted`` (12) networks; the next largest is driven by a source no
@@ -55,7 +55,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from recovery_mismatch import (T0, check_args, default_cfg, load_inputs, planting_design,  # noqa: E402
-                               progress, score_table, summary_rows, write_space)
+                               progress, summary_rows, twin_row, write_space)
 
 from llmbrain_utils import fmri, surface  # noqa: E402
 from llmbrain_utils import encoding as enc  # noqa: E402
@@ -129,13 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
                 table = surface.couple_surface(
                     group_t, atlas, perms=perms[n_perm], n_perm=n_perm, threshold=cfg["threshold"],
                     alpha=cfg["alpha"], seed=cfg["seed"], statistic=stat, tail=tail, root=args.root)
-                per_twin.append({
-                    "dice_target": target, "twin_seed": twin_seed, "statistic": stat, "n_perm": n_perm,
-                    "null": null, "tail": tail,
-                    "rms_mm": rms, "dice_mismatch": dice,
-                    "dice_mismatch_planted_networks": float(np.mean(dice_planted)),
-                    "jitter_mean_dice": jit,
-                    **score_table(table, design, stat, n_perm)})
+                per_twin.append(twin_row(table, design, target, twin_seed, stat, (null, tail, n_perm),
+                                         rms, dice, dice_planted, jit))
             r = [p for p in per_twin if p["dice_target"] == target and p["twin_seed"] == twin_seed]
             progress(f"Dice target {target:.2f} twin {twin_seed}: rms {rms:.2f} mm, Dice {dice:.3f}, "
                      f"jitter Dice {jit:.3f}, " + ", ".join(
