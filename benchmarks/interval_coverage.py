@@ -27,7 +27,7 @@ the bias correction) from :func:`compare.subsample_interval`'s formulas, and the
 subjects resampled with replacement and the percentile interval (1,000 and 20 resamples) of
 ``r_corrected``, for model A, model B and the paired difference A - B.
 
-Writes ``benchmarks/interval_coverage.json`` (or ``--out``); ``main()`` returns the report.
+Writes ``benchmarks/interval_coverage_r_corrected.json`` (or ``--out``; the book's statistic, the network signal, is checked by ``benchmarks/signal_coverage.py`` into ``interval_coverage.json``); ``main()`` returns the report.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main(argv=None):
     ap.add_argument("--atoms", type=int, default=12)
     ap.add_argument("--smooth", type=float, default=2.0, help="sd of the noise's smoothing, voxels")
     ap.add_argument("--n-resamples", type=int, default=1000)
-    ap.add_argument("--out", type=Path, default=HERE / "interval_coverage.json")
+    ap.add_argument("--out", type=Path, default=HERE / "interval_coverage_r_corrected.json")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     S, ci = args.subjects, 0.95

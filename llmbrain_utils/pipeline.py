@@ -273,7 +273,7 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
             try:
                 with _kernel_stderr(trace, svg=svg) as km_class:
                     nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
-                                             kernel_name="python3", progress_bar=False,
+                                             kernel_name="python3", progress_bar=_cell_progress(stage),
                                              request_save_on_cell_execute=False,
                                              kernel_manager_class=km_class)
             except Exception as e:
@@ -330,6 +330,15 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
 #: interrupt that a kernel's shutdown may send
 KERNEL_NOISE = re.compile(r"Kernel is running over TCP without encryption|"
                           r"KeyboardInterrupt caught in kernel")
+
+
+def _cell_progress(stage: str) -> dict | bool:
+    """papermill's progress bar over a notebook's cells, shown only where someone watches (a
+    terminal on stderr; never in logs or CI), e.g. ``encoding: 40%|####  | 8/20 [01:02<...]``;
+    ``LLMBRAIN_PROGRESS=0`` turns it off, ``=1`` on."""
+    flag = os.environ.get("LLMBRAIN_PROGRESS")
+    show = sys.stderr.isatty() if flag is None else flag not in ("0", "", "false", "no")
+    return {"desc": stage, "unit": "cell", "leave": False, "file": sys.stderr} if show else False
 
 
 @contextlib.contextmanager

@@ -486,3 +486,44 @@ def run_sweep(spec: Spec | str | os.PathLike, *, client=None, scheduler: str | N
     table = results_table(pl, done)
     path = write_table(table, out or default_out(spec))
     return table, path
+
+
+def run_variants(base: dict, variants: list[dict], *, until: str = "fbn", n_workers: int = 2,
+                 out: str | os.PathLike | None = None, client=None) -> tuple[pd.DataFrame, dict]:
+    """Run every variant of a comparison, its stages up to ``until``, as one Dask sweep.
+
+    The cross-model chapter's runner: ``base`` (the run's parameters) is the sweep's
+    ``common`` section and each variant (``{"name": ..., parameter: value, ...}``) a named
+    point; tasks the variants share run once and artifacts already in the store are reused.
+    ``n_workers`` single-threaded processes of a local cluster (results do not depend on it),
+    or an existing ``client``. Returns the sweep's table (one row per variant) and, per variant
+    name, ``{"cfg", "artifacts": {stage: Artifact}}`` opened from the store by the table's
+    keys. A failed variant raises, naming it. (:func:`compare.run_variants` is this function
+    with ``until="coupling_bootstrap"``.)
+    """
+    from .store import Store
+
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ParameterError("n_workers", f"{n_workers!r}", expected="an integer >= 1")
+    if not isinstance(base, dict):
+        raise ParameterError("base", f"{type(base).__name__}", expected="the run's parameters (a dict)")
+    spec = parse_spec({"common": dict(base), "points": variants, "until": until},
+                      source="cross-model variants")
+    runs_dir = Path(spec.sections["common"]["runs_dir"])
+    table, _ = run_sweep(spec, client=client, workers=min(n_workers, len(variants)),
+                         out=out or runs_dir / "sweeps" / "cross_model.tsv", progress=False)
+    bad = table[~table.status.isin(["done", "cached"])]
+    if len(bad):
+        raise RuntimeError("; ".join(f"variant {r['name']!r} {r.status}: {r.error}" for _, r in bad.iterrows()))
+    store = Store(runs_dir)
+    runs = {}
+    for (_, row), point in zip(table.iterrows(), spec.points()):
+        arts = {}
+        for stage in chain(spec.until):
+            art = store.find(stage, row[f"{stage}_key"])
+            if art is None:
+                raise InputError(runs_dir / stage / row[f"{stage}_key"], "missing after the sweep",
+                                 expected=f"the {stage} artifact of variant {row['name']!r}")
+            arts[stage] = art
+        runs[row["name"]] = {"cfg": config.validate(spec.stage_config(spec.until, point)), "artifacts": arts}
+    return table, runs

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -210,4 +211,10 @@ def test_cli_run_is_quiet(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "INFO papermill: Executing notebook with kernel" in r.stderr
+    assert "without encryption" not in r.stderr and "KeyboardInterrupt" not in r.stderr
+    # progress over the notebook's cells where someone watches (a terminal; here forced on)
+    env1 = {**env, "LLMBRAIN_PROGRESS": "1"}
+    r = subprocess.run(base, capture_output=True, text=True, env=env1, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"stimulus: +\d+%.*cell", r.stderr), r.stderr[-500:]
     assert "without encryption" not in r.stderr and "KeyboardInterrupt" not in r.stderr

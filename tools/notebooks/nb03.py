@@ -11,7 +11,7 @@ if __name__ == "__main__":
 The method needs fMRI of people listening to the story. **The default run uses a synthetic twin
 of the Narratives data set**: the same layout and file names, TR (1.5 s), MNI grid (here 6 mm)
 and brain mask, read back by the same loader that reads the real data. Signals are planted in
-chosen networks of the Seitzman et al. (2018) templates, each driven by a property of the story
+chosen networks of the Seitzman et al. (2020) templates, each driven by a property of the story
 with a sign; the other networks carry only noise. Noise is spatially smooth, AR(1) in time, with
 slow drift and subject-specific gain. The truth is saved (`truth.json`), so that every later
 answer can be checked. With `fmri_source="narratives"` the same notebook reads the real data

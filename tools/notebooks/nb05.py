@@ -19,7 +19,7 @@ Reviewers could not tell which networks the paper used or what made an atom "ass
 one. Here both are explicit:
 
 * **Networks**: the default run uses templates built from nilearn's 300 network-labelled ROIs of
-  Seitzman et al. (2018): each brain voxel takes the network of its nearest ROI within 10 mm (an
+  Seitzman et al. (2020): each brain voxel takes the network of its nearest ROI within 10 mm (an
   approximation that needs no download). Any of the 23 atlases of the Network Correspondence
   Toolbox (Yeo 7/17, Gordon, Glasser + Ji with its language network, ...) is a parameter.
 * **Criterion**: an atom's group $t$ map is split into its **active** part (the top 10% of
