@@ -46,7 +46,7 @@ notebooks: setup
 	$(PY) -m llmbrain_utils run --params $(PARAMS) --refresh-notebooks
 
 # after `make notebooks`: measure how the headline figures move with the BLAS kernel and the
-# seed (benchmarks/kernel_spread.py, ~75 min on 2 cores with the surrogate null) and write their reference and
+# seed (benchmarks/kernel_spread.py, 7.7 min measured when only the notebooks re-execute, an estimated 35 min when every artifact is new) and write their reference and
 # tolerances (notebooks/headlines.json) that tests/test_headlines.py checks
 reference: setup
 	$(PY) benchmarks/kernel_spread.py --include-default
