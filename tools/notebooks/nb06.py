@@ -118,8 +118,11 @@ summary = pd.DataFrame(rows).set_index("model")
 cols = ["n_params_m", "n_ans", "dict_r2", "dict_r2_chance", "theta_milli", "theta_lo", "theta_hi", "atoms_coupled",
         "networks_involved", "active", "deactive",
         "diversity_mean_abs_r", "consistency_mean_abs_r", "balance", "cv_r_isc_mask", "cv_r_ci_low", "cv_r_ci_high"]
-print(summary[cols].round(3).to_string())
 hl.add_table("summary", summary[cols])
+short = {"theta_milli": "θ x 1e3", "theta_lo": "95% low", "theta_hi": "95% high", "atoms_coupled": "atoms",
+         "networks_involved": "networks", "dict_r2": "dict R2", "dict_r2_chance": "chance R2",
+         "cv_r_isc_mask": "held-out r"}  # the rest: the figures below and tables/06_cross_model.tsv
+summary[list(short)].rename(columns=short).round(3)
 """),
 ("code", """
 print(summary[["n_params_m", "n_ans"]].to_string())  # what was compared (does not move with the kernel)
@@ -177,7 +180,7 @@ maps) the same intervals are conservative (wider than needed: coverage 0.95-0.99
 benchmark), so on such data they can miss a difference but do not invent one.
 
 Right panel: $\\theta$ split by network. On this twin it should lie on the networks that carry
-planted signal (printed above the panel's figure, from the twin's truth), and it does; the
+planted signal (listed under the counts figure above, from the twin's truth), and it does; the
 unplanted networks stay near 0 for every model.
 
 What it cannot show: $\\theta$ is an amount of network-structured signal, not a number of coupled
@@ -208,7 +211,6 @@ diffs = diffs.set_index(diffs.model_a + " - " + diffs.model_b)
 diff_table = diffs[["difference", "ci_low", "ci_high"]] * 1e3
 diff_table.columns = ["difference x 1e3", "ci_low x 1e3", "ci_high x 1e3"]
 diff_table[["p", "q (BH)"]] = diffs[["p", "q"]]
-print(diff_table.round(3).to_string())
 hl.add_table("netsignal", summary[["theta_milli", "theta_lo", "theta_hi"]], digits=2)
 hl.add_table("difference", diff_table[["difference x 1e3", "ci_low x 1e3", "ci_high x 1e3", "q (BH)"]], digits=2)
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1, 1.3]})
@@ -224,6 +226,13 @@ per = pd.DataFrame({n: signal[n].per_network.estimate * 1e3 for n in names}).T
 plotting.heatmap(axes[1], per.to_numpy(), xlabels=list(per.columns), ylabels=list(per.index), cmap="RdBu_r",
                  title="Network signal per network (θ_g x 1000)", label="θ_g x 1000")
 fig.tight_layout()
+"""),
+("md", """
+Paired differences of network signal (first model minus second, same subsets of listeners), with
+their 95% intervals, two-sided $p$ and Benjamini-Hochberg $q$ over these pairs:
+"""),
+("code", """
+diff_table.round(3)
 """),
 ("md", """
 ## Diversity and consistency
