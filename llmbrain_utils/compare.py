@@ -265,14 +265,11 @@ class CouplingBootstrap:
 
 
 def _bh_reject(p: np.ndarray, alpha: float) -> np.ndarray:
-    """Benjamini-Hochberg decisions for a flat array of p values: q <= alpha."""
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    q = p[order] * m / np.arange(1, m + 1)
-    q = np.minimum.accumulate(q[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(q, 1.0)
-    return out <= alpha
+    """Benjamini-Hochberg decisions for a flat array of p values: q <= alpha (values above 1,
+    e.g. a scaled count's bound, count as 1)."""
+    from scipy.stats import false_discovery_control
+
+    return false_discovery_control(np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0), method="bh") <= alpha
 
 
 def resampled_group_t(betas: np.ndarray, picks: np.ndarray) -> np.ndarray:
@@ -463,70 +460,15 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
 
 
 # --------------------------------------------------------------------------- running the variants
-def variants_spec(base: dict, variants: list[dict]):
-    """The sweep spec of a comparison: the run's parameters as ``common``, every variant a named
-    point, each run up to its coupling bootstrap (:func:`sweep.parse_spec` checks them)."""
-    from . import sweep
-
-    if not isinstance(base, dict):
-        raise ParameterError("base", f"{type(base).__name__}", expected="the run's parameters (a dict)")
-    # the run's own list of variants and the chapter's settings (sweep.NOT_SWEPT) are dropped
-    # by parse_spec
-    return sweep.parse_spec({"common": dict(base), "points": variants, "until": "coupling_bootstrap"},
-                            source="cross-model variants")
-
-
 def run_variants(base: dict, variants: list[dict], *, n_workers: int = 2, out=None,
                  client=None) -> tuple[pd.DataFrame, dict]:
-    """Run every variant's stages, extraction to coupling bootstrap, as one Dask sweep.
+    """Every variant's stages, extraction to coupling bootstrap, as one Dask sweep:
+    :func:`llmbrain_utils.sweep.run_variants` with ``until="coupling_bootstrap"`` (its
+    parameters, checks and return value)."""
+    from . import sweep
 
-    Parameters
-    ----------
-    base : dict
-        The run's parameters; each variant overrides some of them.
-    variants : list of dict
-        ``{"name": ..., parameter: value, ...}`` (the sweep's named points).
-    n_workers : int
-        Worker processes of the local cluster, each single-threaded (results do not depend on
-        it: every stage is seeded and single-threaded). Tasks shared by variants (the story,
-        the fMRI data, one model's extraction) run once.
-    out : path, optional
-        The sweep table (default ``<runs_dir>/sweeps/cross_model.tsv``).
-    client : distributed.Client, optional
-        An existing cluster's client instead of a local cluster.
-
-    Returns
-    -------
-    (pandas.DataFrame, dict)
-        The sweep's table (one row per variant: status, per-stage artifact keys and seconds,
-        summary metrics) and, per variant name, ``{"cfg", "artifacts": {stage: Artifact}}``
-        opened from the store by the table's keys. A failed variant raises, naming it.
-    """
-    from . import config, sweep
-    from .store import Store
-
-    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-        raise ParameterError("n_workers", f"{n_workers!r}", expected="an integer >= 1")
-    spec = variants_spec(base, variants)
-    runs_dir = Path(spec.sections["common"]["runs_dir"])
-    table, _ = sweep.run_sweep(spec, client=client, workers=min(n_workers, len(variants)),
-                               out=out or runs_dir / "sweeps" / "cross_model.tsv", progress=False)
-    bad = table[~table.status.isin(["done", "cached"])]
-    if len(bad):
-        raise RuntimeError("; ".join(f"variant {r['name']!r} {r.status}: {r.error}" for _, r in bad.iterrows()))
-    store = Store(runs_dir)
-    runs = {}
-    for (_, row), point in zip(table.iterrows(), spec.points()):
-        arts = {}
-        for stage in sweep.chain(spec.until):
-            art = store.find(stage, row[f"{stage}_key"])
-            if art is None:
-                raise InputError(runs_dir / stage / row[f"{stage}_key"], "missing after the sweep",
-                                 expected=f"the {stage} artifact of variant {row['name']!r}")
-            arts[stage] = art
-        runs[row["name"]] = {"cfg": config.validate(spec.stage_config(spec.until, point)),
-                             "artifacts": arts}
-    return table, runs
+    return sweep.run_variants(base, variants, until="coupling_bootstrap", n_workers=n_workers,
+                              out=out, client=client)
 
 
 # --------------------------------------------------------------------------- coupling strength

@@ -72,6 +72,9 @@ PARAMS: dict[str, tuple] = {
                   "do not depend on it)"),
     "n_boot": (20, int, _c(lambda v: v >= 2, "an integer >= 2"),
                "cross-model chapter: subject resamples of the coupling-count bootstrap"),
+    "n_subsets": (1000, int, _c(lambda v: v >= 100, "an integer >= 100"),
+                  "cross-model chapter: subsets of half the listeners behind every interval of the "
+                  "network signal"),
     # fMRI data
     "fmri_source": ("synthetic", str, ("synthetic", "narratives"),
                     "synthetic twin with planted truth, or the real data set (download)"),

@@ -534,7 +534,8 @@ def _learn_torch(data: _Columns, D0: np.ndarray, lam: float, n_iter: int, batch_
     from a random signal of the batch.
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from .progress import bar
 
     k = D0.shape[1]
     dt = torch.float32
@@ -562,8 +563,8 @@ def _learn_torch(data: _Columns, D0: np.ndarray, lam: float, n_iter: int, batch_
         newd = newd + rng_dead.normal(0, 0.01 * (newd.std() or 1.0), newd.size)
         D[:, j] = torch.tensor(newd / np.linalg.norm(newd), dtype=dt, device=device)
 
-    for step, pos in enumerate(tqdm(_batches(data.n, batch_size, n_iter, seed), total=n_iter,
-                                    disable=not progress, desc="torch dictionary")):
+    for step, pos in enumerate(bar(_batches(data.n, batch_size, n_iter, seed), "torch dictionary",
+                                   total=n_iter, show=progress)):
         if resident is not None:
             Xb = resident[:, torch.as_tensor(np.sort(pos), device=device)]
         else:
@@ -671,14 +672,15 @@ def _sklearn_estimator(k: int, lam: float, batch_size: int, seed: int, D0: np.nd
 def _learn_sklearn(data: _Columns, D0: np.ndarray, lam: float, n_iter: int, batch_size: int,
                    seed: int, progress: bool) -> tuple[np.ndarray, dict]:
     from sklearn.exceptions import ConvergenceWarning
-    from tqdm.auto import tqdm
+
+    from .progress import bar
 
     est = _sklearn_estimator(D0.shape[1], lam, batch_size, seed, D0.astype(np.float64))
     with warnings.catch_warnings():
         # its coordinate descent asks a duality gap of 1e-8, which float rounding can miss
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for pos in tqdm(_batches(data.n, batch_size, n_iter, seed), total=n_iter,
-                        disable=not progress, desc="sklearn dictionary"):
+        for pos in bar(_batches(data.n, batch_size, n_iter, seed), "sklearn dictionary",
+                       total=n_iter, show=progress):
             est.partial_fit(data.take(pos).T.astype(np.float64))  # float64: 3x faster cd
     return est.components_.T.astype(np.float32), {"n_steps": int(est.n_steps_)}
 
@@ -764,11 +766,11 @@ def _chunk_stats(Xc: np.ndarray, D: np.ndarray, codes: sp.csc_matrix, lam: float
 def _encode_all(data: _Columns, N: int, D: np.ndarray, lam: float, enc, chunk: int,
                 progress: bool) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
     """Loadings of every kept column (scaled units, k x N csc) plus per-AN SSE and L1."""
-    from tqdm.auto import tqdm
+    from .progress import bar
 
     k = D.shape[1]
     parts, sse, l1 = [], np.zeros(N), np.zeros(N)
-    for a, b in tqdm(list(_iter_chunks(data.n, chunk)), disable=not progress, desc="loadings"):
+    for a, b in bar(list(_iter_chunks(data.n, chunk)), "dictionary loadings", unit="chunk", show=progress):
         Xc = data.chunk(a, b)
         codes = _as_csc(enc(Xc))
         s, l = _chunk_stats(Xc, D, codes, lam)

@@ -1004,8 +1004,8 @@ def permutation_pvalues(X: Any, Y: Any, n_perm: int = 1000, method: str = "circu
     obs_dev_op = _to_device(operators(base[None]), device, dtype)
     batches = [slice(i, min(P, i + batch)) for i in range(0, P, batch)]
     if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(batches, desc=f"{statistic} permutations")
+        from .progress import bar
+        batches = bar(batches, f"{statistic} permutations", unit="batch", show=True)
     # precompute observed statistics
     for s, y in enumerate(subjects):
         for sl in _chunks(V, vchunk):
@@ -1191,8 +1191,8 @@ def ridge_null_r(X: Any, Y: Any, alphas: Any, *, null: str = "phase", n_perm: in
     out = np.zeros((n_total, S, V))
     starts = list(range(0, n_total, batch))
     if progress:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc=f"{null} null")
+        from .progress import bar
+        starts = bar(starts, f"{null} null", unit="batch", show=True)
     for b0 in starts:
         bsl = slice(b0, min(n_total, b0 + batch))
         B = bsl.stop - bsl.start
@@ -1901,8 +1901,8 @@ def encode_subjects(D: Any, Y: Any, *, intercept: bool = True, cv_model: str | N
             cv_alphas = np.empty((S, len(folds), V), dtype=np.float32)
     it = range(S)
     if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, desc="subjects")
+        from .progress import bar
+        it = bar(it, "encoding subjects", unit="subject", show=True)
     dof = T - k - int(intercept)
     for s in it:
         ols = fit_ols(D, subjects[s], intercept=intercept, device=device)

@@ -457,11 +457,11 @@ def extract_word_activations(loaded, words, *, units: str = "output", context: s
     t_fwd = 0.0
     t0 = time.perf_counter()
     try:
-        from tqdm.auto import tqdm
+        from .progress import bar
 
         batches = [windows[i:i + batch_size] for i in range(0, len(windows), batch_size)]
-        for batch in tqdm(batches, disable=not progress, desc=f"extract {loaded.info.get('name', '')}",
-                          unit="batch"):
+        for batch in bar(batches, f"extract {loaded.info.get('name', '')}".strip(), unit="batch",
+                         show=progress):
             ids, mask = batch_arrays(stream, batch, pad_id)
             Lb = ids.shape[1]
             flat, seg, wts = [], [], []

@@ -655,6 +655,15 @@ def _check_maps(maps: Any, atlas: NetworkAtlas, name: str = "group_maps") -> np.
     if not isinstance(atlas, NetworkAtlas):
         raise ParameterError("atlas", f"{type(atlas).__name__} is not a NetworkAtlas",
                              expected="load_atlas(...) or seitzman_atlas(...)")
+    return map_array(maps, atlas.n_voxels, name, unit=("voxel", "voxels"),
+                     where="the voxels of the atlas's mask")
+
+
+def map_array(maps: Any, n: int, name: str, *, unit: tuple[str, str], where: str) -> np.ndarray:
+    """``maps`` as a float64 ``(k, n)`` array of finite numbers (one map: ``(1, n)``), else an
+    error naming ``name`` and, for a non-finite value, its map and ``unit[0]`` (the volume's
+    and the surface's maps share this check: ``unit`` is ``("voxel", "voxels")`` or
+    ``("vertex", "vertices")``, ``where`` says what ``n`` counts)."""
     try:
         arr = np.asarray(maps, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -662,13 +671,12 @@ def _check_maps(maps: Any, atlas: NetworkAtlas, name: str = "group_maps") -> np.
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ParameterError(name, f"shape {arr.shape}", expected="a 2-D array (k atoms, V voxels)")
-    if arr.shape[1] != atlas.n_voxels:
-        raise InputError(name, f"{arr.shape[1]} voxels per map", field="V",
-                         expected=f"{atlas.n_voxels}, the voxels of the atlas's mask")
+        raise ParameterError(name, f"shape {arr.shape}", expected=f"a 2-D array (k atoms, V {unit[1]})")
+    if arr.shape[1] != n:
+        raise InputError(name, f"{arr.shape[1]} {unit[1]} per map", field="V", expected=f"{n}, {where}")
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
-        raise InputError(name, "non-finite value", field=f"atom {bad[0]}, voxel {bad[1]}",
+        raise InputError(name, "non-finite value", field=f"atom {bad[0]}, {unit[0]} {bad[1]}",
                          expected="finite numbers")
     return arr
 
@@ -1009,6 +1017,8 @@ class SurrogateNull:
         null = np.zeros((2, k, P, n), np.float32) if keep is not None else None
         counts = np.zeros((2, k, n), dtype=np.int64)
         seen = np.zeros((2, k, n), dtype=np.int64)
+        from scipy.stats import false_discovery_control
+
         active = np.ones((2, k, n), dtype=bool)
         obs = observed.reshape(2, k, n) - 1e-9
         scale = [(sd[a] * z[a].std()).astype(np.float32) for a in range(k)]
@@ -1029,8 +1039,6 @@ class SurrogateNull:
             bound = (1.0 + counts) / (1.0 + P)
             if tail == "gpd":
                 bound = np.where(counts < GPD_MIN_EXCEED, 0.0, bound)
-            from scipy.stats import false_discovery_control
-
             rej = false_discovery_control(bound.ravel(), method="bh") <= alpha
             cut = alpha * rej.sum() / rej.size
             active &= bound <= cut

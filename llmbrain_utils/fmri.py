@@ -1201,13 +1201,25 @@ def mismatched_labels(readout: np.ndarray, mask: np.ndarray, target: float, voxe
         lab = deform_labels(readout, mask, rms, voxel_mm, np.random.default_rng(seed))
         return lab, float(np.mean([_dice_masks(lab[mask] == i, ro[mask] == i) for i in labels]))
 
+    return bisect_dice(at, target, start=float(voxel_mm), limit=50 * voxel_mm, tol=tol, n_iter=n_iter)
+
+
+def bisect_dice(at, target: float, *, start: float, limit: float, tol: float,
+                n_iter: int) -> tuple[np.ndarray, float, float]:
+    """The deformation size whose labels have mean network Dice ``target`` (volume and surface).
+
+    ``at(rms)`` gives ``(labels, dice)`` for a displacement of RMS ``rms`` mm (a fixed field
+    shape, only its size changing, so the Dice falls as ``rms`` grows). The bracket doubles
+    from ``start`` until the Dice falls below ``target`` (or ``limit``), then at most ``n_iter``
+    halvings stop once within ``tol / 4``; the closest labels seen are returned as
+    ``(labels, rms_mm, dice)``. ``target >= 1``: ``at(0)``."""
     if target >= 1.0:
         lab, d = at(0.0)
-        return lab, 0.0, d
-    lo, hi = 0.0, float(voxel_mm)
-    while at(hi)[1] > target and hi < 50 * voxel_mm:
+        return lab, 0.0, float(d)
+    lo, hi = 0.0, float(start)
+    while at(hi)[1] > target and hi < limit:
         lo, hi = hi, 2 * hi
-    best = (math.inf, None, None, None)
+    best = (math.inf, None, 0.0, 1.0)
     for _ in range(n_iter):
         mid = 0.5 * (lo + hi)
         lab, d = at(mid)

@@ -95,7 +95,10 @@ def groups_of(masks, V: int | None = None) -> tuple[np.ndarray, list[str] | None
 def atom_scale(betas) -> np.ndarray:
     """``sigma_a`` (k,): per atom, the root of the mean over voxels of the across-subject
     variance (ddof 1) of its coefficients; atoms whose coefficients do not vary get 1."""
-    B = _check_betas(betas)
+    return _scale(_check_betas(betas))
+
+
+def _scale(B: np.ndarray) -> np.ndarray:
     s = np.sqrt(B.var(0, ddof=1).mean(1))
     return np.where(s > 0, s, 1.0)
 
@@ -104,11 +107,15 @@ def subject_grams(betas, masks) -> tuple[np.ndarray, list[str] | None]:
     """Per group, the subjects' Gram matrix of their scaled network contrasts:
     ``G[g, s, t] = sum_a c_sag c_tag / k`` (groups, S, S), and the groups' names. Every U
     statistic of :func:`u_statistics` is a sum over its entries."""
-    B = _check_betas(betas)
+    return _grams(_check_betas(betas), masks)
+
+
+def _grams(B: np.ndarray, masks) -> tuple[np.ndarray, list[str] | None]:
+    """:func:`subject_grams` of checked betas."""
     S, k, V = B.shape
     G, names = groups_of(masks, V)
     n_g = G.sum(1).astype(np.float64)
-    X = B / atom_scale(B)[None, :, None]
+    X = B / _scale(B)[None, :, None]
     means = X @ G.T.astype(np.float64) / n_g  # (S, k, groups)
     c = (means - X.mean(2, keepdims=True)) * np.sqrt(n_g / V)
     return np.einsum("sag,tag->gst", c, c) / k, names
@@ -216,7 +223,7 @@ def network_signal(betas, masks, *, scheme: str = "subsample", m: int | None = N
     B = _check_betas(betas)
     n = B.shape[0]
     m = _check_args(n, scheme, m, n_resamples, seed, ci)
-    grams, names = subject_grams(B, masks)
+    grams, names = _grams(B, masks)
     res, vals, picks = _interval(grams, n, scheme, m, int(n_resamples), int(seed), ci)
     names = names or [f"network {j}" for j in range(grams.shape[0])]
     per = pd.DataFrame({key: res[key][:-1] for key in ("estimate", "ci_low", "ci_high", "se", "p")},
@@ -260,13 +267,14 @@ def paired_signal_differences(betas_by_model: dict, masks, *, pairs=None, scheme
         for x in (a, b):
             if x not in Bs:
                 raise ParameterError("pairs", f"{x!r}", expected=f"models of betas_by_model: {names}")
-    grams = {name: subject_grams(B, masks)[0].sum(0, keepdims=True) for name, B in Bs.items()}
+    used = {x for pair in pairs for x in pair}
+    grams = {name: _grams(B, masks)[0].sum(0, keepdims=True) for name, B in Bs.items() if name in used}
+    everyone = np.arange(n)[None, :]
+    theta = {name: float(u_statistics(g, everyone)[0, 0]) for name, g in grams.items()}
     rows = []
     for a, b in pairs:
-        da = _interval(grams[a], n, scheme, m, int(n_resamples), int(seed), ci)[0]
-        db = _interval(grams[b], n, scheme, m, int(n_resamples), int(seed), ci)[0]
         d = _interval(grams[a] - grams[b], n, scheme, m, int(n_resamples), int(seed), ci)[0]
-        rows.append({"model_a": a, "model_b": b, "theta_a": da["estimate"][-1], "theta_b": db["estimate"][-1],
+        rows.append({"model_a": a, "model_b": b, "theta_a": theta[a], "theta_b": theta[b],
                      "difference": d["estimate"][-1], "ci_low": d["ci_low"][-1], "ci_high": d["ci_high"][-1],
                      "p": d["p"][-1], "n_subjects": n, "m": n - 1 if scheme == "jackknife" else m,
                      "n_resamples": n if scheme == "jackknife" else int(n_resamples)})

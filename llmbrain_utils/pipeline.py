@@ -336,8 +336,9 @@ def _cell_progress(stage: str) -> dict | bool:
     """papermill's progress bar over a notebook's cells, shown only where someone watches (a
     terminal on stderr; never in logs or CI), e.g. ``encoding: 40%|####  | 8/20 [01:02<...]``;
     ``LLMBRAIN_PROGRESS=0`` turns it off, ``=1`` on."""
-    flag = os.environ.get("LLMBRAIN_PROGRESS")
-    show = sys.stderr.isatty() if flag is None else flag not in ("0", "", "false", "no")
+    from .progress import forced
+
+    show = sys.stderr.isatty() if forced() is None else forced()
     return {"desc": stage, "unit": "cell", "leave": False, "file": sys.stderr} if show else False
 
 

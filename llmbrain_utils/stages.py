@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import config
+from .progress import bar, enabled as _progress
 from .store import Artifact, Store
 
 
@@ -163,7 +164,7 @@ def extraction(cfg: dict, loaded=None) -> Artifact:
             loaded, words, stim.info["n_trs"], tr_s=cfg["tr_s"], units=cfg["units"],
             context=None if cfg["context"] == "auto" else cfg["context"], context_tokens=cfg["context_tokens"],
             word_pool=cfg["word_pool"], tr_pool=cfg["tr_pool"], hrf=cfg["hrf"],
-            responses_out=out / "responses.npy", progress=False)
+            responses_out=out / "responses.npy", progress=_progress())
         res["an_table"].to_csv(out / "an_table.tsv", sep="\t", index=False)
         stats = dict(res["stats"])
         # seconds differ run to run: they go to the sidecar, so the files of two runs are identical
@@ -206,7 +207,7 @@ def dictionary(cfg: dict) -> Artifact:
         X = read_responses(ext)
         res = dl.learn_dictionary(X, k=cfg["k"], lam=cfg["lam"], solver=cfg["solver"],
                                   seed=cfg["seed"], n_iter=cfg["dict_iter"],
-                                  an_table=read_an_table(ext), n_threads=1)
+                                  an_table=read_an_table(ext), n_threads=1, progress=_progress())
         summary = {k: v for k, v in res.summary().items() if k not in ("info",)}
         res.timings = {}  # seconds differ run to run: in the sidecar (summary), not in the files
         res.save(out)
@@ -393,7 +394,8 @@ def encoding(cfg: dict) -> Artifact:
     def build(out: Path) -> dict:
         D = np.load(dic.file("D.npy"))
         bold = read_bold(data, mmap=False)
-        res = enc.encode_subjects(D, bold, cv_model="ridge", n_folds=cfg["n_folds"], trim=cfg["trim"])
+        res = enc.encode_subjects(D, bold, cv_model="ridge", n_folds=cfg["n_folds"], trim=cfg["trim"],
+                                  progress=_progress())
         np.save(out / "beta.npy", res.beta)
         np.save(out / "t.npy", res.t)
         np.save(out / "r2.npy", res.r2)
@@ -455,7 +457,8 @@ def encoding_tests(cfg: dict) -> Artifact:
         p_null = "phase"
         draws = [enc.permutation_pvalues(D, bold[s], n_perm=cfg["n_perm"], method=p_null,
                                          statistic="r2_insample", seed=cfg["seed"] + s,
-                                         return_n_null=True) for s in range(bold.shape[0])]
+                                         return_n_null=True)
+                 for s in bar(range(bold.shape[0]), "permutation tests", unit="subject")]
         p = np.stack([d[0] for d in draws]).astype(np.float32)
         n_null = sorted({int(d[1]) for d in draws})
         np.save(out / "p_r2.npy", p)
@@ -469,7 +472,7 @@ def encoding_tests(cfg: dict) -> Artifact:
         g_alphas = np.exp(np.log(np.load(enc_art.file("cv_alphas.npy")).astype(np.float64)).mean(0))
         gt = enc.group_cv_test(D, bold, statistic="average_bold", alphas=g_alphas, null="phase",
                                n_perm=cfg["group_perm"], seed=cfg["seed"], folds=folds,
-                               trim=cfg["trim"])
+                               trim=cfg["trim"], progress=_progress())
         p_isc = gt.pvalues(isc_keep) if isc_keep.any() else np.full(gt.p.shape, np.nan)
         gsig, gsig_isc = enc.fdr(gt.p, cfg["alpha"])[0], enc.fdr(p_isc, cfg["alpha"])[0]
         np.save(out / "group_avg_r.npy", gt.observed.astype(np.float32))
@@ -567,7 +570,7 @@ def encoding_recovery(cfg: dict) -> Artifact:
         gs = enc.group_cv_test(sources.to_numpy(), bold, **kw)  # its penalties: nested CV
         rows += rows_for(snr0, "planted sources", group(gs))
         a_atoms = np.load(tests.file("group_avg_alphas.npy")).astype(np.float64)
-        for snr in cfg["recovery_snrs"]:
+        for snr in bar(cfg["recovery_snrs"], "recovery twins", unit="twin"):
             tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
             try:
                 root = fmri.make_synthetic_dataset(
@@ -931,7 +934,7 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
         runs = ([(seeds[0], s, n_sub0) for s in snrs] + [(sd, default_snr, n_sub0) for sd in seeds[1:]]
                 + [(seeds[0], default_snr, n) for n in counts])
         rows, tables, found, null_p = [], [], {}, []
-        for twin_seed, snr, n_sub in runs:
+        for twin_seed, snr, n_sub in bar(runs, "recovery twins", unit="twin"):
             tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
             try:
                 root = fmri.make_synthetic_dataset(

@@ -663,21 +663,13 @@ def check_surface(maps: Any, atlas: Any, *, name: str = "maps",
                              "load_surface_atlas(name, mesh)")
     mesh = atlas.info["space"]
     try:
-        arr = np.asarray(maps, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ParameterError(name, f"not numeric: {exc}", expected="array (k, V)") from exc
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ParameterError(name, f"shape {arr.shape}", expected="a 2-D array (k maps, V)")
-    if arr.shape[1] != atlas.n_voxels:
-        _check_length(arr.shape[1], mesh, name, atlas=atlas.name, root=root)
-        raise InputError(name, f"{arr.shape[1]} vertices per map", field="V",
-                         expected=f"{atlas.n_voxels}, the vertices of atlas {atlas.name}")
-    if not np.all(np.isfinite(arr)):
-        a, v = np.argwhere(~np.isfinite(arr))[0]
-        raise InputError(name, "non-finite value", field=f"map {a}, vertex {v}",
-                         expected="finite numbers")
+        n = np.shape(maps)[-1] if np.ndim(maps) in (1, 2) else atlas.n_voxels
+    except ValueError:  # ragged: map_array says so
+        n = atlas.n_voxels
+    if n != atlas.n_voxels:  # say which mesh or layout the length fits
+        _check_length(n, mesh, name, atlas=atlas.name, root=root)
+    arr = fbn.map_array(maps, atlas.n_voxels, name, unit=("vertex", "vertices"),
+                        where=f"the vertices of atlas {atlas.name}")
     empty = [nm for nm, m in zip(atlas.network_names, atlas.masks) if not m.any()]
     if empty:
         raise InputError(f"atlas {atlas.name}", f"networks with no vertex on {mesh}: {empty}",
@@ -1075,23 +1067,9 @@ def mismatched_surface_labels(labels: Any, target: float, seed: int, mesh: str =
                                     iterations=iterations, root=root)
         return lab, mean_network_dice(lab, ref, nets)
 
-    if target >= 1.0:
-        lab, d = at(0.0)
-        return lab, 0.0, d
-    lo, hi = 0.0, 4.0
-    while at(hi)[1] > target and hi < 200.0:
-        lo, hi = hi, 2 * hi
-    best = (math.inf, None, 0.0, 1.0)
-    for _ in range(n_iter):
-        mid = 0.5 * (lo + hi)
-        lab, d = at(mid)
-        if abs(d - target) < best[0]:
-            best = (abs(d - target), lab, mid, d)
-        if abs(d - target) <= tol / 4:
-            break
-        lo, hi = (mid, hi) if d > target else (lo, mid)
-    _, lab, rms, d = best
-    return lab, float(rms), float(d)
+    from .fmri import bisect_dice
+
+    return bisect_dice(at, target, start=4.0, limit=200.0, tol=tol, n_iter=n_iter)
 
 
 class SurfaceTwin(NamedTuple):

@@ -67,7 +67,7 @@ DEPS: dict[str, tuple[tuple[str, dict], ...]] = {
     "coupling_bootstrap": (("encoding", {}), ("fmri", {}), ("fbn", {})),
 }
 #: grid or section names that are not analysis parameters of a point
-NOT_SWEPT = ("runs_dir", "variants", "compare_atlas", "n_workers")
+NOT_SWEPT = ("runs_dir", "variants", "compare_atlas", "n_workers", "n_subsets")
 #: table column -> (stage, key in the artifact's sidecar ``info``)
 METRICS = {
     "n_trs": ("stimulus", "n_trs"),

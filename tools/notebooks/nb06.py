@@ -18,6 +18,7 @@ VARIANTS = '''variants = [
     {"name": "Gemma-3-270M untrained", "model": "gemma-3-270m", "untrained": True},
 ]
 n_workers = 2  # variants computed at the same time (each single-threaded; results do not depend on it)
+n_subsets = 1000  # subsets of half the listeners behind every interval of the network signal
 '''
 
 if __name__ == "__main__":
@@ -92,7 +93,6 @@ mask = stages.read_mask(data)
 keep = stages.read_isc_mask(data, base["alpha"])
 atlas = fbn.load_atlas(base["atlas"], mask)
 hl = headlines.Recorder("06_cross_model", base)  # numbers that move with the BLAS kernel
-N_SUBSETS = 1000  # subsets of half the subjects (without replacement) behind every interval of the network signal
 """),
 ("code", """
 rows, tables, Ds, betas, signal = [], {}, {}, {}, {}
@@ -110,7 +110,7 @@ for name, r in runs.items():
     t = sweep_table.loc[name]  # the sweep's metrics of this variant
     assert t.n_atoms_coupled == row["atoms_coupled"] and t.n_networks_involved == row["networks_involved"]
     betas[name] = np.load(r["enc"].file("beta.npy"))  # (subjects, atoms, voxels): the same listeners for every model
-    sig = signal[name] = netsignal.network_signal(betas[name], atlas, n_resamples=N_SUBSETS, seed=base["seed"])
+    sig = signal[name] = netsignal.network_signal(betas[name], atlas, n_resamples=n_subsets, seed=base["seed"])
     row.update(theta_milli=1e3 * sig.estimate, theta_lo=1e3 * sig.lo, theta_hi=1e3 * sig.hi, theta_p=sig.p)
     rows.append(row)
     tables[name], Ds[name] = table, res.D
@@ -205,7 +205,7 @@ pairs = [(n, n + " untrained") for n in primary if n + " untrained" in runs]
 pairs += [(n, n + " shuffled words") for n in primary if n + " shuffled words" in runs]
 pairs += [(n + " causal", n + " 32 tokens") for n in primary if n + " causal" in runs and n + " 32 tokens" in runs]
 pairs += [(a, b) for i, a in enumerate(primary) for b in primary[i + 1:]]
-diffs = netsignal.paired_signal_differences(betas, atlas, pairs=pairs, n_resamples=N_SUBSETS, seed=base["seed"])
+diffs = netsignal.paired_signal_differences(betas, atlas, pairs=pairs, n_resamples=n_subsets, seed=base["seed"])
 diffs["q"] = false_discovery_control(diffs.p)
 diffs = diffs.set_index(diffs.model_a + " - " + diffs.model_b)
 diff_table = diffs[["difference", "ci_low", "ci_high"]] * 1e3
