@@ -290,6 +290,7 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
                 if getattr(e, "ename", None) in _OWN_ERRORS:  # the stage refused an input: one line
                     raise StageError(stage, src.name, e.ename, e.evalue, failed) from None
                 raise
+            _one_parameters_block(nb)
             nb.metadata["llmbrain"] = {"digest": digest, "parameters": p,
                                        "figure_formats": ["png", "svg"] if svg else ["png"]}
             import nbformat
@@ -379,11 +380,39 @@ def _kernel_stderr(trace: Path | None = None, *, svg: bool = False):
             sys.stderr.flush()
 
 
+def _one_parameters_block(nb) -> None:
+    """The executed notebook's parameters as one collapsed block on the book's page.
+
+    papermill leaves two cells: the notebook's defaults (tag ``parameters``) and the values the
+    run set (``injected-parameters``). The defaults cell becomes "Parameters of this run": the
+    defaults, then the run's values (later lines win, so the cell still runs as it did), shown
+    collapsed (``hide-cell``); the injected cell stays in the notebook (papermill's record and
+    what re-executes) but not on the page (``remove-cell``)."""
+    cells = nb.cells
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
+    defaults = next((i for i, t in enumerate(tags) if "parameters" in t), None)
+    injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), None)
+    if defaults is None or injected is None:
+        return
+    lines = cells[defaults].source.splitlines()
+    if lines and lines[0].startswith("# Parameters"):
+        lines = lines[1:]
+    set_here = [ln for ln in cells[injected].source.splitlines() if ln.strip() and not ln.startswith("#")]
+    cells[defaults].source = "\n".join(
+        ["# Parameters of this run: the notebook's defaults, then the values this run set",
+         *lines, "", "# set by this run", *set_here])
+    for i, tag in ((defaults, "hide-cell"), (injected, "remove-cell")):
+        meta = cells[i].setdefault("metadata", {})
+        meta["tags"] = [*meta.get("tags", []), tag]
+
+
 def _refresh(executed: Path, committed: Path) -> None:
     """Copy an executed notebook's outputs back to the committed one (what nbval compares)."""
     import nbformat
 
     nb = nbformat.read(str(executed), as_version=4)
+    own = nbformat.read(str(committed), as_version=4)
+    own_params = next((c for c in own.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     nb.metadata.pop("llmbrain", None)
     nb.metadata.pop("papermill", None)
     keep = []
@@ -391,6 +420,8 @@ def _refresh(executed: Path, committed: Path) -> None:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags:
             continue  # the committed notebook keeps its own defaults
+        if "parameters" in tags and own_params is not None:  # not the book's merged block
+            cell.source, cell.metadata["tags"] = own_params.source, list(own_params.metadata["tags"])
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
         keep.append(cell)

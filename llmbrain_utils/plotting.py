@@ -1,28 +1,90 @@
-"""Figures shared by the notebooks: one consistent style, brain maps through nilearn."""
+"""Figures shared by the notebooks: one house style, brain maps through nilearn.
+
+The house style (:func:`style`) is sized for the book's page: figures at most
+:data:`PAGE_WIDTH_IN` inches wide at 100 dpi, so that they are shown at their natural size in the
+book's content column (:data:`PAGE_WIDTH_PX` pixels), and no text smaller than
+:data:`MIN_FONT_PT` points there. In a notebook's kernel every figure's PNG carries a record of
+the smallest font it was drawn with and its size (a PNG text chunk ``llmbrain``, JSON, see
+:func:`figure_fonts`), which the book's legibility test reads back from the built pages.
+"""
 
 from __future__ import annotations
+
+import json
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
+#: the book's content column (pixels) and the widest figure shown at its natural size there
+PAGE_WIDTH_PX = 730
+PAGE_WIDTH_IN = 7.3
+#: the smallest font size (points, at the rendered width) a figure may show
+MIN_FONT_PT = 9.0
+
 
 def style() -> None:
-    """A quiet, readable matplotlib style for the book's figures; inline figures in a kernel
-    (also when MPLBACKEND=Agg is set for the tests, which would otherwise hide them)."""
+    """The book's house style for matplotlib: page-sized figures (7.2 in at 100 dpi), text of
+    9-11 pt, quiet axes; inline figures in a kernel (also when MPLBACKEND=Agg is set for the
+    tests, which would otherwise hide them), each PNG with its font record (module docstring)."""
+    shell = None
     try:
         from IPython import get_ipython
 
         shell = get_ipython()
         if shell is not None and "IPKernelApp" in shell.config:
             shell.run_line_magic("matplotlib", "inline")
+        else:
+            shell = None
     except ImportError:  # pragma: no cover - IPython comes with the kernel
         pass
     mpl.rcParams.update({
-        "figure.dpi": 100, "savefig.dpi": 100, "font.size": 10, "axes.titlesize": 11,
+        "figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (7.2, 3.6),
+        "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
+        "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
+        "legend.title_fontsize": 9, "figure.titlesize": 11,
         "axes.spines.top": False, "axes.spines.right": False, "axes.grid": False,
         "image.cmap": "viridis", "figure.max_open_warning": 0,
     })
+    if shell is not None:
+        from matplotlib.figure import Figure
+
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png_with_fonts)
+
+
+def figure_fonts(fig) -> dict:
+    """The figure's drawn size and the smallest font among its visible, non-empty texts inside
+    the figure (titles, labels, tick labels, legends, annotations, colorbars):
+    ``{"min_font_pt", "width_in", "height_in", "n_texts"}`` (``min_font_pt`` None without text).
+    Draws the figure first, so that tick labels exist."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    sizes = []
+    for t in fig.findobj(Text):
+        if not (t.get_visible() and t.get_text().strip()):
+            continue
+        if t.axes is not None and not t.axes.get_visible():
+            continue
+        ext = t.get_window_extent(renderer)
+        if ext.width <= 0 or ext.x1 < box.x0 or ext.x0 > box.x1 or ext.y1 < box.y0 or ext.y0 > box.y1:
+            continue  # not drawn inside the figure (e.g. a tick label outside the axis's view)
+        sizes.append(float(t.get_fontsize()))
+    w, h = fig.get_size_inches()
+    return {"min_font_pt": min(sizes) if sizes else None, "width_in": round(float(w), 3),
+            "height_in": round(float(h), 3), "n_texts": len(sizes)}
+
+
+def _png_with_fonts(fig) -> bytes:
+    """IPython's inline PNG of ``fig`` (tight bounding box), with :func:`figure_fonts` in a PNG
+    text chunk ``llmbrain``."""
+    from IPython.core.pylabtools import print_figure
+
+    record = figure_fonts(fig)
+    return print_figure(fig, "png", bbox_inches="tight", base64=False,
+                        metadata={"llmbrain": json.dumps(record)})
 
 
 def heatmap(ax, matrix, *, xlabels=None, ylabels=None, cmap="RdBu_r", vmax=None, title=None,
@@ -34,9 +96,9 @@ def heatmap(ax, matrix, *, xlabels=None, ylabels=None, cmap="RdBu_r", vmax=None,
     vmin = -vmax if cmap in ("RdBu_r", "coolwarm", "bwr") else 0
     im = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     if xlabels is not None:
-        ax.set_xticks(range(len(xlabels)), xlabels, rotation=60, ha="right", fontsize=8)
+        ax.set_xticks(range(len(xlabels)), xlabels, rotation=60, ha="right", fontsize=9)
     if ylabels is not None:
-        ax.set_yticks(range(len(ylabels)), ylabels, fontsize=8)
+        ax.set_yticks(range(len(ylabels)), ylabels, fontsize=9)
     if title:
         ax.set_title(title)
     if colorbar:
@@ -51,15 +113,35 @@ def to_img(values, mask_img):
     return NiftiMasker(mask_img).fit().inverse_transform(np.asarray(values, np.float32))
 
 
+def label_colorbar(display, label: str, *, nbins: int = 4) -> None:
+    """Name a nilearn display's colour scale and thin its ticks to a few round values (nilearn
+    adds the threshold's values as ticks, which overprint each other near 0)."""
+    from matplotlib.ticker import MaxNLocator
+
+    cb = getattr(display, "_cbar", None)
+    if cb is None:
+        return
+    lo, hi = float(cb.norm.vmin), float(cb.norm.vmax)
+    ticks = [t for t in MaxNLocator(nbins=nbins, symmetric=lo < 0 < hi).tick_values(lo, hi) if lo <= t <= hi]
+    cb.set_ticks(ticks)
+    cb.ax.tick_params(labelsize=9)
+    cb.ax.set_title(label, fontsize=9, loc="left")
+
+
 def glass(values, mask_img, *, title=None, ax=None, cmap="cold_hot", threshold=None, vmax=None,
-          plot_abs=False, colorbar=True, display_mode="lzry", symmetric=True):
-    """Glass-brain view of a voxel vector."""
+          plot_abs=False, colorbar=True, display_mode="lzry", symmetric=True, label=None):
+    """Glass-brain view of a voxel vector (on a page-wide figure of its own without ``ax``);
+    ``label`` names the colour scale."""
     from nilearn import plotting
 
-    return plotting.plot_glass_brain(to_img(values, mask_img), title=title, axes=ax, cmap=cmap,
-                                     threshold=threshold, vmax=vmax, plot_abs=plot_abs,
-                                     colorbar=colorbar, display_mode=display_mode,
-                                     symmetric_cbar=symmetric)
+    figure = None if ax is not None else plt.figure(figsize=(6.7, 2.2 if display_mode == "lzry" else 2.6))
+    display = plotting.plot_glass_brain(to_img(values, mask_img), title=title, axes=ax, figure=figure,
+                                        cmap=cmap, threshold=threshold, vmax=vmax, plot_abs=plot_abs,
+                                        colorbar=colorbar, display_mode=display_mode,
+                                        symmetric_cbar=symmetric)
+    if colorbar and label:
+        label_colorbar(display, label)
+    return display
 
 
 def time_courses(ax, X, *, tr_s=1.5, labels=None, spacing=3.0, color=None, lw=0.8):
@@ -71,7 +153,7 @@ def time_courses(ax, X, *, tr_s=1.5, labels=None, spacing=3.0, color=None, lw=0.
         sd = x.std() or 1.0
         ax.plot(t, (x - x.mean()) / sd - i * spacing, lw=lw, color=color or f"C{i % 10}")
     ax.set_yticks([-i * spacing for i in range(X.shape[1])],
-                  labels if labels is not None else [str(i) for i in range(X.shape[1])], fontsize=8)
+                  labels if labels is not None else [str(i) for i in range(X.shape[1])], fontsize=9)
     ax.set_xlabel("time (s)")
     ax.set_xlim(t[0], t[-1])
 
@@ -115,7 +197,7 @@ def null_calibration(result: dict, *, alphas=(0.05, 0.01), target=(0.8, 1.25),
         ax.set_xlabel("null maps (noise model)")
     np.atleast_1d(axes)[0].set_ylabel("false-positive rate / alpha")
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=3, frameon=False)
+    fig.legend(handles, labels, fontsize=9, loc="lower center", ncol=3, frameon=False)
     fig.tight_layout(rect=(0, 0.16, 1, 1))
     return fig
 
@@ -140,10 +222,10 @@ def recovery_mismatch(result: dict, *, statistic: str = "dice", target=(0.9, 0.8
         ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel(key)
         ax.set_xlabel("Dice of read-out with planted networks")
-    axes[0].set_title(f"{space}, {statistic}: precision (empty: nothing coupled)", fontsize=9)
-    axes[1].set_title(f"{space}, {statistic}: recall", fontsize=9)
+    axes[0].set_title(f"{space}, {statistic}: precision\n(empty: nothing coupled)", fontsize=10)
+    axes[1].set_title(f"{space}, {statistic}: recall", fontsize=10)
     handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, [f"{lab} rotations" for lab in labels], fontsize=8, loc="lower center",
+    fig.legend(handles, [f"{lab} rotations" for lab in labels], fontsize=9, loc="lower center",
                ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0.17, 1, 1))
     return fig

@@ -421,8 +421,10 @@ def _bytes(data, mime: str) -> bytes:
 def export_figures(notebooks: list[Path], dest: Path) -> list[dict]:
     """Write every figure of ``notebooks`` (their PNG/JPEG outputs, and SVG/PDF where an output
     holds one) into ``dest`` (emptied first) as ``NB_cellCCC_K.png`` and a caption line per
-    figure in ``dest/captions.tsv`` (notebook, cell, file, vector, caption: the nearest preceding
-    markdown heading, and the figure's literal titles in the cell's code). Returns the rows."""
+    figure in ``dest/captions.tsv`` (notebook, cell, file, vector, caption: the chapter's caption
+    of the figure, the markdown cell "**Figure C.N.** ..." that follows the figure's cell; else
+    the nearest preceding markdown heading and the figure's literal titles in the cell's code).
+    Returns the rows."""
     import nbformat
 
     if dest.exists():
@@ -453,8 +455,12 @@ def export_figures(notebooks: list[Path], dest: Path) -> list[dict]:
                     ext = {**_RASTER, **_VECTOR}[mime]
                     (dest / f"{base}.{ext}").write_bytes(_bytes(data[mime], mime))
                     files[ext] = f"{base}.{ext}"
-                titles = _titles(cell.source)
-                caption = " - ".join(x for x in (heading, "; ".join(titles)) if x) or stem
+                nxt = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
+                if nxt is not None and nxt.cell_type == "markdown" and nxt.source.startswith("**Figure "):
+                    caption = nxt.source.replace("**", "")
+                else:
+                    titles = _titles(cell.source)
+                    caption = " - ".join(x for x in (heading, "; ".join(titles)) if x) or stem
                 rows.append({"notebook": stem, "cell": i,
                              "file": files.get("png") or files.get("jpg") or "",
                              "vector": files.get("svg") or files.get("pdf") or "",

@@ -46,6 +46,74 @@ def test_book_pages_and_viewer(built_book):
     assert "brainsprite" in enc.lower() or "iframe" in enc.lower(), "the interactive brain viewer is missing"
 
 
+#: the output box's width in characters of its monospace font (measured on a screenshot of a
+#: chapter: a printed line is cut after about 88 characters)
+CODE_BOX_CHARS = 88
+
+
+def _book_pngs(built_book):
+    """(page, src, path) of every PNG <img> on the chapters and the book's pages."""
+    pages = sorted((built_book / "book" / "executed").glob("*.html")) + [built_book / "book" / "results.html"]
+    for page in pages:
+        for src in re.findall(r'<img[^>]+src="([^"]+\.png)"', page.read_text()):
+            yield page, src, (page.parent / src).resolve()
+
+
+def test_every_figure_is_legible_at_the_page_width(built_book):
+    """No text under 9 pt where the figure is shown: a figure wider than the page column is
+    scaled down with its fonts. The fonts are those the figure was drawn with (the PNG's
+    ``llmbrain`` record, written by plotting.style()'s inline formatter)."""
+    import json
+
+    from PIL import Image
+
+    from llmbrain_utils import plotting
+
+    problems, n = [], 0
+    for page, src, path in _book_pngs(built_book):
+        with Image.open(path) as im:
+            record, width = im.info.get("llmbrain"), im.size[0]
+        if record is None:
+            problems.append(f"{page.name}: {src} has no font record (drawn without plotting.style())")
+            continue
+        n += 1
+        rec = json.loads(record)
+        if rec["min_font_pt"] is None:
+            continue
+        shown = rec["min_font_pt"] * min(1.0, plotting.PAGE_WIDTH_PX / width)
+        if shown < plotting.MIN_FONT_PT - 1e-6:
+            problems.append(f"{page.name}: {src} ({width} px wide, {rec['width_in']} in): smallest font "
+                            f"{rec['min_font_pt']:g} pt, {shown:.1f} pt as shown")
+    assert n >= sum(MIN_FIGURES.values()), f"only {n} figures checked"
+    assert not problems, "\n".join(problems)
+
+
+def test_no_output_line_is_wider_than_the_code_box(built_book):
+    """Printed output fits the page: every line of text output (streams, and plain text where no
+    HTML table or image stands for it) of the cells the book shows."""
+    import nbformat
+
+    problems = []
+    for path in sorted(pipeline.EXECUTED.glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or "remove-cell" in cell.metadata.get("tags", []):
+                continue
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream":
+                    text = out.get("text", "")
+                else:
+                    data = out.get("data", {})
+                    if any(k in data for k in ("text/html", "image/png", "application/vnd.jupyter.widget-view+json")):
+                        continue
+                    text = data.get("text/plain", "")
+                for line in text.splitlines():
+                    line = line.rsplit("\r", 1)[-1]  # a progress bar's last state
+                    if len(line) > CODE_BOX_CHARS:
+                        problems.append(f"{path.name} cell {i}: {len(line)} characters: {line[:60]}...")
+    assert not problems, "\n".join(problems[:40])
+
+
 def test_second_run_reuses_everything():
     records = pipeline.run()
     assert all(r["status"] == "unchanged" for r in records)

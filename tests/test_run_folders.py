@@ -121,7 +121,8 @@ def test_cli_says_where_everything_went(tmp_path):
     assert "1 PNG, 1 SVG" in out
     assert (folder / "figures" / "00_stimulus_cell006_1.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     rows = list(csv.DictReader(open(folder / "figures" / "captions.tsv"), delimiter="\t"))
-    assert rows[0]["vector"] == "00_stimulus_cell006_1.svg" and "Words per TR" in rows[0]["caption"]
+    assert rows[0]["vector"] == "00_stimulus_cell006_1.svg"
+    assert rows[0]["caption"].startswith("Figure 1.1. ") and "words per TR" in rows[0]["caption"]  # the chapter's
     man = json.loads((folder / "manifest.json").read_text())
     assert man["figures"]["formats"] == ["png", "svg"] and man["figures"]["note"] is None
 

@@ -3,13 +3,18 @@
     cells = [("md", "# Title"), ("params", "k = 64"), ("code", "print(k)", ["check"])]
 
 A "params" cell gets papermill's ``parameters`` tag; a code cell with "check" gets the
-``# NBVAL_CHECK_OUTPUT`` marker that nbval --nbval-lax compares.
+``# NBVAL_CHECK_OUTPUT`` marker that nbval --nbval-lax compares. A "caption" cell is the caption
+of the figure above it: a markdown cell "**Figure C.N.** text", numbered in order within the
+chapter (C: the notebook's number + 1). An "answer" cell is code that sets ``answer`` (a string
+with the chapter's computed answer): it becomes a removed cell that glues it and a markdown cell
+"## Answer" that shows it.
 
 Usage: ``PYTHONPATH=tools/notebooks .venv/bin/python tools/notebooks/nbNN.py`` rewrites
 ``notebooks/NN_*.ipynb`` without outputs; then ``make notebooks`` executes them with the default
 parameters and saves the outputs that nbval compares.
 """
 import textwrap
+from pathlib import Path
 
 import nbformat
 
@@ -18,11 +23,21 @@ def build(path, cells, title=None):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
+    chapter, n_fig = int(Path(path).name[:2]) + 1, 0
     for spec in cells:
         kind, src = spec[0], textwrap.dedent(spec[1]).strip("\n")
         flags = spec[2] if len(spec) > 2 else []
         if kind == "md":
             nb.cells.append(nbformat.v4.new_markdown_cell(src))
+            continue
+        if kind == "answer":  # code that sets `answer` (a string): glued, and shown under "Answer"
+            src = f"from myst_nb import glue\n\n{src}\nglue(\"answer\", answer, display=False)\nprint(answer)"
+            nb.cells.append(nbformat.v4.new_code_cell(src, metadata={"tags": ["remove-cell"]}))
+            nb.cells.append(nbformat.v4.new_markdown_cell("## Answer\n\n{glue:text}`answer:s`"))
+            continue
+        if kind == "caption":
+            n_fig += 1
+            nb.cells.append(nbformat.v4.new_markdown_cell(f"**Figure {chapter}.{n_fig}.** {src}"))
             continue
         meta = {}
         if kind == "params":

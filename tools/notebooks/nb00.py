@@ -5,6 +5,8 @@ build("notebooks/00_stimulus.ipynb", [
 ("md", """
 # 1. Stimulus: words on the fMRI's clock
 
+**Question.** Which words of the story does a listener hear during each 1.5 s fMRI volume?
+
 Every later stage sees the story through one table: each word of the transcript with its onset
 and offset (seconds of audio) and the TR (fMRI volume, 1.5 s) it belongs to.
 
@@ -45,7 +47,7 @@ print(f"sentence ends: {int(words.sentence_end.sum())}")
 words[["word", "onset", "offset", "interpolated", "sentence_end", "tr"]].head(12)
 """),
 ("code", """
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.7))
 axes[0].bar(trs.start_s, trs.n_words, width=cfg["tr_s"], color="C0")
 axes[0].set(xlabel="time (s)", ylabel="words per TR", title="Words per TR")
 dur = words.offset - words.onset
@@ -56,6 +58,8 @@ axes[2].hist(gaps, bins=40, color="C2")
 axes[2].set(xlabel="pause before next word (s)", ylabel="words", title="Pauses")
 fig.tight_layout()
 """),
+("caption", """The story on the fMRI's clock: words per TR (left), the words' durations (middle) and the
+pauses between words (right). The TRs without a word fall in the longest pauses."""),
 ("md", """
 ## Check against a peer
 
@@ -81,5 +85,21 @@ if mirror.is_dir():
           f"TRs with the same words as the peer: {same:.1%} of {len(peer)}")
 else:
     print("the Narratives mirror is not beside the repository: peer check skipped")
+"""),
+("code", """
+from myst_nb import glue
+
+for key, value in {"ans_words": info["n_words"], "ans_trs": info["n_trs"],
+                   "ans_median_words": float(np.median(trs.n_words)), "ans_silent": int((trs.n_words == 0).sum()),
+                   "ans_minutes": info["duration_s"] / 60}.items():
+    glue(key, value, display=False)
+""", ["remove"]),
+("md", """
+## Answer
+
+The story's {glue:text}`ans_words` words fall on {glue:text}`ans_trs` TRs
+({glue:text}`ans_minutes:.1f` minutes); a TR holds a median of {glue:text}`ans_median_words:.0f` words
+and {glue:text}`ans_silent` TRs hold none. Each word sits in the TR in which it ends, the rule that
+reproduces a published assignment of *Pie Man*'s words to TRs (above, when the mirror is at hand).
 """),
 ])

@@ -8,6 +8,8 @@ if __name__ == "__main__":
     ("md", """
     # 2. Extraction: every artificial neuron's response to the story
 
+    **Question.** What does each artificial neuron of the model do over the story, TR by TR?
+
     An **artificial neuron (AN)** is, as the method defines it, one output unit of a layer's
     feed-forward network's second linear layer, taken before dropout, the residual addition and
     LayerNorm, in every layer. A forward hook on that module (BERT: `output.dense`; Llama:
@@ -48,28 +50,36 @@ if __name__ == "__main__":
     layers.round(3)
     """),
     ("code", """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3))
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.8))
     lay = layers.iloc[:, 0] if "layer" not in layers else layers["layer"]
     axes[0].bar(lay, layers["mean_abs"], color="C0")
     axes[0].set(xlabel="layer", ylabel="mean |activation|", title="Activation size per layer")
     axes[1].bar(lay, layers["never_active_share"], color="C3")
     axes[1].set(xlabel="layer", ylabel="share of ANs", title="Never-active ANs per layer", ylim=(0, max(0.05, layers["never_active_share"].max() * 1.2)))
+    if not layers["never_active_share"].any():
+        axes[1].text(0.5, 0.5, "none: every AN responds\\nto some word of the story", transform=axes[1].transAxes,
+                     ha="center", va="center")
     fig.tight_layout()
     """),
+    ("caption", """Per layer, the mean size of the ANs' activations before z-scoring (left) and the share of
+    ANs that never respond to the story (right)."""),
     ("md", "## Sample time courses\n\nOne AN from each layer (z-scored, HRF-convolved), and 300 ANs as an image, ordered by layer."),
     ("code", """
     rng = np.random.default_rng(cfg["seed"])
     picks = [int(rng.choice(np.flatnonzero(an.layer.to_numpy() == l))) for l in sorted(an.layer.unique())]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1.3, 1]})
+    fig, axes = plt.subplots(2, 1, figsize=(7.2, 6.4))
     plotting.time_courses(axes[0], R[:, picks], tr_s=cfg["tr_s"],
                           labels=[f"L{an.layer[j]}:{an.unit[j]}" for j in picks])
     axes[0].set_title("One AN per layer")
     sub = np.sort(rng.choice(R.shape[1], 300, replace=False))
-    axes[1].imshow(R[:, sub].T, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3,
-                   extent=[0, R.shape[0] * cfg["tr_s"], 300, 0])
+    im = axes[1].imshow(R[:, sub].T, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3,
+                        extent=[0, R.shape[0] * cfg["tr_s"], 300, 0])
+    fig.colorbar(im, ax=axes[1], label="response (z)", fraction=0.04, pad=0.02)
     axes[1].set(xlabel="time (s)", ylabel="ANs (by layer)", title="300 ANs, z-scored")
     fig.tight_layout()
     """),
+    ("caption", """Responses over the story: one AN from each layer (top; label L<layer>:<unit>) and 300 random
+    ANs ordered by layer (bottom), each z-scored and HRF-convolved."""),
     ("md", """
     ## How similar are the layers' responses?
 
@@ -82,8 +92,29 @@ if __name__ == "__main__":
     rsm = np.stack([np.corrcoef(R[:, an.layer.to_numpy() == l])[tri] for l in L])
     sim = np.corrcoef(rsm)
     fig, ax = plt.subplots(figsize=(4.5, 3.8))
-    plotting.heatmap(ax, sim, xlabels=L, ylabels=L, cmap="viridis", vmax=1, title="Layer similarity (RSA over TRs)")
+    plotting.heatmap(ax, sim, xlabels=L, ylabels=L, cmap="viridis", vmax=1, title="Layer similarity (RSA over TRs)",
+                     label="correlation of the layers' RSMs")
     ax.set(xlabel="layer", ylabel="layer")
     print("similarity of adjacent layers:", np.round(np.diag(sim, 1), 2))
     """, ["check"]),
+    ("caption", """How alike the layers respond: the correlation between layers of their TR-by-TR
+    representational similarity matrices."""),
+    ("code", """
+    from myst_nb import glue
+
+    adjacent = np.diag(sim, 1)
+    for key, value in {"ans_ans": R.shape[1], "ans_layers": minfo["n_layers"], "ans_trs": R.shape[0],
+                       "ans_constant": art.info["n_constant"], "ans_adjacent_min": float(adjacent.min()),
+                       "ans_adjacent_max": float(adjacent.max())}.items():
+        glue(key, value, display=False)
+    """, ["remove"]),
+    ("md", """
+    ## Answer
+
+    Each of the model's {glue:text}`ans_ans` ANs ({glue:text}`ans_layers` layers) has a response on
+    all {glue:text}`ans_trs` TRs of the story; {glue:text}`ans_constant` never vary. Neighbouring
+    layers respond alike (correlation of their similarity matrices {glue:text}`ans_adjacent_min:.2f`
+    to {glue:text}`ans_adjacent_max:.2f`), so the ANs' responses are highly redundant: the reason a
+    dictionary of a few dozen atoms can summarise them (next chapter).
+    """),
     ])

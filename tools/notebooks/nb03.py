@@ -8,6 +8,9 @@ if __name__ == "__main__":
 ("md", """
 # 4. fMRI data: listeners, noise ceiling, and the synthetic twin
 
+**Question.** Do the listeners share a response to the story, where, and how much of it could any
+model predict?
+
 The method needs fMRI of people listening to the story. **The default run uses a synthetic twin
 of the Narratives data set**: the same layout and file names, TR (1.5 s), MNI grid (here 6 mm)
 and brain mask, read back by the same loader that reads the real data. Signals are planted in
@@ -25,6 +28,9 @@ which encoding scores are reported.
 ("params", PARAMS_FMRI),
 ("code", """
 import json
+import textwrap
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -76,15 +82,21 @@ subs = pd.read_csv(art.file("subjects.tsv"), sep="\t", dtype=str)["subject"].tol
 print("subjects:", ", ".join(subs))
 task = cfg["story"] if truth is not None else fetch.story_info(cfg["story"])["task"]
 for kind in ("clean", "preproc"):
-    print(f"{kind:8s}", kinds[kind]["path"].format(sub=subs[0], task=task, run="", hemi=None), "...")
+    path = Path(kinds[kind]["path"].format(sub=subs[0], task=task, run="", hemi=None))
+    head, cut, tail = path.name.partition("_space-")  # BIDS names are long: two lines
+    print(f"{kind}: {path.parent}/")
+    print(f"  {head}{cut}")
+    print(f"    {tail} ...")
 print("window:", window)
 print(f"grid: {cfg['resolution_mm']:g} mm, shape {mask.shape}, {V} brain voxels (nilearn's MNI152 mask)")
 """),
 ("md", "## Inter-subject correlation: the ceiling of any model"),
 ("code", """
-plotting.glass(np.where(keep, isc, 0), mask, title="ISC (FDR-significant voxels)", cmap="hot", symmetric=False)
+plotting.glass(np.where(keep, isc, 0), mask, cmap="hot", symmetric=False, label="ISC (r)")
 plt.show()
 """),
+("caption", """Inter-subject correlation (leave-one-out r) in the voxels whose ISC passes the circular-shift
+null at FDR 0.05; the colour scale is r."""),
 ("md", """
 ## Temporal signal-to-noise
 
@@ -102,8 +114,8 @@ if tsnr_info.get("kind"):
     tsnr = np.load(art.file("tsnr.npy"))  # S x V
     t_mean = tsnr.mean(axis=0)
     print(f"tSNR (mean over {tsnr.shape[0]} subjects): median {np.median(t_mean):.0f}, "
-          f"5-95% {np.percentile(t_mean, 5):.0f}-{np.percentile(t_mean, 95):.0f}; "
-          f"per-subject medians {np.round(np.median(tsnr, axis=1)).astype(int).tolist()}")
+          f"5-95% {np.percentile(t_mean, 5):.0f}-{np.percentile(t_mean, 95):.0f};")
+    print(f"    per-subject medians {np.round(np.median(tsnr, axis=1)).astype(int).tolist()}")
 else:
     tsnr = None
     print("no tSNR:", tsnr_info.get("reason", "not computed"))
@@ -112,20 +124,24 @@ else:
 if tsnr is not None:
     from nilearn import plotting as nplot
 
-    fig = plt.figure(figsize=(13, 3.6))
-    ax_map = fig.add_axes([0.0, 0.0, 0.66, 1.0])
-    nplot.plot_img(plotting.to_img(t_mean, mask), display_mode="z", cut_coords=[-36, -18, 0, 18, 36, 54],
-                   axes=ax_map, cmap="viridis", vmin=0, vmax=150, threshold=1, colorbar=True,
-                   cbar_tick_format="%.0f", black_bg=False, title="tSNR, mean over subjects")
-    ax_h = fig.add_axes([0.72, 0.18, 0.27, 0.72])
+    fig = plt.figure(figsize=(6.7, 2.0))
+    d = nplot.plot_img(plotting.to_img(t_mean, mask), display_mode="z", cut_coords=[-18, 0, 18, 36, 54],
+                       figure=fig, cmap="viridis", vmin=0, vmax=150, threshold=1, colorbar=True,
+                       cbar_tick_format="%.0f", black_bg=False, annotate=True)
+    plotting.label_colorbar(d, "tSNR")
+    fig.suptitle("tSNR, mean over subjects (colour: tSNR)", y=1.02)
+    plt.show()
+    fig, ax_h = plt.subplots(figsize=(5.4, 3.0))
     for s in range(tsnr.shape[0]):
         ax_h.hist(tsnr[s], bins=40, range=(0, 200), histtype="step", lw=0.8, color="0.5", alpha=0.6)
     ax_h.hist(t_mean, bins=40, range=(0, 200), histtype="step", lw=1.8, color="C0", label="mean")
     ax_h.axvspan(50, 150, color="C2", alpha=0.08, label="typical cortex")
     ax_h.set(xlabel="tSNR", ylabel="voxels", title="Distribution (grey: each subject)")
-    ax_h.legend(fontsize=8)
+    ax_h.legend(fontsize=9)
     plt.show()
 """),
+("caption", """Temporal signal-to-noise of the volumes before confound regression: the mean over subjects on
+five axial slices (top), and its distribution per subject (grey) and for the mean (blue)."""),
 ("md", "## A carpet plot\n\nOne subject's voxels (rows, grouped by network) over time."),
 ("code", """
 atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
@@ -133,13 +149,24 @@ labels = np.zeros(V, int)
 for i, m in enumerate(atlas.masks):
     labels[m] = i + 1
 img, lab = fmri.carpet_array(bold[0], labels, max_voxels=1500)
-fig, ax = plt.subplots(figsize=(12, 4))
-ax.imshow(img, aspect="auto", cmap="gray", vmin=-2.5, vmax=2.5, extent=[0, T * cfg["tr_s"], len(lab), 0])
+fig, ax = plt.subplots(figsize=(6.8, 4.2))
+im = ax.imshow(img, aspect="auto", cmap="gray", vmin=-2.5, vmax=2.5, extent=[0, T * cfg["tr_s"], len(lab), 0])
 ax.set(xlabel="time (s)", ylabel="voxels by network", title="Carpet plot, subject 001")
+fig.colorbar(im, ax=ax, label="BOLD (z)", orientation="horizontal", fraction=0.05, pad=0.16, aspect=40)
 bounds = np.flatnonzero(np.diff(lab)) + 1
 for b in bounds:
     ax.axhline(b, color="C1", lw=0.6)
+ax.set_yticks([])
+edges = np.concatenate([[0], bounds, [len(lab)]])
+ax2 = ax.secondary_yaxis("right")  # each block's network, where it is tall enough to name
+mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:]) if b - a >= 0.035 * len(lab)]
+names = [atlas.network_names[lab[a] - 1] if lab[a] > 0 else "(none)"
+         for a, b in zip(edges[:-1], edges[1:]) if b - a >= 0.035 * len(lab)]
+ax2.set_yticks(mids, names, fontsize=9)
+plt.show()
 """),
+("caption", """A carpet plot: one subject's voxels (rows, grouped by network, names at the right) over the
+story's TRs, z-scored."""),
 ("md", """
 ## The planted truth (synthetic twin only)
 
@@ -152,30 +179,58 @@ the default signal-to-noise is set to land there.
 if truth is not None:
     plant = pd.DataFrame(truth["plant"])[["network", "source", "sign", "weight", "n_voxels"]]
     print(plant.to_string(index=False))
-    print("unplanted networks:", ", ".join(truth["unplanted"]))
-    print(f"snr = {truth['snr']}; expected peak single-subject r per subject: "
-          f"{np.round(truth['expected_peak_r'], 2).tolist()}")
+    print(textwrap.fill("unplanted networks: " + ", ".join(truth["unplanted"]), 88, subsequent_indent="    "))
+    print(f"snr = {truth['snr']}; expected peak single-subject r per subject:")
+    print(f"    {np.round(truth['expected_peak_r'], 2).tolist()}")
 else:
     print("real data: no planted truth")
 """, ["check"]),
 ("code", """
 if truth is not None:
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    from nilearn import plotting as nplot
+
+    # the planting labels: the atlas itself (ideal twin) or the atlas deformed (realistic twin)
+    twin_kw, _ = fmri.twin_options(cfg["twin"], atlas.label_img, mask, cfg["resolution_mm"], cfg["seed"])
+    lab_v = np.asarray(twin_kw.get("planting_img", atlas.label_img).dataobj)[np.asarray(mask.dataobj) > 0]
+    live = fmri.live_plants(truth)
+    roi = np.zeros(V)
+    for i, p in enumerate(live):
+        roi[lab_v == p["label"]] = i + 1
+    colors = plt.cm.tab10(np.arange(len(live)))
+    fig = plt.figure(figsize=(6.8, 2.1))
+    nplot.plot_roi(plotting.to_img(roi, mask), display_mode="z", cut_coords=[-12, 6, 24, 42, 60], figure=fig,
+                   cmap=ListedColormap(colors), vmin=0.5, vmax=len(live) + 0.5, colorbar=False,
+                   black_bg=False, draw_cross=False)
+    fig.legend(handles=[Patch(color=c, label=f"{p['network']}: {p['source']} ({'+' if p['sign'] > 0 else '-'})")
+                        for c, p in zip(colors, live)], loc="upper center", ncol=3, fontsize=9,
+               bbox_to_anchor=(0.5, 0.0), frameon=False)
+    fig.suptitle("Where the twin's signals are planted (network: story property, sign)", y=1.06)
+    plt.show()
+"""),
+("caption", """The synthetic twin's planted networks on five axial slices, coloured by network; the legend
+names the story property that drives each one and its sign. (No figure for real data.)"""),
+("code", """
+if truth is not None:
     src = pd.read_csv(art.path / "dataset" / "truth_sources.tsv", sep="\\t")
     names = list(dict.fromkeys(p["source"] for p in truth["plant"]))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.4, 1]})
+    fig, axes = plt.subplots(2, 1, figsize=(7.2, 7.4), gridspec_kw={"height_ratios": [1, 1.3]})
     plotting.time_courses(axes[0], src[names].to_numpy(), tr_s=cfg["tr_s"], labels=names)
     axes[0].set_title("Planted sources (HRF-convolved story properties)")
     groups = {n: isc[atlas.masks[atlas.index(n)]] for n in atlas.network_names}
     planted = {p["network"] for p in truth["plant"]}
     order = sorted(groups, key=lambda n: (n not in planted, n))
     axes[1].boxplot([groups[n] for n in order], orientation="horizontal", showfliers=False)
-    axes[1].set_yticks(range(1, len(order) + 1), [n + (" *" if n in planted else "") for n in order], fontsize=8)
+    axes[1].set_yticks(range(1, len(order) + 1), [n + (" *" if n in planted else "") for n in order], fontsize=9)
     axes[1].axvline(0, color="0.6", lw=0.8)
     axes[1].set(xlabel="ISC", title="ISC by network (* planted)")
     fig.tight_layout()
     ins = np.concatenate([groups[n] for n in planted]); out = np.concatenate([groups[n] for n in groups if n not in planted])
     print(f"median ISC in planted networks {np.median(ins):.3f}, in unplanted networks {np.median(out):.3f}")
 """),
+("caption", """The planted sources, story properties convolved with the HRF (top), and the ISC of every
+network's voxels (bottom; * planted)."""),
 ("code", """
 if truth is not None:
     # single-subject calibration: r of each planted network's peak voxel with its source
@@ -187,4 +242,14 @@ if truth is not None:
     print(pd.DataFrame(rows).round(2).to_string(index=False))
 """, ["check"]),
 ("code", "hl.glue_all()  # every headline figure, for the book's pages", ["remove"]),
+("answer", """
+answer = (f"The {S} listeners share a response to the story in {keep.sum()} of {V} voxels (ISC above "
+          f"its circular-shift null, FDR {cfg['alpha']}); the leave-one-out ISC has a median of "
+          f"{np.median(isc):.3f} and reaches {isc.max():.2f}, the ceiling of any model's prediction of one listener.")
+if truth is not None:
+    answer += (f" In the twin's planted networks the median ISC is {np.median(ins):.3f}, in the others "
+               f"{np.median(out):.3f}: the shared response is where the signals were planted.")
+if tsnr is not None:
+    answer += f" The volumes' median tSNR is {np.median(t_mean):.0f}."
+"""),
 ])
