@@ -90,9 +90,11 @@ def test_every_figure_is_legible_at_the_page_width(built_book):
 
 def test_no_output_line_is_wider_than_the_code_box(built_book):
     """Printed output fits the page: every line of text output (streams, and plain text where no
-    HTML table or image stands for it) of the cells the book shows."""
+    HTML table or image stands for it) of the cells the book shows; and no stray repr of an
+    object (a cell's last expression left showing, e.g. ``<matplotlib.colorbar.Colorbar at 0x...>``)."""
     import nbformat
 
+    stray = re.compile(r"^\[?<[\w.]+ (?:at|object at) 0x[0-9a-f]+>")
     problems = []
     for path in sorted(pipeline.EXECUTED.glob("*.ipynb")):
         nb = nbformat.read(str(path), as_version=4)
@@ -107,6 +109,8 @@ def test_no_output_line_is_wider_than_the_code_box(built_book):
                     if any(k in data for k in ("text/html", "image/png", "application/vnd.jupyter.widget-view+json")):
                         continue
                     text = data.get("text/plain", "")
+                    if stray.match(text):
+                        problems.append(f"{path.name} cell {i}: a stray repr {text[:60]}")
                 for line in text.splitlines():
                     line = line.rsplit("\r", 1)[-1]  # a progress bar's last state
                     if len(line) > CODE_BOX_CHARS:

@@ -78,7 +78,7 @@ if __name__ == "__main__":
     axes[1].set(xlabel="time (s)", ylabel="ANs (by layer)", title="300 ANs, z-scored")
     fig.tight_layout()
     """),
-    ("caption", """Responses over the story: one AN from each layer (top; label L<layer>:<unit>) and 300 random
+    ("caption", """Responses over the story: one AN from each layer (top; labelled by layer and unit, e.g. L0:326 is unit 326 of layer 0) and 300 random
     ANs ordered by layer (bottom), each z-scored and HRF-convolved."""),
     ("md", """
     ## How similar are the layers' responses?

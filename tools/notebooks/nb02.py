@@ -111,8 +111,9 @@ for ax, t, y in zip(axes, ["Dictionary R2", "Across seeds", "Across AN halves"],
     ax.set_xticks(sorted(sw.k.unique()), sorted(sw.k.unique()))
     ax.axvline(cfg["k"], color="0.7", lw=0.8, ls="--")
 axes[0].axhspan(0.5, 0.6, color="0.9", zorder=0, label="paper's range")
-axes[0].legend(fontsize=9)
 fig.tight_layout()
+fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0.0),
+           frameon=False)
 sw[["k", "lam", "r2", "sparsity", "stability_seed", "stability_half"]].round(2)
 """),
 ("caption", """The sweep of k and lambda: dictionary R2 (left; shaded: the paper's range), and the

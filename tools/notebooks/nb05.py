@@ -179,15 +179,16 @@ both = coupled[key].merge(by_r[by_r.coupled][key])
 print(f"tested on r: {int(by_r.coupled.sum())} couplings, {by_r[by_r.coupled].atom.nunique()} atoms; "
       f"{len(both)} of them also coupled by Dice ({len(coupled)})")
 hl.add_table("threshold", sens.set_index("threshold"))
-hl.add("r_couplings", by_r.coupled.sum(), digits=0); hl.add("r_and_dice_couplings", len(both), digits=0)
+hl.add("r_couplings", by_r.coupled.sum(), digits=0)
+hl.add("r_and_dice_couplings", len(both), digits=0);
 """),
 ("md", """
 ## Agreement between atlases
 
 The same atoms mapped with a second atlas (Yeo 2011, 7 networks, from the Network Correspondence
 Toolbox's data; read from `$LLMBRAIN_ATLAS_DIR`, the `shared/` mirror beside the repository, or
-downloaded with checksums). Left: each cell counts atoms coupled to a network of one atlas (rows)
-and a network of the other (columns) with the same sign, both passing the FDR. Right, descriptive
+downloaded with checksums). Top: each cell counts atoms coupled to a network of one atlas (rows)
+and a network of the other (columns) with the same sign, both passing the FDR. Bottom, descriptive
 (no test): for every coupling of the first atlas, the second atlas's network with the largest Dice
 for the same atom and sign, which shows how labels translate even when the second atlas's tests
 pass nothing (its networks are larger and its null wider, so fewer tests reach the smallest $p$).

@@ -192,7 +192,7 @@ and for a true difference of 0. Where the noise is much smoother than here (heav
 maps) the same intervals are conservative (wider than needed: coverage 0.95-0.99 in the
 benchmark), so on such data they can miss a difference but do not invent one.
 
-Right panel: $\\theta$ split by network. On this twin it should lie on the networks that carry
+The second figure: $\\theta$ split by network. On this twin it should lie on the networks that carry
 planted signal (listed under the counts figure above, from the twin's truth), and it does; the
 unplanted networks stay near 0 for every model.
 
@@ -399,6 +399,7 @@ for ax, name in zip(np.atleast_1d(axes), trained):
 np.atleast_1d(axes)[0].set_ylabel("atom")
 fig.tight_layout()
 fig.colorbar(im, ax=axes, label="share of the atom's ANs", fraction=0.03, pad=0.02)
+plt.show()
 """),
 ("caption", """The layer distribution of every atom's ANs per trained model (rows: atoms; green dots: atoms
 coupled to a network)."""),
