@@ -276,6 +276,9 @@ axes[1].set(title=f"Against subjects (SNR {snr0})")
 fig.legend(*axes[0].get_legend_handles_labels(), fontsize=9, ncol=2, loc="upper center",
            bbox_to_anchor=(0.5, 0.0), frameon=False)
 fig.tight_layout()
+from myst_nb import glue
+
+glue("fig_recovery_snr", fig, display=False)  # the results page's headline figure
 print("recall against SNR:")
 print(first.pivot(index="snr", columns="statistic", values="recall").round(3).to_string())
 print("precision and recall against the number of subjects:")
