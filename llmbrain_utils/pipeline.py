@@ -264,6 +264,8 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
                 log.info("%s: unchanged, not re-executed", stage)
                 manifest["stages"].setdefault(stage, {}).update(
                     {"notebook": str(dst), "digest": digest, "parameters": p, "status": "unchanged"})
+                if refresh_notebooks:  # a regenerated notebook (same cells, no outputs) gets them back
+                    _refresh(dst, src)
                 continue
             tmp = dst.with_name(f".tmp-{dst.name}")
             trace = dst.with_name(f".artifacts-{dst.stem}.jsonl")

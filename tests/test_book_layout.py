@@ -51,3 +51,14 @@ def test_the_page_shows_one_collapsed_block_of_the_run_parameters():
     plain.cells = [nbformat.v4.new_code_cell("k = 64", metadata={"tags": ["parameters"]})]
     pipeline._one_parameters_block(plain)
     assert plain.cells[0].source == "k = 64" and plain.cells[0].metadata["tags"] == ["parameters"]
+
+
+def test_every_committed_notebook_keeps_the_outputs_nbval_checks():
+    """A notebook rewritten from tools/notebooks/ without outputs would make nbval check nothing:
+    every checked cell of a committed notebook has its saved output."""
+    empty = []
+    for path in sorted(pipeline.NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        empty += [f"{path.name} cell {i}" for i, c in enumerate(nb.cells)
+                  if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT") and not c.outputs]
+    assert not empty, f"checked cells without outputs (run `make notebooks`): {empty}"
