@@ -55,7 +55,7 @@ across machines{% endif %}. Rerun with
 
 ## The machine's limits
 
-Achieved peak of a {{ p.gemm_n }} x {{ p.gemm_n }} matrix product (2 n^3 FLOPs; best of
+Achieved peak of a {{ p.gemm_n }} x {{ p.gemm_n }} matrix product ($2n^3$ FLOPs; best of
 {{ p.repeats }}; numpy's BLAS and torch) and memory bandwidth of a {{ p["copy"].mib }} MiB array copy
 (bytes read + written), each measured at the start and at the end of the run; the peak is the
 better of the two (other load on the machine lowers either; a stage's share above 100% below

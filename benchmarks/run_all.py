@@ -291,7 +291,7 @@ def dictionary(sizes: list[dict], solvers: str, repeats: int) -> list[dict]:
         n_iter, b = runs[0]["n_iter"], runs[0]["batch_size"]
         flops = {"method": "torch: every matmul its solver ran, counted by torch.utils."
                            "flop_counter.FlopCounterMode in one extra (untimed) run; SPAMS: a lower "
-                           "bound, the correlations D^T X it must form, 2 T k (n_iter batch + N)"}
+                           "bound, the correlations $D^\\top X$ it must form, $2\\,T k\\,(n_\\mathrm{iter} b + N)$ for batch size $b$"}
         if "torch" in by:
             args = bench_dictionary._args(argv)
             with tempfile.TemporaryDirectory() as tmp:
@@ -338,10 +338,10 @@ def encoding(sz: dict, repeats: int) -> dict:
             rows[name]["gflops"] = f / rows[name]["seconds"]["median"] / 1e9
     return {"sizes": sz, "repeats": repeats, "rows": rows, "agreement": runs[0]["agreement"],
             "dtypes": {"batched OLS (fit_ols)": "float64", "permutations": "float32"},
-            "flops_method": "closed forms of the dominant products: OLS per subject Q^T Y, "
-                            "R^-1 (Q^T Y) and X B: (4 T (k+1) + 2 (k+1)^2) V; permutations: one "
-                            "(k x T)(T x V) product per permutation and subject, 2 k T V "
-                            "(+1 for the observed statistic)"}
+            "flops_method": "closed forms of the dominant products: OLS per subject $Q^\\top Y$, "
+                            "$R^{-1} (Q^\\top Y)$ and $X B$: $(4T(k+1) + 2(k+1)^2)\\,V$; permutations: "
+                            "one $(k \\times T)(T \\times V)$ product per permutation and subject, "
+                            "$2kTV$ (+1 for the observed statistic)"}
 
 
 # --------------------------------------------------------------------------- end to end

@@ -78,6 +78,11 @@ PARAMS: dict[str, tuple] = {
     # fMRI data
     "fmri_source": ("synthetic", str, ("synthetic", "narratives"),
                     "synthetic twin with planted truth, or the real data set (download)"),
+    "space": ("volume", str, ("volume", "fsaverage5", "fsaverage6"),
+              "where the analysis lives: the MNI volume at resolution_mm, or a cortical mesh "
+              "(the twin on the mesh, or Narratives' fsaverage6 GIfTI; fsaverage5 takes its "
+              "nested vertices); on a mesh the atlases are the toolbox's surface versions (TY17, "
+              "compare TY7 unless given) and the mapping's null is the spin of the sphere"),
     "n_subjects": (8, int, _c(lambda v: v >= 2, "an integer >= 2, as the ISC needs two subjects"), "subjects of the synthetic twin"),
     "resolution_mm": (6.0, (int, float), _c(lambda v: 2 <= v <= 12, "a number of mm from 2 to 12"), "grid of the analysis"),
     "snr": (None, (int, float, type(None)), None, "None = the generator's calibrated default"),
@@ -178,12 +183,41 @@ def validate(params: dict, *, names: list[str] | None = None) -> dict:
                                  expected=allowed(name))
         if name in _ATLAS_PARAMS or name == "threshold":
             _check_fbn(name, v)
+    if out["space"] != "volume":
+        _mesh_params(out, set(params), names)
     if out["runs_dir"] is None:
         out["runs_dir"] = os.environ.get("LLMBRAIN_RUNS", str(REPO_RUNS))
     return out
 
 
 _ATLAS_PARAMS = ("atlas", "plant_atlas", "compare_atlas")
+
+
+#: on a mesh, the atlases and the null that a parameter set leaves at its default
+MESH_DEFAULTS = {"atlas": "TY17", "plant_atlas": "TY17", "compare_atlas": "TY7", "fbn_null": "spin"}
+
+
+def _mesh_params(cfg: dict, given: set, names: list[str] | None) -> None:
+    """On a mesh: surface atlases and the sphere's spin (the surrogate null needs a voxel
+    grid; benchmarks/null_calibration.json calibrates the surface spin). What ``given`` leaves
+    at its volume default takes :data:`MESH_DEFAULTS`; a volume-only choice given explicitly
+    is an error naming it."""
+    from . import surface
+
+    mesh = cfg["space"]
+    for name, value in MESH_DEFAULTS.items():
+        if name not in given:
+            cfg[name] = value
+    for name in _ATLAS_PARAMS:
+        if (names is None or name in names) and cfg[name] not in surface.surface_atlases():
+            raise ParameterError(name, f"{cfg[name]!r} exists only in the volume, not on "
+                                 f"{mesh}", expected=f"a surface atlas with space: {mesh}, "
+                                 f"e.g. 'TY17' or 'TY7' (params/surface.yaml)")
+    if (names is None or "fbn_null" in names) and cfg["fbn_null"] != "spin":
+        raise ParameterError("fbn_null", f"{cfg['fbn_null']!r} on {mesh}",
+                             expected="'spin' on a mesh: the surrogate null needs a voxel grid; "
+                             "the spin of the sphere is the calibrated surface null "
+                             "(benchmarks/null_calibration.json, space surface)")
 
 
 def _check_fbn(name: str, value) -> None:
@@ -200,8 +234,16 @@ def _check_fbn(name: str, value) -> None:
 
 
 def collect(namespace: dict) -> dict:
-    """The run parameters among a notebook's variables (its parameters cell), validated."""
-    return validate({k: namespace[k] for k in PARAMS if k in namespace})
+    """The run parameters among a notebook's variables (its parameters cell), validated.
+
+    On a mesh, a notebook's own volume defaults of the atlases and the null (its parameters
+    cell states every default) count as not given, so they take :data:`MESH_DEFAULTS`; a
+    value the run sets (papermill's injected cell) is kept, and checked."""
+    params = {k: namespace[k] for k in PARAMS if k in namespace}
+    if params.get("space", "volume") != "volume":
+        params = {k: v for k, v in params.items()
+                  if not (k in MESH_DEFAULTS and v == PARAMS[k][0])}
+    return validate(params)
 
 
 def read_yaml(path: str | os.PathLike, *, what: str, expected: str | None = None):

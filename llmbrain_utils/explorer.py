@@ -188,8 +188,8 @@ def _network_lines(table: Any, atom: int, max_networks: int) -> tuple[list[tuple
         label = str(r["network"])
         if multi_atlas:
             label = f"{r['atlas']}: {label}"
-        if len(label) > 26:
-            label = label[:25] + "…"
+        if len(label) > 22:
+            label = label[:21] + "…"
         mark = "+" if active else "−"
         lines.append((f"{mark} {label}  (Dice {float(r['dice']):.2f}, q {float(r['q']):.2g})",
                       _ACTIVE if active else _DEACTIVE))
@@ -217,28 +217,33 @@ class _AtomFigure:
             model["mask_img"])
         D = model["D"]
         self.fig = fig = Figure(figsize=figsize)
-        gs = fig.add_gridspec(2, 4, height_ratios=[1.0, 1.45], width_ratios=[1, 1, 0.04, 0.95],
-                              left=0.07, right=0.985, top=0.9, bottom=0.1, wspace=0.4,
-                              hspace=0.45)
+        # rows: the time course; the glass brain, its colour scale and the layers; the networks
+        # (a full-width row of their own, so their lines are legible at 9 pt)
+        gs = fig.add_gridspec(3, 4, height_ratios=[0.8, 1.5, 0.62],
+                              width_ratios=[1, 1, 0.035, 0.95], left=0.085, right=0.985,
+                              top=0.92, bottom=0.02, wspace=0.35, hspace=0.55)
         self.suptitle = fig.suptitle("", fontsize=10, fontweight="bold", x=0.01, ha="left")
 
-        ax = self.ax_tc = fig.add_subplot(gs[0, :3])
+        ax = self.ax_tc = fig.add_subplot(gs[0, :])
         t = np.arange(D.shape[0]) * tr_s
         (self.line,) = ax.plot(t, D[:, 0], lw=0.7, color="0.15")
         ax.axhline(0, lw=0.5, color="0.6")
         ax.set_xlim(t[0], t[-1])
-        ax.set_xlabel("time (s)", fontsize=7, labelpad=1)
-        ax.set_title("time course", fontsize=8, loc="left", pad=2)
+        ax.set_xlabel("time (s)", fontsize=9, labelpad=1)
+        ax.set_title("time course", fontsize=9, loc="left", pad=2)
         _quiet(ax)
 
-        self.ax_net = fig.add_subplot(gs[0, 3])
+        self.ax_net = fig.add_subplot(gs[2, :])
 
         ax = self.ax_brain = fig.add_subplot(gs[1, :2])
         ax.axis("off")
         self.display = plotting.plot_glass_brain(
             None, figure=fig, axes=ax, display_mode="ortho", plot_abs=False, colorbar=False,
             annotate=True, black_bg=False)
-        ax.set_title(f"group t map (|t| ≥ {t_threshold:g})", fontsize=8, loc="left", pad=2)
+        for a in self.display.axes.values():  # the L/R letters and cut labels at 9 pt
+            for txt in a.ax.texts:
+                txt.set_fontsize(9)
+        ax.set_title(f"group t map (|t| ≥ {t_threshold:g})", fontsize=9, loc="left", pad=2)
         self.cax = fig.add_subplot(gs[1, 2])
         self.ax_hist = fig.add_subplot(gs[1, 3])
         layers = model["layers"]
@@ -264,10 +269,13 @@ class _AtomFigure:
         ax.axis("off")
         lines, coupled = _network_lines(model["couplings"], atom, self.max_networks)
         ax.set_title("coupled networks" if coupled else "no coupled network; best overlaps",
-                     fontsize=8, loc="left", pad=2)
-        for i, (text, colour) in enumerate(lines or [("(no rows in the couplings table)", "0.3")]):
-            ax.text(0.0, 0.92 - i * 0.15, text, fontsize=6.2, color=colour if coupled else "0.45",
-                    transform=ax.transAxes, va="top", ha="left")
+                     fontsize=9, loc="left", pad=2)
+        lines = lines or [("(no rows in the couplings table)", "0.3")]
+        per_col = max(1, -(-len(lines) // 2))  # two columns, filled top to bottom
+        for i, (text, colour) in enumerate(lines):
+            ax.text(0.5 * (i // per_col), 0.95 - (i % per_col) * (0.9 / per_col), text,
+                    fontsize=9, color=colour if coupled else "0.45", transform=ax.transAxes,
+                    va="top", ha="left")
 
         # glass brain: drop the previous overlay (images; the schematic is patches), add this one
         values = model["group_t"][atom]
@@ -284,7 +292,7 @@ class _AtomFigure:
         fig.colorbar(ScalarMappable(Normalize(-vmax, vmax), cmap), cax=cax)
         cax.axhspan(-threshold, threshold, color="0.85")
         cax.yaxis.tick_left()
-        cax.tick_params(labelsize=6, length=2, pad=1)
+        cax.tick_params(labelsize=9, length=2, pad=1)
 
         ax = self.ax_hist
         ax.clear()
@@ -297,26 +305,26 @@ class _AtomFigure:
         x = np.arange(self.n_layers)
         ax.bar(x, pos, color=_ACTIVE, width=0.85, label="+ loading")
         ax.bar(x, neg, bottom=pos, color=_DEACTIVE, width=0.85, label="− loading")
-        ax.set_xlabel("layer", fontsize=7, labelpad=1)
-        ax.set_title(f"AN sub-group: {cols.size} ANs", fontsize=8, loc="left", pad=2)
+        ax.set_xlabel("layer", fontsize=9, labelpad=1)
+        ax.set_title(f"AN sub-group: {cols.size} ANs", fontsize=9, loc="left", pad=2)
         ax.set_xlim(-0.6, self.n_layers - 0.4)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.yaxis.get_major_locator().set_params(integer=True)
         if cols.size:
-            ax.legend(fontsize=5.5, frameon=False, loc="upper left", handlelength=1,
+            ax.legend(fontsize=9, frameon=False, loc="upper left", handlelength=1,
                       borderpad=0)
         _quiet(ax)
         return fig
 
 
 def _quiet(ax) -> None:
-    ax.tick_params(labelsize=6, length=2)
+    ax.tick_params(labelsize=9, length=2)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
 
 def atom_figure(model: Mapping[str, Any], atom: int, *, name: str = "", tr_s: float = 1.5,
-                t_threshold: float = 3.0, figsize: tuple[float, float] = (7.2, 4.0),
+                t_threshold: float = 3.0, figsize: tuple[float, float] = (7.2, 5.0),
                 max_networks: int = 6):
     """The composite figure of one atom of one model.
 
@@ -340,9 +348,10 @@ def atom_figure(model: Mapping[str, Any], atom: int, *, name: str = "", tr_s: fl
     Returns
     -------
     matplotlib.figure.Figure
-        Four panels: time course; network labels (coupled ones, or the best overlaps in grey
-        when none is coupled); glass brain of the signed group t map; layer histogram of the
-        atom's AN sub-group, positive and negative loadings stacked. Not attached to pyplot.
+        Rows: the time course; the glass brain of the signed group t map beside the layer
+        histogram of the atom's AN sub-group (positive and negative loadings stacked); the
+        network labels (coupled ones, or the best overlaps in grey when none is coupled). Text
+        at 9 pt or more. Not attached to pyplot.
     """
     _check_options(tr_s, t_threshold, 90, figsize, max_networks)
     checked = _check_model(name or "model", model)
@@ -368,7 +377,7 @@ def _png(fig, dpi: float) -> bytes:
 
 
 def atom_pngs(model: Mapping[str, Any], *, name: str = "", tr_s: float = 1.5,
-              t_threshold: float = 3.0, dpi: float = 90, figsize: tuple[float, float] = (7.2, 4.0),
+              t_threshold: float = 3.0, dpi: float = 100, figsize: tuple[float, float] = (7.2, 5.0),
               max_networks: int = 6) -> list[bytes]:
     """One composite PNG per atom of one model (see :func:`atom_figure`).
 
@@ -414,8 +423,8 @@ def _caption(name: str, model: Mapping[str, Any], atom: int) -> str:
 
 
 def atom_explorer(models: Mapping[str, Mapping[str, Any]], tr_s: float = 1.5, *,
-                  t_threshold: float = 3.0, dpi: float = 90,
-                  figsize: tuple[float, float] = (7.2, 4.0), max_networks: int = 6,
+                  t_threshold: float = 3.0, dpi: float = 100,
+                  figsize: tuple[float, float] = (7.2, 5.0), max_networks: int = 6,
                   pngs: Mapping[str, Any] | None = None):
     """An atom explorer widget that keeps working in the static HTML of the book.
 
@@ -437,7 +446,8 @@ def atom_explorer(models: Mapping[str, Mapping[str, Any]], tr_s: float = 1.5, *,
     t_threshold : float
         ``|t|`` below this is not drawn on the glass brains.
     dpi : float
-        Resolution of the PNGs (90 keeps each near 30-50 KB at the default size).
+        Resolution of the PNGs (100: the default size is shown at its natural width in the
+        book's 730 px column, so its 9 pt text stays 9 pt; about 40-60 KB each).
     figsize : (float, float)
         Size of each composite figure in inches.
     max_networks : int

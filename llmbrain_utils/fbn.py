@@ -1605,7 +1605,11 @@ def threshold_sensitivity(group_maps: np.ndarray | None, atlas: NetworkAtlas,
         raise ParameterError("atlas", f"{type(atlas).__name__} is not a NetworkAtlas",
                              expected="load_atlas(...) or seitzman_atlas(...)")
     shared: dict[str, Any] = {}
-    if kwargs.get("null", "spin") == "spin":
+    if kwargs.get("null", "spin") == "spin" and atlas.mask_img is None:  # a surface atlas
+        from . import surface
+
+        shared["perms"] = surface.surface_spin_permutations(n_perm, atlas.info["space"], seed=seed)
+    elif kwargs.get("null", "spin") == "spin":
         shared["perms"] = spin_permutations(atlas.mask_img, n_perm, seed=seed)
     elif kwargs.get("null") == "surrogate" and group_maps is not None and "surrogates" not in kwargs:
         shared["surrogates"] = SurrogateNull(atlas, group_maps, n_perm, seed)

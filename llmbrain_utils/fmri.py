@@ -321,7 +321,7 @@ def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int =
 def load_gifti(paths: str | Path | Sequence[str | Path], *, tr_s: float = TR_S, start_tr: int = 0,
                n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
                space: str | None = "fsaverage6", n_vertices: int | None = None,
-               return_info: bool = False):
+               columns: np.ndarray | None = None, return_info: bool = False):
     """Read surface BOLD (``.func.gii``, e.g. fsaverage6 L then R): ``T x V`` float32.
 
     A file holds either one data array per time point (fMRIPrep, Narratives) or one
@@ -329,7 +329,9 @@ def load_gifti(paths: str | Path | Sequence[str | Path], *, tr_s: float = TR_S, 
     TR is checked when a ``TimeStep`` (ms) is recorded in the file's metadata, the space when
     the file name names one (``_space-fsaverage6_``; ``space=None``: not checked), the vertices
     of each file when ``n_vertices`` is given (fsaverage6: 40,962 per hemisphere), and every
-    file must hold the same number of time points.
+    file must hold the same number of time points. ``columns``: the vertices kept (indices into
+    the concatenated hemispheres, e.g. a mesh's cortex without its medial wall), taken before
+    the z-score, so the wall's constant vertices never reach it.
     """
     import nibabel as nib
 
@@ -377,6 +379,12 @@ def load_gifti(paths: str | Path | Sequence[str | Path], *, tr_s: float = TR_S, 
         raise InputError(parts[0][0], f"{n_vol} volumes, fewer than the {start_tr + max(n_trs, 1)} "
                          f"the story needs", field="volumes", expected=f">= {start_tr + max(n_trs, 1)}")
     x = np.concatenate([a[start_tr:start_tr + n_trs] for _, a in parts], axis=1)
+    if columns is not None:
+        columns = np.asarray(columns)
+        if columns.size and columns.max() >= x.shape[1]:
+            raise InputError(parts[0][0], f"{x.shape[1]} vertices in all", field="vertices",
+                             expected=f"at least {columns.max() + 1} (the mesh's cortex)")
+        x = x[:, columns]
     x, qc = _standardize(x, parts[0][0], detrend=detrend, zscore=zscore)
     if return_info:
         return x, {"paths": [str(p) for p, _ in parts], "n_volumes": n_vol, "start_tr": start_tr,
@@ -441,7 +449,7 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
                  kind: str = "clean", tr_s: float = TR_S, start_tr: int = 0,
                  n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
                  resample: bool = False, include_excluded: bool = False,
-                 manifest=None) -> tuple[np.ndarray, list[str]]:
+                 manifest=None, mesh: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Load a story's scans of several subjects from a data set in the Narratives layout.
 
     Every subject's file is checked to exist before any is read (the error names the first
@@ -468,6 +476,10 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
         Keep scans the authors exclude.
     manifest : str, Path or dict, optional
         Another manifest.
+    mesh : {"fsaverage5", "fsaverage6"}, optional
+        Surface kinds: keep the cortex vertices of this mesh (no medial wall), in the column
+        order of :mod:`llmbrain_utils.surface`'s maps; fsaverage5 from fsaverage6 files takes
+        their first 10,242 vertices per hemisphere (the meshes nest). None: every vertex.
 
     Returns
     -------
@@ -497,10 +509,25 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
         mask_img, _ = _load_mask(mask_img)
     out = None
     first = None
+    columns = None
+    if surface and mesh is not None:
+        from . import surface as surf
+
+        n_file = spec.get("vertices_per_hemi")
+        mesh = surf._check_mesh(mesh)
+        if n_file is None or n_file < surf.HEMI_VERTICES[mesh]:
+            raise ParameterError("mesh", f"{mesh!r} from kind {kind!r} ({n_file} vertices per "
+                                 "hemisphere)", expected="the kind's own mesh or a coarser one "
+                                 "that it nests (fsaverage5 in fsaverage6)")
+        left, right = surf.cortex_vertices(mesh)
+        columns = np.concatenate([left, n_file + right])
+    elif not surface and mesh is not None:
+        raise ParameterError("mesh", f"{mesh!r} with kind {kind!r}, a volume",
+                             expected="a surface kind (fsaverage6, ...) or mesh=None")
     for i, (sub, ps) in enumerate(paths.items()):
         if surface:
             x = load_gifti(ps, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend, zscore=zscore,
-                           space=space, n_vertices=spec.get("vertices_per_hemi"))
+                           space=space, n_vertices=spec.get("vertices_per_hemi"), columns=columns)
         else:
             x = load_bold(ps[0], mask_img, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend,
                           zscore=zscore, resample=resample, space=space)

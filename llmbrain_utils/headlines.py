@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ REFERENCE_FILE = REPO / "notebooks" / "headlines.json"
 
 
 def headlines_dir(runs_dir: str | os.PathLike | None = None) -> Path:
-    """Where a run's notebooks record their headline figures: ``<store>/headlines/``."""
+    """``<store>/headlines/``: the headline figures of the last notebook of each name that
+    completed on this store (a pipeline run's notebooks write into their run folder's
+    ``headlines/``, copied here when each notebook ends; a notebook run by hand writes here)."""
     from .store import Store
 
     return Store(runs_dir).root / "headlines"
@@ -67,10 +70,18 @@ class Recorder:
 
     def __init__(self, notebook: str, cfg: dict | None = None, *, spread: dict | None = None):
         self.notebook = notebook
-        self.path = headlines_dir((cfg or {}).get("runs_dir")) / f"{notebook}.json"
+        # a pipeline run gives its kernel its run folder's headlines/ (LLMBRAIN_HEADLINES_DIR),
+        # so runs that share a store never write into one another's figures
+        own = os.environ.get("LLMBRAIN_HEADLINES_DIR")
+        folder = Path(own) if own else headlines_dir((cfg or {}).get("runs_dir"))
+        self.path = folder / f"{notebook}.json"
         self.figures: dict[str, dict] = {}
         self.verdicts: dict[str, str] = {}
         self._spread = spread if spread is not None else load_spread(missing_ok=True)
+        #: the spread was measured on the default run: other parameters get no brackets
+        self.off_default = sorted(_off_default(cfg)) if cfg else []
+        if self.off_default and spread is None:
+            self._spread = {}
 
     def add(self, name: str, value: Any, *, digits: int = 3) -> Any:
         """Record ``value`` under ``name`` (printed with ``digits`` decimals); NaN/None = absent."""
@@ -121,6 +132,11 @@ class Recorder:
     def legend(self) -> str:
         """What the brackets of :meth:`fmt` mean, in one line."""
         n = self._spread.get("_meta", {})
+        if self.off_default and not n:
+            shown = ", ".join(self.off_default[:3]) + (", ..." if len(self.off_default) > 3 else "")
+            return "\n".join(textwrap.wrap(
+                f"(no brackets: the spread over seeds and BLAS kernels was measured for the "
+                f"default parameters, and this run sets {shown})", 88))
         if not n:
             return "(the spread over seeds and BLAS kernels is not measured yet: benchmarks/kernel_spread.py)"
         return (f"[brackets: the range over {n.get('n_seeds', '?')} seeds x {n.get('n_kernels', '?')} "
@@ -221,6 +237,19 @@ def fmri_figures(art, alpha: float) -> dict[str, float]:
     if "tsnr.npy" in art.meta["files"]:
         out["tsnr_median"] = float(np.median(np.load(art.file("tsnr.npy")).mean(axis=0)))
     return out
+
+
+#: parameters that do not change what the spread describes (where and how the run is stored;
+#: the seed, over which the spread itself is measured)
+_SPREAD_FREE = ("runs_dir", "seed", "n_workers", "variants")
+
+
+def _off_default(cfg: dict) -> set[str]:
+    """The parameters of ``cfg`` that differ from the defaults the spread was measured on."""
+    from . import config
+
+    ref = config.defaults()
+    return {k for k, v in cfg.items() if k in ref and k not in _SPREAD_FREE and v != ref[k]}
 
 
 # ------------------------------------------------------------------------------- spread, tolerance

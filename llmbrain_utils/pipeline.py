@@ -273,7 +273,7 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
             t0, since = time.perf_counter(), time.time() - 1.0
             print(f"[llmbrain] {stage}: executing {src.name}", flush=True)
             try:
-                with _kernel_stderr(trace, svg=svg) as km_class:
+                with _kernel_stderr(trace, svg=svg, headlines=rf.headlines) as km_class:
                     nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
                                              kernel_name="python3", progress_bar=_cell_progress(stage),
                                              request_save_on_cell_execute=False,
@@ -346,13 +346,16 @@ def _cell_progress(stage: str) -> dict | bool:
 
 
 @contextlib.contextmanager
-def _kernel_stderr(trace: Path | None = None, *, svg: bool = False):
+def _kernel_stderr(trace: Path | None = None, *, svg: bool = False,
+                   headlines: Path | None = None):
     """A kernel manager class whose kernels write their stderr to a temporary file; on leaving,
     the file's lines are passed on to this process's stderr, less :data:`KERNEL_NOISE`.
 
     ``trace``: the kernel records every artifact the store hands it in this file (its first
     line, before the notebook's cells: :func:`runfolder.trace_artifacts`). ``svg``: the inline
-    backend draws every figure as SVG besides PNG (a setting that ``%matplotlib inline`` keeps)."""
+    backend draws every figure as SVG besides PNG (a setting that ``%matplotlib inline`` keeps).
+    ``headlines``: the run folder's ``headlines/``, where the kernel's Recorders write
+    (``LLMBRAIN_HEADLINES_DIR`` in its environment)."""
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -368,6 +371,9 @@ def _kernel_stderr(trace: Path | None = None, *, svg: bool = False):
                                  f"_llmbrain_rf.trace_artifacts({str(trace)!r}); del _llmbrain_rf")
                 if svg:
                     lines.append("%config InlineBackend.figure_formats = ['png', 'svg']")
+                if headlines is not None:
+                    kw["env"] = {**(kw.get("env") or os.environ),
+                                 "LLMBRAIN_HEADLINES_DIR": str(headlines)}
                 kw["extra_arguments"] = [*kw.get("extra_arguments", []),
                                          *(f"--IPKernelApp.exec_lines={x}" for x in lines)]
                 return await super().start_kernel(**kw)
@@ -406,6 +412,9 @@ def _one_parameters_block(nb) -> None:
     for i, tag in ((defaults, "hide-cell"), (injected, "remove-cell")):
         meta = cells[i].setdefault("metadata", {})
         meta["tags"] = [*meta.get("tags", []), tag]
+    # the collapsed block's toggle says what it holds (myst-nb's cell-level prompts)
+    cells[defaults].metadata["mystnb"] = {"code_prompt_show": "Show the parameters of this run",
+                                          "code_prompt_hide": "Hide the parameters"}
 
 
 def _refresh(executed: Path, committed: Path) -> None:

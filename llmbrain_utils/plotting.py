@@ -144,6 +144,96 @@ def glass(values, mask_img, *, title=None, ax=None, cmap="cold_hot", threshold=N
     return display
 
 
+def _fsaverage5_hemis(values, mesh):
+    """A surface map (or labels) on ``mesh`` as full fsaverage5 hemispheres (NaN in the medial
+    wall): fsaverage6 shows its first 10,242 vertices per hemisphere, which are fsaverage5's."""
+    from . import surface
+
+    left, right = surface.to_hemispheres(values, mesh)
+    n = surface.HEMI_VERTICES["fsaverage5"]
+    return left[..., :n], right[..., :n]
+
+
+_VIEWS = (("left", "lateral"), ("left", "medial"), ("right", "lateral"), ("right", "medial"))
+
+
+def _surface_axes(title, height=1.9, bottom=0.02):
+    fig = plt.figure(figsize=(PAGE_WIDTH_IN - 0.6, height))
+    top = 0.86 if title else 0.96
+    axes = [fig.add_axes([0.005 + i * 0.215, bottom, 0.215, top - bottom], projection="3d")
+            for i in range(4)]
+    if title:
+        fig.suptitle(title, fontsize=10, y=0.99)
+    return fig, axes
+
+
+def surface_map(values, mesh, *, title=None, cmap="cold_hot", threshold=None, vmax=None,
+                symmetric=True, label=None, outline=None):
+    """A cortical map (cortex columns of ``mesh``, as :mod:`llmbrain_utils.surface` keeps
+    them) on fsaverage5's inflated surface, lateral and medial views of both hemispheres, on a
+    page-wide figure with one colour scale named ``label``. ``outline``: a boolean map whose
+    border is drawn (e.g. a network)."""
+    import matplotlib as mpl
+    from nilearn import datasets, plotting as nplot
+
+    fs = datasets.load_fsaverage("fsaverage5")
+    infl, sulc = fs["inflated"], datasets.load_fsaverage_data("fsaverage5", data_type="sulcal")
+    vals = np.asarray(values, dtype=np.float64)
+    vmax = float(np.nanmax(np.abs(vals))) if vmax is None else float(vmax)
+    vmax = vmax if vmax > 0 else 1.0
+    vmin = -vmax if symmetric else (0.0 if np.nanmin(vals) >= 0 else float(np.nanmin(vals)))
+    hemis = dict(zip(("left", "right"), _fsaverage5_hemis(vals, mesh)))
+    rois = (None if outline is None else
+            dict(zip(("left", "right"), _fsaverage5_hemis(np.asarray(outline, float), mesh))))
+    fig, axes = _surface_axes(title)
+    for ax, (hemi, view) in zip(axes, _VIEWS):
+        nplot.plot_surf_stat_map(infl, np.nan_to_num(hemis[hemi]), hemi=hemi, view=view,
+                                 bg_map=sulc, axes=ax, figure=fig, cmap=cmap, colorbar=False,
+                                 threshold=threshold, vmin=vmin, vmax=vmax)
+        if rois is not None and np.nansum(rois[hemi]) > 0:
+            nplot.plot_surf_contours(infl, np.nan_to_num(rois[hemi]).astype(int), levels=[1],
+                                     axes=ax, figure=fig, colors=["lime"])
+        ax.set_title(f"{hemi[0].upper()} {view}", fontsize=9, y=0.93)
+    cax = fig.add_axes([0.88, 0.18, 0.012, 0.6])
+    sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(vmin, vmax), cmap=cmap)
+    cb = fig.colorbar(sm, cax=cax)
+    cb.ax.tick_params(labelsize=9)
+    if label:
+        cb.ax.set_title(label, fontsize=9, loc="left")
+    return fig
+
+
+def surface_labels(labels, mesh, names, *, title=None, cmap="tab20", colors=None, legend=True):
+    """Network labels (1..n, 0 = none) on fsaverage5's inflated surface, four views, with a
+    legend of the labels present (``legend=False``: none; ``colors``: one per name)."""
+    import matplotlib as mpl
+    from nilearn import datasets, plotting as nplot
+
+    fs = datasets.load_fsaverage("fsaverage5")
+    infl, sulc = fs["inflated"], datasets.load_fsaverage_data("fsaverage5", data_type="sulcal")
+    lab = np.asarray(labels, dtype=np.float64)
+    hemis = dict(zip(("left", "right"), _fsaverage5_hemis(lab, mesh)))
+    present = [int(i) for i in np.unique(lab) if i > 0]
+    if colors is None:
+        colours = mpl.colormaps[cmap].resampled(max(len(names), 2))
+        colors = [colours(i) for i in range(len(names))]
+    listed = mpl.colors.ListedColormap(list(colors)[:len(names)])
+    rows = -(-len(present) // 4) if legend else 0
+    height = 1.8 + 0.2 * rows
+    fig, axes = _surface_axes(title, height=height, bottom=(0.2 * rows + 0.02) / height)
+    for ax, (hemi, view) in zip(axes, _VIEWS):
+        roi = np.nan_to_num(hemis[hemi])
+        nplot.plot_surf_roi(infl, np.where(roi > 0, roi, np.nan), hemi=hemi, view=view,
+                            bg_map=sulc, axes=ax, figure=fig, cmap=listed, colorbar=False,
+                            vmin=0.5, vmax=len(names) + 0.5)
+        ax.set_title(f"{hemi[0].upper()} {view}", fontsize=9, y=0.93)
+    if legend:
+        handles = [mpl.patches.Patch(color=listed(i - 1), label=names[i - 1]) for i in present]
+        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0), handlelength=1.2, columnspacing=1.2)
+    return fig
+
+
 def time_courses(ax, X, *, tr_s=1.5, labels=None, spacing=3.0, color=None, lw=0.8):
     """Stacked z-scored time courses (columns of X), offset vertically."""
     X = np.asarray(X, float)

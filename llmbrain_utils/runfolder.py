@@ -280,14 +280,22 @@ def environment() -> dict:
 # ------------------------------------------------------------------------------- what a stage left
 
 def snapshot_stage(run: RunFolder, notebook: str, since: float) -> dict:
-    """After a notebook ran: copy the headline figures it recorded (``<store>/headlines/NB.json``)
-    and the sweep tables it wrote (``<store>/sweeps/*.tsv``) into the run folder, when they were
+    """After a notebook ran: its headline figures (written by its kernel into the run folder's
+    ``headlines/NB.json`` and copied to ``<store>/headlines/``; from a kernel that wrote them
+    to the store instead, copied from there) and the sweep tables it wrote (``<store>/sweeps/*.tsv``) into the run folder, when they were
     written since ``since`` (the store's copies are shared by every run of that store). Returns
     ``{"headlines": path or None, "sweeps": [paths], "sweep_artifacts": [...]}``."""
     stem = Path(notebook).stem
     out = {"headlines": None, "sweeps": [], "sweep_artifacts": []}
     src = run.store / "headlines" / f"{stem}.json"
-    if src.is_file() and src.stat().st_mtime >= since:
+    own = run.headlines / f"{stem}.json"  # written there by the kernel (LLMBRAIN_HEADLINES_DIR)
+    if own.is_file() and own.stat().st_mtime >= since:
+        src.parent.mkdir(parents=True, exist_ok=True)
+        tmp = src.with_name(f".{src.name}.{os.getpid()}")
+        shutil.copyfile(own, tmp)
+        os.replace(tmp, src)  # the store's copy: this run's, whole, as the notebook ended
+        out["headlines"] = str(own)
+    elif src.is_file() and src.stat().st_mtime >= since:
         run.headlines.mkdir(parents=True, exist_ok=True)
         dst = run.headlines / src.name
         shutil.copyfile(src, dst)

@@ -225,8 +225,35 @@ def read_dictionary(art: Artifact, ext: Artifact | None = None):
 
 
 # --------------------------------------------------------------------------- 4. fMRI data
-FMRI_PARAMS = ("fmri_source", "n_subjects", "resolution_mm", "snr", "plant_atlas", "seed",
+FMRI_PARAMS = ("fmri_source", "space", "n_subjects", "resolution_mm", "snr", "plant_atlas", "seed",
                "n_perm", "tr_s")
+
+
+def _twin_dataset(cfg: dict, stim: Artifact, out_dir: Path, *, snr, preproc: bool = True
+                  ) -> tuple[Path, dict, dict]:
+    """The synthetic twin of ``cfg`` (its ``space``, ``twin`` and ``plant_atlas``) written to
+    ``out_dir`` at ``snr``: ``(root, twin info, load_dataset keywords)``."""
+    from . import fbn, fmri, surface
+
+    n_trs, words = stim.info["n_trs"], read_words(stim)
+    if cfg["space"] == "volume":
+        mask = fmri.brain_mask(cfg["resolution_mm"])
+        atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
+        twin_kw, info = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
+                                          cfg["resolution_mm"], cfg["seed"])
+        root = fmri.make_synthetic_dataset(
+            out_dir, task=cfg["story"], words=words, n_trs=n_trs, mask_img=mask,
+            atlas_img=atlas.label_img, network_names=atlas.network_names,
+            n_subjects=cfg["n_subjects"], snr=snr, seed=cfg["seed"], tr_s=cfg["tr_s"],
+            preproc=preproc, **twin_kw)
+        return root, info, {"mask_img": mask, "resample": True}
+    atlas = surface.load_surface_atlas(cfg["plant_atlas"], cfg["space"])
+    twin_kw, info = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
+    root = surface.make_surface_dataset(
+        out_dir, task=cfg["story"], words=words, n_trs=n_trs, atlas=atlas,
+        n_subjects=cfg["n_subjects"], snr=snr, seed=cfg["seed"], tr_s=cfg["tr_s"], **twin_kw)
+    return root, info, {"kind": f"twin-{cfg['space']}", "mesh": cfg["space"],
+                        "manifest": surface.twin_manifest(cfg["space"])}
 
 
 def fmri_data(cfg: dict) -> Artifact:
@@ -248,7 +275,7 @@ def fmri_data(cfg: dict) -> Artifact:
 
     import numpy as np
 
-    from . import fbn, fmri
+    from . import fmri
     from .errors import InputError
 
     log = logging.getLogger(__name__)
@@ -256,6 +283,7 @@ def fmri_data(cfg: dict) -> Artifact:
     stim = stimulus({**cfg, "shuffle_words": False})  # listeners heard the story in order
     params = _pick(cfg, FMRI_PARAMS)
     real: dict = {}
+    mesh = None if cfg["space"] == "volume" else cfg["space"]
     if cfg["fmri_source"] == "synthetic":
         params["plant"] = [dict(p) for p in fmri.DEFAULT_PLANT]
         if cfg["twin"] != "ideal":  # the ideal twin's key is as before the parameter existed
@@ -290,7 +318,7 @@ def fmri_data(cfg: dict) -> Artifact:
                         cfg["story"], onset_s, onset_s - start_tr * cfg["tr_s"])
         # the data's identity is part of the key: other files, another artifact
         ident = hashlib.sha256(tsv.read_bytes())
-        for kind in ("clean", "preproc"):
+        for kind in ("fsaverage6",) if mesh else ("clean", "preproc"):
             for sub, ps in fmri.dataset_paths(root, cfg["story"], story["subjects"], kind=kind).items():
                 for q in ps:
                     st = q.stat() if q.is_file() else None
@@ -302,27 +330,27 @@ def fmri_data(cfg: dict) -> Artifact:
                                 "story_onset_tr": story.get("onset_tr")}}
 
     def build(out: Path) -> dict:
-        mask = fmri.brain_mask(cfg["resolution_mm"])
+        mask = None if mesh else fmri.brain_mask(cfg["resolution_mm"])
         n_trs = stim.info["n_trs"]
-        info, start_tr = {}, 0
+        info, start_tr = {"space": cfg["space"]}, 0
         if cfg["fmri_source"] == "synthetic":
-            atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
-            twin_kw, info["twin"] = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
-                                                      cfg["resolution_mm"], cfg["seed"])
-            root = fmri.make_synthetic_dataset(
-                out / "dataset", task=cfg["story"], words=read_words(stim), n_trs=n_trs,
-                mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
-                n_subjects=cfg["n_subjects"], snr=cfg["snr"], seed=cfg["seed"], tr_s=cfg["tr_s"],
-                **twin_kw)
+            root, info["twin"], load_kw = _twin_dataset(cfg, stim, out / "dataset", snr=cfg["snr"])
             subjects = [f"{i:03d}" for i in range(1, cfg["n_subjects"] + 1)]
             info["truth"] = fmri.read_truth(root)
         else:
             root, subjects, start_tr = real["root"], real["subjects"], real["start_tr"]
             info["scan_window"] = real["scan_window"]
-        bold, subjects = fmri.load_dataset(root, cfg["story"], subjects, mask, tr_s=cfg["tr_s"],
-                                           start_tr=start_tr, n_trs=n_trs, resample=True)
+            load_kw = ({"kind": "fsaverage6", "mesh": mesh} if mesh
+                       else {"mask_img": mask, "resample": True})
+        bold, subjects = fmri.load_dataset(root, cfg["story"], subjects, tr_s=cfg["tr_s"],
+                                           start_tr=start_tr, n_trs=n_trs, **load_kw)
         np.save(out / "bold.npy", bold.astype(np.float32))
-        mask.to_filename(out / "mask.nii.gz")
+        if mesh:
+            info["mesh"] = {"name": mesh, "n_vertices": int(bold.shape[2]),
+                            "columns": "cortex vertices (no medial wall), left then right, as "
+                                       "llmbrain_utils.surface's maps"}
+        else:
+            mask.to_filename(out / "mask.nii.gz")
         pd.DataFrame({"subject": subjects}).to_csv(out / "subjects.tsv", sep="\t", index=False)
         isc, _ = fmri.isc_loo(bold)
         p = fmri.isc_null(bold, n_perm=cfg["n_perm"], method="circular", seed=cfg["seed"])
@@ -333,6 +361,11 @@ def fmri_data(cfg: dict) -> Artifact:
                     isc_median=float(np.median(isc)), isc_max=float(np.max(isc)),
                     isc_mask_voxels=int(keep.sum()))
         del bold
+        if mesh:
+            info["tsnr"] = {"kind": None, "reason": "no surface series before confound "
+                            "regression (Narratives' surface kinds are cleaned; the surface "
+                            "twin writes only those)"}
+            return info
         # tSNR from the volumes before confound regression, same subjects, TRs and grid
         raw_paths = fmri.dataset_paths(root, cfg["story"], subjects, kind="preproc")
         missing = [q for sub in subjects for q in raw_paths.get(sub, [None]) if q is None or not q.is_file()]
@@ -369,10 +402,52 @@ def read_isc_mask(art: Artifact, alpha: float):
     return fmri.isc_mask(np.load(art.file("isc_p.npy")), alpha)
 
 
+def read_space(art: Artifact) -> str:
+    """``"volume"`` or the mesh of an fMRI artifact's columns."""
+    return art.info.get("space", "volume")
+
+
 def read_mask(art: Artifact):
+    """The brain mask of a volume run's fMRI artifact (its columns are the mask's voxels)."""
     import nibabel as nib
 
+    from .errors import InputError
+
+    if read_space(art) != "volume":
+        raise InputError(art.path, f"a run on the mesh {read_space(art)} has no brain mask",
+                         field="space", expected="stages.read_space(art) and "
+                         "surface.load_surface_atlas for a mesh")
     return nib.load(art.file("mask.nii.gz"))
+
+
+def load_atlas_on(name: str, data: Artifact):
+    """Atlas ``name`` on the columns of an fMRI artifact: its voxels or its mesh's vertices."""
+    from . import fbn, surface
+
+    space = read_space(data)
+    if space == "volume":
+        return fbn.load_atlas(name, read_mask(data))
+    return surface.load_surface_atlas(name, space)
+
+
+def atlas_labels(atlas):
+    """Each column's network label (1..n, 0 = none; the largest z for soft atlases)."""
+    import numpy as np
+
+    from . import surface
+
+    if surface.is_surface_atlas(atlas):
+        return np.asarray(atlas.info["labels"])
+    return np.asarray(atlas.label_img.dataobj)[np.asarray(atlas.mask_img.dataobj) > 0]
+
+
+def spin_perms(atlas, n_perm: int, seed: int):
+    """The spin null's rotations for an atlas: of the volume's grid or of the sphere."""
+    from . import fbn, surface
+
+    if surface.is_surface_atlas(atlas):
+        return surface.surface_spin_permutations(n_perm, atlas.info["space"], seed=seed)
+    return fbn.spin_permutations(atlas.mask_img, n_perm, seed=seed)
 
 
 # --------------------------------------------------------------------------- 5. encoding
@@ -517,7 +592,7 @@ def encoding_recovery(cfg: dict) -> Artifact:
 
     import numpy as np
 
-    from . import encoding as enc, fbn, fmri
+    from . import encoding as enc, fmri
     from .errors import ParameterError
 
     cfg = config.validate(cfg)
@@ -529,12 +604,12 @@ def encoding_recovery(cfg: dict) -> Artifact:
     stim = stimulus({**cfg, "shuffle_words": False})
     params = _pick(cfg, ("recovery_snrs", "group_perm", "alpha", "n_folds", "trim", "seed",
                          "plant_atlas"))
+    if cfg["twin"] != "ideal":  # the other SNRs' twins are made as the default one
+        params["twin"] = cfg["twin"]
 
     def build(out: Path) -> dict:
         truth = data.info["truth"]
-        mask = read_mask(data)
-        atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
-        labels = np.asarray(atlas.label_img.dataobj)[np.asarray(mask.dataobj) > 0]
+        labels = atlas_labels(load_atlas_on(cfg["plant_atlas"], data))
         live = fmri.live_plants(truth)  # a plant on a constant source carries no signal
         planted = np.isin(labels, [p["label"] for p in live])
         nets = list(dict.fromkeys(p["network"] for p in live))
@@ -573,13 +648,10 @@ def encoding_recovery(cfg: dict) -> Artifact:
         for snr in bar(cfg["recovery_snrs"], "recovery twins", unit="twin"):
             tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
             try:
-                root = fmri.make_synthetic_dataset(
-                    tmp / "ds", task=cfg["story"], words=read_words(stim), n_trs=stim.info["n_trs"],
-                    mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
-                    n_subjects=cfg["n_subjects"], snr=float(snr), seed=cfg["seed"],
-                    tr_s=cfg["tr_s"], preproc=False)
-                b, _ = fmri.load_dataset(root, cfg["story"], truth["subjects"], mask,
-                                         n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"], resample=True)
+                root, _, load_kw = _twin_dataset(cfg, stim, tmp / "ds", snr=float(snr),
+                                                 preproc=False)
+                b, _ = fmri.load_dataset(root, cfg["story"], truth["subjects"],
+                                         n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"], **load_kw)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             rows += rows_for(float(snr), "atoms", group(enc.group_cv_test(D, b, alphas=a_atoms, **kw)))
@@ -610,11 +682,13 @@ def fbn_mapping(cfg: dict) -> Artifact:
     enc_art, data = encoding(cfg), fmri_data(cfg)
 
     def build(out: Path) -> dict:
-        atlas = fbn.load_atlas(cfg["atlas"], read_mask(data))
+        atlas = load_atlas_on(cfg["atlas"], data)
+        perms = (spin_perms(atlas, cfg["fbn_perm"], cfg["seed"]) if cfg["fbn_null"] == "spin"
+                 else None)
         table = fbn.couple_atoms(np.load(enc_art.file("group_t.npy")), atlas,
                                  threshold=cfg["threshold"], n_perm=cfg["fbn_perm"],
                                  alpha=cfg["alpha"], seed=cfg["seed"], null=cfg["fbn_null"],
-                                 tail=cfg["fbn_tail"])
+                                 tail=cfg["fbn_tail"], perms=perms)
         table.to_csv(out / "couplings.tsv", sep="\t", index=False)
         c = table[table.coupled]
         return {"n_couplings": int(len(c)), "n_atoms_coupled": int(c.atom.nunique()),
@@ -661,14 +735,16 @@ def coupling_bootstrap(cfg: dict) -> Artifact:
                              field="statistic", expected="'dice': the coupling bootstrap repeats the Dice test")
         group = np.load(enc_art.file("group_t.npy"))
         if cfg["fbn_null"] == "surrogate":  # this model's own fields, as the mapping stage drew them
-            null = fbn.SurrogateNull(fbn.load_atlas(cfg["atlas"], read_mask(data)), group,
+            null = fbn.SurrogateNull(load_atlas_on(cfg["atlas"], data), group,
                                      cfg["fbn_perm"], cfg["seed"])
         else:
             ck = (cfg["runs_dir"], data.key, cfg["atlas"], cfg["fbn_perm"], cfg["seed"])
             if ck not in _SPIN_NULL:
                 _SPIN_NULL.clear()
-                _SPIN_NULL[ck] = compare.SpinNull(fbn.load_atlas(cfg["atlas"], read_mask(data)),
-                                                  cfg["fbn_perm"], cfg["seed"])
+                atlas = load_atlas_on(cfg["atlas"], data)
+                _SPIN_NULL[ck] = compare.SpinNull(atlas, cfg["fbn_perm"], cfg["seed"],
+                                                  perms=spin_perms(atlas, cfg["fbn_perm"],
+                                                                   cfg["seed"]))
             null = _SPIN_NULL[ck]
         boot = compare.bootstrap_couplings(
             np.load(enc_art.file("beta.npy")), null.atlas, threshold=cfg["threshold"],
@@ -717,6 +793,12 @@ def explorer_figures(cfg: dict, name: str = "") -> Artifact:
         from .errors import ParameterError
 
         raise ParameterError("name", f"{name!r}", expected="a string (the model's display name)")
+    if cfg["space"] != "volume":
+        from .errors import ParameterError
+
+        raise ParameterError("space", f"{cfg['space']!r}: the atom explorer draws glass brains "
+                             "of the volume", expected="'volume' (on a mesh the mapping "
+                             "chapter's surface figures show each atom)")
     ext, dic, enc_art = extraction(cfg), dictionary(cfg), encoding(cfg)
     data, mapped = fmri_data(cfg), fbn_mapping(cfg)
 
@@ -907,13 +989,20 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
     counts = sorted(set(counts) - {n_sub0})
     dic, stim = dictionary(cfg), stimulus({**cfg, "shuffle_words": False})
     params = dict(_pick(cfg, ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha",
-                              "seed", "n_subjects", "resolution_mm", "tr_s", "snr", "twin")), snrs=snrs, n_planted=n_planted,
+                              "seed", "n_subjects", "resolution_mm", "tr_s", "snr", "twin",
+                              "space")), snrs=snrs, n_planted=n_planted,
                   n_seeds=n_seeds, statistics=statistics, subject_counts=counts, levels=level_list)
 
     def build(out: Path) -> dict:
+        from . import surface
+
         D = np.load(dic.file("D.npy"))
-        mask = fmri.brain_mask(cfg["resolution_mm"])
-        atlas = fbn.load_atlas(cfg["atlas"], mask)
+        mesh = None if cfg["space"] == "volume" else cfg["space"]
+        if mesh:
+            atlas = surface.load_surface_atlas(cfg["atlas"], mesh)
+        else:
+            mask = fmri.brain_mask(cfg["resolution_mm"])
+            atlas = fbn.load_atlas(cfg["atlas"], mask)
         sizes = atlas.sizes()
         order = sorted((n for n in sizes if sizes[n] > 0), key=lambda n: -sizes[n])
         n_pl = min(n_planted, D.shape[1], max(1, len(order) - 1))
@@ -926,27 +1015,39 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
         unplanted = [n for n in atlas.network_names if n not in set(nets)]
         # variance inflation factor of each atom among all k: 1 / (1 - R2 on the other atoms)
         vif = np.diag(np.linalg.inv(np.corrcoef(D, rowvar=False)))
-        perms = (fbn.spin_permutations(mask, cfg["fbn_perm"], seed=cfg["seed"])
+        perms = (spin_perms(atlas, cfg["fbn_perm"], cfg["seed"])
                  if cfg["fbn_null"] == "spin" else None)
-        twin_kw, twin_info = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
-                                               cfg["resolution_mm"], cfg["seed"])
+        if mesh:
+            twin_kw, twin_info = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
+        else:
+            twin_kw, twin_info = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
+                                                   cfg["resolution_mm"], cfg["seed"])
         seeds = [cfg["seed"] + 1 + i for i in range(n_seeds)]
         runs = ([(seeds[0], s, n_sub0) for s in snrs] + [(sd, default_snr, n_sub0) for sd in seeds[1:]]
                 + [(seeds[0], default_snr, n) for n in counts])
         rows, tables, found, null_p = [], [], {}, []
         for twin_seed, snr, n_sub in bar(runs, "recovery twins", unit="twin"):
-            tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
-            try:
-                root = fmri.make_synthetic_dataset(
-                    tmp / "ds", task=cfg["story"], words=read_words(stim), n_trs=stim.info["n_trs"],
-                    mask_img=mask, atlas_img=atlas.label_img, network_names=atlas.network_names,
-                    n_subjects=n_sub, plant=plant, timecourses=D[:, atoms], snr=snr,
-                    seed=twin_seed, tr_s=cfg["tr_s"], preproc=False, **twin_kw)
-                bold, _ = fmri.load_dataset(root, cfg["story"],
-                                            [f"{i:03d}" for i in range(1, n_sub + 1)],
-                                            mask, n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"])
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            if mesh:  # in memory, z-scored per vertex as load_dataset does
+                bold = surface.surface_twin(
+                    D[:, atoms], twin_kw.get("planting_labels", atlas), plant,
+                    network_names=atlas.network_names, n_subjects=n_sub, snr=snr,
+                    seed=twin_seed, mesh=mesh, jitter_mm=twin_kw.get("jitter_mm", 0.0),
+                    tr_s=cfg["tr_s"]).data
+                bold = (bold - bold.mean(1, keepdims=True)) / bold.std(1, keepdims=True)
+            else:
+                tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
+                try:
+                    root = fmri.make_synthetic_dataset(
+                        tmp / "ds", task=cfg["story"], words=read_words(stim),
+                        n_trs=stim.info["n_trs"], mask_img=mask, atlas_img=atlas.label_img,
+                        network_names=atlas.network_names, n_subjects=n_sub, plant=plant,
+                        timecourses=D[:, atoms], snr=snr, seed=twin_seed, tr_s=cfg["tr_s"],
+                        preproc=False, **twin_kw)
+                    bold, _ = fmri.load_dataset(root, cfg["story"],
+                                                [f"{i:03d}" for i in range(1, n_sub + 1)],
+                                                mask, n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"])
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
             group_t = enc.group_maps(enc.encode_subjects(D, bold, cv_model=None).beta).t
             del bold
             surrogates = (fbn.SurrogateNull(atlas, group_t, cfg["fbn_perm"], cfg["seed"])

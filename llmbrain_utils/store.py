@@ -107,7 +107,7 @@ def sha256_verified(path: str | os.PathLike) -> str:
 _SOURCE_HASH: str | None = None
 #: the modules whose code decides what an artifact holds (not plotting, the CLI or the runner)
 _RESULT_MODULES = ("config", "stimuli", "models", "extract", "dictionary", "fmri", "fetch", "compare",
-                   "encoding", "fbn", "explorer", "stages", "store")
+                   "encoding", "fbn", "explorer", "stages", "store", "surface")
 
 
 def source_hash() -> str:

@@ -1295,6 +1295,7 @@ def surface_twin(timecourses: Any, planting_labels: Any, plant: Any, *,
         "plant": entries, "planted_networks": planted,
         "unplanted": [x for x in names if x not in planted],
         "sources": src_names, "gains": gains, "noise_levels": levels, "ar_phi": phis,
+        "peak_vertex": {net: int(np.argmax(profiles[net])) for net in planted},
         "model": {
             "signal": "a_s * snr * sign * weight * g(v) * z-scored source(t) on the subject's "
                       "planting networks; g in [0.25, 1] (1 at the network's peak), a_s ~ U(0.75, 1.25)",
@@ -1311,3 +1312,219 @@ def surface_twin(timecourses: Any, planting_labels: Any, plant: Any, *,
                    "mean_dice": float(np.mean(jit_dice)),
                    "rms_distance_mm_per_subject": jit_dist}}
     return SurfaceTwin(data, sub_labels, truth)
+
+
+# --------------------------------------------------------------------------------------------
+# The twin as a data set on disk (the mapping chain's fMRI stage on a mesh)
+
+#: BIDS path of a twin's per-hemisphere series, as the Narratives ``fsaverage6`` kind with the
+#: mesh in the ``space-`` entity (``data_manifests/narratives.yaml``)
+TWIN_PATH = ("derivatives/afni-nosmooth/sub-{sub}/func/"
+             "sub-{sub}_task-{task}{run}_space-{mesh}_hemi-{hemi}_desc-clean.func.gii")
+
+#: roles of :data:`llmbrain_utils.fmri.DEFAULT_PLANT` (its Seitzman network names) and the
+#: networks that take them in other atlases, first match wins
+PLANT_ROLES = {
+    "Auditory": ("Auditory", "AUD", "SomatomotorB", "Somatomotor", "SMOT-B"),
+    "VentralAttention": ("VentralAttention", "Sal/VenAttnA", "Sal/VenAttn", "Salience", "SAL/PMN"),
+    "DefaultMode": ("DefaultMode", "DefaultA", "Default", "DN-A"),
+    "CinguloOpercular": ("CinguloOpercular", "CingOperc", "CG-OP", "Sal/VenAttnB", "ControlA",
+                         "Control"),
+    "Visual": ("Visual", "VisualA", "VIS-P", "LatVis"),
+}
+
+
+def default_plant(network_names: Any, atlas: str = "the planting atlas") -> list[dict]:
+    """:data:`llmbrain_utils.fmri.DEFAULT_PLANT` with its networks renamed to those of an atlas.
+
+    Each of the five Seitzman networks is replaced by the first name of
+    :data:`PLANT_ROLES` that the atlas has (Yeo 17: SomatomotorB, Sal/VenAttnA, DefaultA,
+    Sal/VenAttnB, VisualA; Yeo 7: Somatomotor, Sal/VenAttn, Default, Control, Visual), so the
+    same sources, signs and weights are planted. A ParameterError names ``plant_atlas`` when a
+    role has no network there.
+    """
+    from . import fmri
+
+    names = [str(x) for x in network_names]
+    out, used = [], set()
+    for p in fmri.DEFAULT_PLANT:
+        net = next((c for c in PLANT_ROLES[p["network"]] if c in names and c not in used), None)
+        if net is None:
+            raise ParameterError("plant_atlas", f"{atlas} has no network for the planted role "
+                                 f"{p['network']!r} (tried {list(PLANT_ROLES[p['network']])})",
+                                 expected="an atlas with auditory/somatomotor, ventral "
+                                 "attention, default, cingulo-opercular/control and visual "
+                                 "networks (e.g. TY17, TY7, EG17, DU15NET)")
+        used.add(net)
+        out.append({**p, "network": net})
+    return out
+
+
+def _write_hemis(path_of, values: np.ndarray, mesh: str, cols: np.ndarray, tr_s: float) -> None:
+    """``values`` (T, V) on the cortex columns -> one GIfTI per hemisphere, the medial wall 0,
+    one data array per time point (as fMRIPrep writes them), ``TimeStep`` in ms."""
+    import nibabel as nib
+
+    n = HEMI_VERTICES[mesh]
+    full = np.zeros((values.shape[0], 2 * n), dtype=np.float32)
+    full[:, cols] = values
+    for h, hemi in enumerate("LR"):
+        darrays = [nib.gifti.GiftiDataArray(row, intent="NIFTI_INTENT_TIME_SERIES",
+                                            datatype="NIFTI_TYPE_FLOAT32")
+                   for row in full[:, h * n:(h + 1) * n]]
+        img = nib.gifti.GiftiImage(darrays=darrays,
+                                   meta=nib.gifti.GiftiMetaData({"TimeStep": f"{tr_s * 1e3:g}"}))
+        p = path_of(hemi)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(img, p)
+
+
+def make_surface_dataset(out_dir: str | os.PathLike, *, task: str, words: Any, n_trs: int,
+                         atlas: fbn.NetworkAtlas, planting_labels: Any = None,
+                         plant: Any = None, n_subjects: int = 8, snr: float | None = None,
+                         seed: int = 0, tr_s: float | None = None,
+                         jitter_mm: float = 0.0, sentence_pause_s: float | None = 0.5,
+                         root: str | os.PathLike | None = None) -> Path:
+    """Write :func:`surface_twin` as a data set in the Narratives layout, GIfTI on the mesh.
+
+    The counterpart of :func:`llmbrain_utils.fmri.make_synthetic_dataset` for a surface atlas
+    (``atlas``, the read-out atlas, on fsaverage5 or fsaverage6): the sources are the story's
+    stimulus features (:func:`llmbrain_utils.fmri.stimulus_features`), planted by ``plant``
+    (default :func:`default_plant` of the atlas's networks) on ``planting_labels`` (default the
+    atlas's own labels: the ideal twin) with ``jitter_mm`` of per-subject boundary jitter.
+    Files: :data:`TWIN_PATH` per subject and hemisphere (medial wall 0), ``truth.json``,
+    ``truth_sources.tsv``, ``participants.tsv`` and ``code/scan_exclude.json``. ``truth.json``
+    has the volume twin's keys that the stages read (``subjects``, ``snr``, ``plant`` with each
+    entry's ``label`` and ``live``, ``networks``, ``unplanted``, ``dead_plants``), the mesh, and
+    the surface twin's own truth under ``"surface"``. A plant on a constant feature is dead:
+    it is kept with ``"live": false`` and carries no signal. Written into a temporary sibling
+    and renamed into place, so a failure leaves nothing that looks complete.
+    """
+    import json
+    import shutil
+    import uuid
+
+    import pandas as pd
+
+    from . import fmri
+
+    if not is_surface_atlas(atlas):
+        raise ParameterError("atlas", f"{getattr(atlas, 'name', type(atlas).__name__)} is not a "
+                             "surface atlas", expected="load_surface_atlas(name, mesh)")
+    mesh = atlas.info["space"]
+    names = list(atlas.network_names)
+    readout = np.asarray(atlas.info["labels"])
+    lab = readout if planting_labels is None else _check_labels(planting_labels, mesh,
+                                                                "planting_labels", root)
+    entries = fmri._validate_plant(default_plant(names, atlas.name) if plant is None else plant,
+                                   names, fmri.FEATURES, 0)
+    tr_s = fmri.TR_S if tr_s is None else tr_s
+    feats = fmri.stimulus_features(words, int(n_trs), tr_s, sentence_pause_s=sentence_pause_s)
+    src_names = list(dict.fromkeys(e["source"] for e in entries))
+    dead_src = [s for s in src_names if np.ptp(feats[s].to_numpy()) == 0]
+    live_src = [s for s in src_names if s not in dead_src]
+    if not live_src:
+        raise ParameterError("plant", f"every plant is dead: constant source(s) {dead_src}",
+                             expected="at least one plant whose source varies over the scan")
+    live_entries = [{**e, "source": f"timecourse:{live_src.index(e['source'])}"}
+                    for e in entries if e["source"] in live_src]
+    twin = surface_twin(feats[live_src].to_numpy(), lab, live_entries, network_names=names,
+                        n_subjects=n_subjects, snr=snr, seed=seed, mesh=mesh,
+                        jitter_mm=jitter_mm, tr_s=tr_s, root=root)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    subjects = [f"{i:03d}" for i in range(1, int(n_subjects) + 1)]
+    left, right = cortex_vertices(mesh, root=root)
+    cols = np.concatenate([left, HEMI_VERTICES[mesh] + right])
+    try:
+        for s, sub in enumerate(subjects):
+            _write_hemis(lambda hemi: tmp / TWIN_PATH.format(sub=sub, task=task, run="",
+                                                              mesh=mesh, hemi=hemi),
+                         twin.data[s], mesh, cols, tr_s)
+        pd.DataFrame({"participant_id": [f"sub-{s}" for s in subjects], "age": "n/a",
+                      "sex": "n/a", "task": task, "condition": "n/a",
+                      "comprehension": "n/a"}).to_csv(tmp / "participants.tsv", sep="\t",
+                                                      index=False)
+        (tmp / "code").mkdir()
+        (tmp / "code" / "scan_exclude.json").write_text(json.dumps({task: {}}, indent=2))
+        feats[src_names].rename_axis("tr").to_csv(tmp / "truth_sources.tsv", sep="\t",
+                                                  float_format="%.6f")
+        live = [e["source"] not in dead_src for e in entries]
+        flag = (lambda ok: {"live": ok}) if dead_src else (lambda ok: {})
+        peaks = twin.truth["peak_vertex"]
+        plant_rows = [{**e, "label": names.index(e["network"]) + 1,
+                       "n_voxels": int((lab == names.index(e["network"]) + 1).sum()),
+                       **({"peak_voxel": peaks[e["network"]]} if e["network"] in peaks else {}),
+                       **flag(ok)} for e, ok in zip(entries, live)]
+        ratio = np.asarray(twin.truth["gains"]) * twin.truth["snr"] / np.asarray(
+            twin.truth["noise_levels"])
+        truth = {
+            "generator": "llmbrain_utils.surface.make_surface_dataset", "task": task,
+            "space": mesh, "subjects": subjects, "n_subjects": int(n_subjects),
+            "n_trs": int(n_trs), "tr_s": float(tr_s), "seed": int(seed),
+            "snr": float(twin.truth["snr"]), "features": list(fmri.FEATURES),
+            "sources": src_names, "plant": plant_rows,
+            "networks": {n: {"label": i + 1, "n_voxels": int((readout == i + 1).sum()),
+                             "planted": any(e["network"] == n and ok
+                                            for e, ok in zip(entries, live)),
+                             "dice_readout_vs_planted": round(float(mean_network_dice(
+                                 lab, readout, [i + 1])), 4) if (lab == i + 1).any() else None}
+                         for i, n in enumerate(names)},
+            "unplanted": [n for n in names if not any(e["network"] == n and ok
+                                                      for e, ok in zip(entries, live))],
+            "expected_peak_r": [round(float(r / np.sqrt(1 + r ** 2)), 4) for r in ratio],
+            "bold": TWIN_PATH.format(sub="{sub}", task=task, run="", mesh=mesh, hemi="{hemi}"),
+            "surface": {k: v for k, v in twin.truth.items() if k != "plant"},
+        }
+        if dead_src:
+            truth["dead_plants"] = [{"network": e["network"], "source": e["source"],
+                                     "reason": f"stimulus feature {e['source']!r} is constant "
+                                               f"over the {int(n_trs)} TRs (set to 0)"}
+                                    for e in entries if e["source"] in dead_src]
+        (tmp / "truth.json").write_text(json.dumps(truth, indent=2, default=float))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def twin_planting(twin: str, atlas: fbn.NetworkAtlas, seed: int,
+                  root: str | os.PathLike | None = None) -> tuple[dict, dict]:
+    """Keyword arguments of :func:`make_surface_dataset` for a twin kind, and what was done
+    (the surface counterpart of :func:`llmbrain_utils.fmri.twin_options`).
+
+    ``"ideal"``: planted on the read-out atlas, no jitter. ``"realistic"``: planted on the
+    read-out labels deformed (:func:`mismatched_surface_labels`, seed ``seed``) to a mean
+    network Dice of 0.8, each subject moved again by 3 mm RMS; no tissue scaling (the cortex
+    is grey matter)."""
+    from . import fmri
+
+    if twin == "ideal":
+        return {}, {"twin": "ideal", "space": atlas.info["space"]}
+    if twin != "realistic":
+        raise ParameterError("twin", f"{twin!r}", expected="'ideal' or 'realistic'")
+    lab, rms, dice = mismatched_surface_labels(atlas.info["labels"],
+                                               fmri.REALISTIC_TWIN["planting_dice"], seed,
+                                               atlas.info["space"], root=root)
+    return ({"planting_labels": lab, "jitter_mm": fmri.REALISTIC_TWIN["jitter_mm"]},
+            {"twin": "realistic", "space": atlas.info["space"],
+             "planting_dice": fmri.REALISTIC_TWIN["planting_dice"],
+             "jitter_mm": fmri.REALISTIC_TWIN["jitter_mm"], "tissue": False,
+             "planting_dice_achieved": round(dice, 4), "planting_rms_mm": round(rms, 3)})
+
+
+def twin_manifest(mesh: str) -> dict:
+    """The Narratives manifest with a kind ``twin-MESH`` for :func:`make_surface_dataset`'s
+    files, so that :func:`llmbrain_utils.fmri.load_dataset` reads a twin as real data."""
+    from . import fetch
+
+    mesh = _check_mesh(mesh)
+    m = fetch.load_manifest()
+    kinds = {**m["kinds"], f"twin-{mesh}": {"path": TWIN_PATH.replace("{mesh}", mesh),
+                                            "space": mesh, "hemis": ["L", "R"],
+                                            "vertices_per_hemi": HEMI_VERTICES[mesh]}}
+    return {**m, "kinds": kinds}

@@ -42,6 +42,7 @@ def test_the_page_shows_one_collapsed_block_of_the_run_parameters():
     assert block.source.splitlines()[0].startswith("# Parameters of this run")
     assert "k = 64" in block.source and block.source.rstrip().endswith("k = 32")  # the run's value last
     assert "hide-cell" in block.metadata["tags"] and "parameters" in block.metadata["tags"]
+    assert block.metadata["mystnb"]["code_prompt_show"] == "Show the parameters of this run"
     assert "remove-cell" in injected.metadata["tags"]
     ns = {}
     exec(block.source, ns)  # the block runs and gives the run's values

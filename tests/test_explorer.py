@@ -115,6 +115,14 @@ def test_png_size_and_figure(models):
     width = int.from_bytes(pngs[0][16:20], "big")
     assert width == round(7.2 * 90)  # default figsize at 90 dpi
     fig = atom_figure(models["llama"], 1, name="llama")
+    # legible in the book: drawn for the 730 px column at 100 dpi, no text under 9 pt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from llmbrain_utils import plotting
+
+    FigureCanvasAgg(fig)
+    fonts = plotting.figure_fonts(fig)
+    assert fonts["min_font_pt"] >= plotting.MIN_FONT_PT and fonts["width_in"] * 100 <= plotting.PAGE_WIDTH_PX
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert "AN sub-group" in " ".join(titles) and "time course" in titles
     # the histogram has one bar per layer and sign: 6 layers x 2

@@ -34,6 +34,26 @@ def test_recorder_writes_and_reads_back(tmp_path):
     assert "spread not measured" in hl.holds("count", lambda v: v > 3)
 
 
+def test_other_parameters_get_no_default_spread(tmp_path):
+    """The spread was measured on the default run: a run with other parameters (a mesh, k)
+    prints its values without the default's brackets, and says why; the seed and where the
+    run is stored do not count."""
+    from llmbrain_utils import config
+
+    spread = H.load_spread()
+    nb, name = next((nb, n) for nb, figs in spread.items() if nb != "_meta" for n in figs)
+    same = H.Recorder(nb, config.validate({"runs_dir": str(tmp_path), "seed": 2}))
+    assert same.off_default == [] and same.spread(name) is not None
+    other = H.Recorder(nb, config.validate({"runs_dir": str(tmp_path), "space": "fsaverage5", "k": 32}))
+    assert "k" in other.off_default and "space" in other.off_default
+    assert other.spread(name) is None
+    value = next(iter(spread[nb][name]["values"].values()))
+    other.add(name, value, digits=2)
+    assert "[" not in other.fmt(name)
+    assert other.legend().startswith("(no brackets: the spread over seeds and BLAS kernels was measured")
+    assert max(map(len, other.legend().splitlines())) <= 88
+
+
 def test_joint_verdicts_are_evaluated_within_each_run(tmp_path):
     spread = {"nb": {"a": {"values": {"H/0": 1.0, "H/1": 2.0, "S/0": 1.0}},
                      "b": {"values": {"H/0": 1.5, "H/1": 1.9, "S/0": 1.2}}}}

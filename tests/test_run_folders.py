@@ -191,6 +191,31 @@ def _run_folder(tmp_path: Path, name: str = "synth") -> runfolder.RunFolder:
     return rf
 
 
+def test_runs_sharing_a_store_keep_their_own_headline_figures(tmp_path, monkeypatch):
+    """Two runs on one store write the same notebook's figures at the same time: each kernel
+    writes into its own run folder (LLMBRAIN_HEADLINES_DIR, set by the pipeline), so neither
+    run's folder gets the other's values; the store keeps a whole copy of the last to end."""
+    store = tmp_path / "runs"
+    a, b = tmp_path / "a" / "headlines", tmp_path / "b" / "headlines"
+    since = __import__("time").time() - 1
+    monkeypatch.setenv("LLMBRAIN_HEADLINES_DIR", str(a))
+    rec_a = headlines.Recorder("04_encoding", {"runs_dir": str(store)}, spread={})
+    monkeypatch.setenv("LLMBRAIN_HEADLINES_DIR", str(b))
+    rec_b = headlines.Recorder("04_encoding", {"runs_dir": str(store)}, spread={})
+    for i in range(3):  # interleaved, as two kernels would
+        rec_a.add(f"x{i}", 1.0 + i)
+        rec_b.add(f"x{i}", 10.0 + i)
+    assert not (store / "headlines").exists()
+    got = {k: json.loads((d / "04_encoding.json").read_text())["figures"]["x2"]["value"]
+           for k, d in (("a", a), ("b", b))}
+    assert got == {"a": 3.0, "b": 12.0}
+    for d, value in ((a, 3.0), (b, 12.0)):  # each run's snapshot, as its notebook ends
+        fake = type("RF", (), {"store": store, "headlines": d, "tables": d.parent / "tables"})()
+        left = runfolder.snapshot_stage(fake, "04_encoding.ipynb", since)
+        assert Path(left["headlines"]) == d / "04_encoding.json"
+        assert headlines.read_run(store)["04_encoding"]["x2"]["value"] == value
+
+
 def test_figures_tables_and_manifest_from_a_synthetic_notebook(tmp_path):
     rf = _run_folder(tmp_path)
     nb1 = _synthetic_notebook(rf.notebooks / "00_stimulus.ipynb")

@@ -80,6 +80,8 @@ solver = "spams"
 dict_iter = 300
 """
 P_FMRI = """fmri_source = "synthetic"
+space = "volume"
+twin = "ideal"
 n_subjects = 8
 resolution_mm = 6.0
 snr = None

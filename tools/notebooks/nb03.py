@@ -20,6 +20,15 @@ slow drift and subject-specific gain. The truth is saved (`truth.json`), so that
 answer can be checked. With `fmri_source="narratives"` the same notebook reads the real data
 set (OpenNeuro ds002345; `python -m llmbrain_utils fetch --story pieman --subjects 001-082`).
 
+**On the cortical surface** (`space: fsaverage5` or `fsaverage6`; `params/surface.yaml`) the twin
+is made on the mesh instead: the same story properties planted on networks of a surface atlas
+(Yeo 17 by default), noise smoothed along the cortex, one GIfTI file per hemisphere in the
+layout of Narratives' own `fsaverage6` derivatives, read back without the medial wall. For real
+data, `fmri_source: narratives` with `space: fsaverage6` reads those files (fetch them with
+`--kind fsaverage6`); `fsaverage5` takes their first 10,242 vertices per hemisphere, which are
+fsaverage5's. On a mesh every "voxel" below is a cortex vertex, and there is no tSNR (the data
+set's surface files are already cleaned).
+
 The **noise ceiling** is the leave-one-subject-out inter-subject correlation (ISC): how well
 the average of the other listeners predicts each listener, per voxel. A circular-shift null
 (every subject shifted independently) gives p values; FDR gives the mask of reliable voxels in
@@ -40,16 +49,19 @@ plotting.style()
 cfg = config.collect(globals())
 art = stages.fmri_data(cfg)
 bold = stages.read_bold(art, mmap=False)
-mask = stages.read_mask(art)
+mesh = None if stages.read_space(art) == "volume" else stages.read_space(art)
+mask = None if mesh else stages.read_mask(art)  # a cortical mesh has no brain mask
+unit = "vertices" if mesh else "voxels"
 isc, isc_p = np.load(art.file("isc.npy")), np.load(art.file("isc_p.npy"))
 keep = fmri.isc_mask(isc_p, cfg["alpha"])
 truth = art.info.get("truth")
 """),
 ("code", """
 S, T, V = bold.shape
-print(f"subjects: {S}, TRs: {T}, voxels: {V} ({cfg['resolution_mm']:g} mm grid)")
+where = f"{mesh} cortex" if mesh else f"{cfg['resolution_mm']:g} mm grid"
+print(f"subjects: {S}, TRs: {T}, {unit}: {V} ({where})")
 print(f"ISC (leave-one-out r): median {np.median(isc):.3f}, max {isc.max():.2f}")
-print(f"voxels with significant ISC (FDR {cfg['alpha']}): {keep.sum()} ({keep.mean():.1%})")
+print(f"{unit} with significant ISC (FDR {cfg['alpha']}): {keep.sum()} ({keep.mean():.1%})")
 """, ["check"]),
 ("code", """
 hl = headlines.Recorder("03_fmri_data", cfg)  # recorded too: these do not move with the kernel
@@ -81,18 +93,27 @@ else:
 subs = pd.read_csv(art.file("subjects.tsv"), sep="\t", dtype=str)["subject"].tolist()
 print("subjects:", ", ".join(subs))
 task = cfg["story"] if truth is not None else fetch.story_info(cfg["story"])["task"]
-for kind in ("clean", "preproc"):
-    path = Path(kinds[kind]["path"].format(sub=subs[0], task=task, run="", hemi=None))
+for kind in ("clean", "preproc") if not mesh else ("fsaverage6",):
+    path = Path(kinds[kind]["path"].format(sub=subs[0], task=task, run="", hemi="L"))
+    if mesh and truth is not None:  # the twin on its mesh, named as Narratives' fsaverage6 files
+        path = Path(str(path).replace("space-fsaverage6", f"space-{mesh}"))
     head, cut, tail = path.name.partition("_space-")  # BIDS names are long: two lines
     print(f"{kind}: {path.parent}/")
     print(f"  {head}{cut}")
     print(f"    {tail} ...")
 print("window:", window)
-print(f"grid: {cfg['resolution_mm']:g} mm, shape {mask.shape}, {V} brain voxels (nilearn's MNI152 mask)")
+if mesh:
+    print(f"mesh: {mesh} (hemi-L and hemi-R), {V} cortex vertices (the medial wall left out)")
+else:
+    print(f"grid: {cfg['resolution_mm']:g} mm, shape {mask.shape}, {V} brain voxels (nilearn's MNI152 mask)")
 """),
 ("md", "## Inter-subject correlation: the ceiling of any model"),
 ("code", """
-plotting.glass(np.where(keep, isc, 0), mask, cmap="hot", symmetric=False, label="ISC (r)")
+if mesh:
+    plotting.surface_map(np.where(keep, isc, 0), mesh, cmap="hot", symmetric=False, label="ISC (r)",
+                         threshold=1e-6)  # vertices outside the ISC mask stay anatomy
+else:
+    plotting.glass(np.where(keep, isc, 0), mask, cmap="hot", symmetric=False, label="ISC (r)")
 plt.show()
 """),
 ("caption", """Inter-subject correlation (leave-one-out r) in the voxels whose ISC passes the circular-shift
@@ -144,14 +165,14 @@ if tsnr is not None:
 five axial slices (top), and its distribution per subject (grey) and for the mean (blue)."""),
 ("md", "## A carpet plot\n\nOne subject's voxels (rows, grouped by network) over time."),
 ("code", """
-atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
+atlas = stages.load_atlas_on(cfg["plant_atlas"], art)
 labels = np.zeros(V, int)
 for i, m in enumerate(atlas.masks):
     labels[m] = i + 1
 img, lab = fmri.carpet_array(bold[0], labels, max_voxels=1500)
 fig, ax = plt.subplots(figsize=(6.8, 4.2))
 im = ax.imshow(img, aspect="auto", cmap="gray", vmin=-2.5, vmax=2.5, extent=[0, T * cfg["tr_s"], len(lab), 0])
-ax.set(xlabel="time (s)", ylabel="voxels by network", title="Carpet plot, subject 001")
+ax.set(xlabel="time (s)", ylabel=f"{unit} by network", title="Carpet plot, subject 001")
 fig.colorbar(im, ax=ax, label="BOLD (z)", orientation="horizontal", fraction=0.05, pad=0.16, aspect=40)
 bounds = np.flatnonzero(np.diff(lab)) + 1
 for b in bounds:
@@ -192,24 +213,32 @@ if truth is not None:
     from nilearn import plotting as nplot
 
     # the planting labels: the atlas itself (ideal twin) or the atlas deformed (realistic twin)
-    twin_kw, _ = fmri.twin_options(cfg["twin"], atlas.label_img, mask, cfg["resolution_mm"], cfg["seed"])
-    lab_v = np.asarray(twin_kw.get("planting_img", atlas.label_img).dataobj)[np.asarray(mask.dataobj) > 0]
+    if mesh:
+        from llmbrain_utils import surface
+
+        lab_v = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])[0].get("planting_labels", stages.atlas_labels(atlas))
+    else:
+        twin_kw, _ = fmri.twin_options(cfg["twin"], atlas.label_img, mask, cfg["resolution_mm"], cfg["seed"])
+        lab_v = np.asarray(twin_kw.get("planting_img", atlas.label_img).dataobj)[np.asarray(mask.dataobj) > 0]
     live = fmri.live_plants(truth)
     roi = np.zeros(V)
     for i, p in enumerate(live):
         roi[lab_v == p["label"]] = i + 1
     colors = plt.cm.tab10(np.arange(len(live)))
-    fig = plt.figure(figsize=(6.8, 2.1))
-    nplot.plot_roi(plotting.to_img(roi, mask), display_mode="z", cut_coords=[-12, 6, 24, 42, 60], figure=fig,
-                   cmap=ListedColormap(colors), vmin=0.5, vmax=len(live) + 0.5, colorbar=False,
-                   black_bg=False, draw_cross=False)
+    if mesh:
+        fig = plotting.surface_labels(roi, mesh, [p["network"] for p in live], colors=colors, legend=False)
+    else:
+        fig = plt.figure(figsize=(6.8, 2.1))
+        nplot.plot_roi(plotting.to_img(roi, mask), display_mode="z", cut_coords=[-12, 6, 24, 42, 60], figure=fig,
+                       cmap=ListedColormap(colors), vmin=0.5, vmax=len(live) + 0.5, colorbar=False,
+                       black_bg=False, draw_cross=False)
     fig.legend(handles=[Patch(color=c, label=f"{p['network']}: {p['source']} ({'+' if p['sign'] > 0 else '-'})")
                         for c, p in zip(colors, live)], loc="upper center", ncol=3, fontsize=9,
                bbox_to_anchor=(0.5, 0.0), frameon=False)
     fig.suptitle("Where the twin's signals are planted (network: story property, sign)", y=1.06)
     plt.show()
 """),
-("caption", """The synthetic twin's planted networks on five axial slices, coloured by network; the legend
+("caption", """The synthetic twin's planted networks on five axial slices (on a mesh: the inflated cortex), coloured by network; the legend
 names the story property that drives each one and its sign. (No figure for real data.)"""),
 ("code", """
 if truth is not None:
@@ -243,7 +272,7 @@ if truth is not None:
 """, ["check"]),
 ("code", "hl.glue_all()  # every headline figure, for the book's pages", ["remove"]),
 ("answer", """
-answer = (f"The {S} listeners share a response to the story in {keep.sum()} of {V} voxels (ISC above "
+answer = (f"The {S} listeners share a response to the story in {keep.sum()} of {V} {unit} (ISC above "
           f"its circular-shift null, FDR {cfg['alpha']}); the leave-one-out ISC has a median of "
           f"{np.median(isc):.3f} and reaches {isc.max():.2f}, the ceiling of any model's prediction of one listener.")
 if truth is not None:

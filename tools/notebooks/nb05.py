@@ -48,6 +48,14 @@ one. Here both are explicit:
 * **A second criterion, measured beside it**: the same test on the spatial correlation $r$ of
   the unthresholded map with the network's mask (no threshold; not capped when the 10% part is
   much larger than a small network). The recovery section below measures both on planted truth.
+* **On the cortical surface** (`space: fsaverage5` / `fsaverage6`, `params/surface.yaml`): the
+  atlases are the toolbox's surface versions (Seitzman et al.'s ROIs exist only in the volume),
+  the parts are the top 10% of cortex *vertices*, and the null is the spin test of
+  Alexander-Bloch et al. (2018): random rotations of the sphere, the right hemisphere mirroring
+  the left's, a vertex rotated into the medial wall taking the nearest cortex vertex's network.
+  It is calibrated on the mesh (the surface rows of the calibration below); the volume's
+  surrogate null needs a voxel grid and is refused there. Every figure of this chapter is then
+  drawn on the inflated cortex, and the recovery twins are made on the mesh.
 """),
 ("params", PARAMS_FBN),
 ("code", """
@@ -62,8 +70,9 @@ extra = {"compare_atlas": compare_atlas}
 cfg = config.collect(globals())
 art, enc_art, data = stages.fbn_mapping(cfg), stages.encoding(cfg), stages.fmri_data(cfg)
 table = stages.read_couplings(art)
-mask = stages.read_mask(data)
-atlas = fbn.load_atlas(cfg["atlas"], mask)
+mesh = None if stages.read_space(data) == "volume" else stages.read_space(data)
+mask = None if mesh else stages.read_mask(data)  # on a mesh every "voxel" below is a vertex
+atlas = stages.load_atlas_on(cfg["atlas"], data)
 group_t = np.load(enc_art.file("group_t.npy"))
 coupled = table[table.coupled]
 truth = data.info.get("truth")
@@ -77,16 +86,21 @@ roi = np.zeros(atlas.n_voxels)
 for i, m in enumerate(atlas.masks):
     roi[m] = i + 1
 colors = plt.cm.tab20(np.arange(atlas.n_networks) % 20)
-fig = plt.figure(figsize=(6.8, 2.1))
-nplot.plot_roi(plotting.to_img(roi, mask), display_mode="z", cut_coords=[-12, 6, 24, 42, 60], figure=fig,
-               cmap=ListedColormap(colors), vmin=0.5, vmax=atlas.n_networks + 0.5, colorbar=False,
-               black_bg=False, draw_cross=False)
+if mesh:
+    fig = plotting.surface_labels(roi, mesh, atlas.network_names, colors=colors, legend=False)
+else:
+    fig = plt.figure(figsize=(6.8, 2.1))
+    nplot.plot_roi(plotting.to_img(roi, mask), display_mode="z", cut_coords=[-12, 6, 24, 42, 60], figure=fig,
+                   cmap=ListedColormap(colors), vmin=0.5, vmax=atlas.n_networks + 0.5, colorbar=False,
+                   black_bg=False, draw_cross=False)
 fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, atlas.network_names)], loc="upper center",
            ncol=4, fontsize=9, bbox_to_anchor=(0.5, 0.0), frameon=False)
-fig.suptitle(f"The read-out atlas: {cfg['atlas']}, {atlas.n_networks} networks on the data's grid", y=1.06)
+fig.suptitle(f"The read-out atlas: {cfg['atlas']}, {atlas.n_networks} networks on the data's "
+             f"{mesh or 'grid'}", y=1.06)
 plt.show()
 """),
-("caption", """The read-out atlas on five axial slices of the data's grid, one colour per network."""),
+("caption", """The read-out atlas on five axial slices of the data's grid (on a mesh: the inflated cortex), one
+colour per network."""),
 ("code", """
 print(f"atlas: {cfg['atlas']} ({atlas.n_networks} networks), threshold {cfg['threshold']}")
 print(f"null: {cfg['fbn_null']}, {cfg['fbn_perm']} draws, tail: {cfg['fbn_tail']}")
@@ -146,8 +160,14 @@ if truth is not None:
 ("code", """
 best = coupled.sort_values("dice", ascending=False).drop_duplicates("atom").head(4)
 if len(best):
-    fig, axes = plt.subplots(len(best), 1, figsize=(7.2, 1.95 * len(best)))
+    fig, axes = (plt.subplots(len(best), 1, figsize=(7.2, 1.95 * len(best))) if not mesh
+                 else (None, [None] * len(best)))
     for ax, row in zip(np.atleast_1d(axes), best.itertuples()):
+        if mesh:
+            plotting.surface_map(group_t[row.atom], mesh, threshold=2.0, label="t",
+                                 outline=atlas.masks[atlas.index(row.network)],
+                                 title=f"atom {row.atom}: {row.sign} {row.network} (Dice {row.dice:.2f}, q {row.q:.3f})")
+            continue
         d = nplot.plot_stat_map(plotting.to_img(group_t[row.atom], mask), display_mode="z",
                                 cut_coords=[-18, 0, 18, 36, 54], axes=ax, threshold=2.0, cbar_tick_format="%.0f")
         plotting.label_colorbar(d, "t")
@@ -173,7 +193,10 @@ if cfg["fbn_null"] == "surrogate":  # one set of surrogate fields for every thre
     null_kw["surrogates"] = fbn.SurrogateNull(atlas, group_t, cfg["fbn_perm"], cfg["seed"])
 sens = fbn.threshold_sensitivity(group_t, atlas, thresholds=("top5%", "top10%", "top20%"), **null_kw)
 print(sens.round(3).to_string(index=False))
-by_r = fbn.couple_atoms(group_t, atlas, threshold=cfg["threshold"], statistic="r", **null_kw)
+r_kw = dict(null_kw)
+if cfg["fbn_null"] == "spin":  # the rotations of the grid, or of the sphere on a mesh
+    r_kw["perms"] = stages.spin_perms(atlas, cfg["fbn_perm"], cfg["seed"])
+by_r = fbn.couple_atoms(group_t, atlas, threshold=cfg["threshold"], statistic="r", **r_kw)
 key = ["atom", "network", "sign"]
 both = coupled[key].merge(by_r[by_r.coupled][key])
 print(f"tested on r: {int(by_r.coupled.sum())} couplings, {by_r[by_r.coupled].atom.nunique()} atoms; "

@@ -93,9 +93,10 @@ for name, d in done.items():  # the artifacts named by the sweep table's keys
     a = d["artifacts"]
     runs[name] = dict(cfg=d["cfg"], ext=a["extraction"], dic=a["dictionary"], enc=a["encoding"],
                       fbn=a["fbn"])
-mask = stages.read_mask(data)
+mesh = None if stages.read_space(data) == "volume" else stages.read_space(data)
+mask = None if mesh else stages.read_mask(data)  # on a mesh every "voxel" below is a vertex
 keep = stages.read_isc_mask(data, base["alpha"])
-atlas = fbn.load_atlas(base["atlas"], mask)
+atlas = stages.load_atlas_on(base["atlas"], data)
 hl = headlines.Recorder("06_cross_model", base)  # numbers that move with the BLAS kernel
 """),
 ("code", """
@@ -414,14 +415,17 @@ passes FDR). The widget works in the static page, without a running kernel.
 from llmbrain_utils import explorer
 
 shown, pngs = {}, {}
-for name in [n for n in ("MiniLM-L6", "SmolLM2-135M") if n in runs]:
+if mesh:  # the explorer draws glass brains of the volume
+    print(f"no atom explorer on a mesh ({mesh}): chapter 6 shows the coupled atoms on the cortex")
+for name in [n for n in ("MiniLM-L6", "SmolLM2-135M") if n in runs and not mesh]:
     r = runs[name]
     res = stages.read_dictionary(r["dic"], r["ext"])
     shown[name] = dict(D=res.D, group_t=np.load(r["enc"].file("group_t.npy")), mask_img=mask, loadings=res.A,
                        layers=stages.read_an_table(r["ext"]).layer.to_numpy(), couplings=tables[name])
     # the figures are an artifact of their own: drawn once (about a minute per model), then read
     pngs[name] = stages.read_explorer_figures(stages.explorer_figures(r["cfg"], name))
-explorer.atom_explorer(shown, tr_s=base["tr_s"], pngs=pngs)
+if shown:
+    display(explorer.atom_explorer(shown, tr_s=base["tr_s"], pngs=pngs))
 """),
 ("md", """
 ## The paper's claims, checked on this run
