@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     h = sub.add_parser("headlines", help="compare the run's headline figures (the numbers that move "
                        "with the BLAS kernel) with notebooks/headlines.json, or write that reference")
     h.add_argument("--runs-dir", help="artifact store (default $LLMBRAIN_RUNS or ./runs)")
+    h.add_argument("--run", default="default", metavar="NAME",
+                   help="whose figures: a run's own (default: the published default run's); "
+                        "'' for the store's copies (the last notebook of each name to end)")
     h.add_argument("--write-reference", action="store_true",
                    help="write notebooks/headlines.json from this run and benchmarks/kernel_spread.json")
     w = sub.add_parser("sweep", help="run a parameter grid (sweep spec, YAML) on Dask")
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "headlines":
             from . import headlines
 
-            run = headlines.read_run(args.runs_dir)
+            run = headlines.read_run(args.runs_dir, run=args.run or None)
             if args.write_reference:
                 print(headlines.write_reference(run, headlines.load_spread()))
             else:

@@ -280,9 +280,17 @@ def tolerance(kernel_spread: float | None, seed_spread: float | None, digits: in
     return max(2.0 * k, 0.5 * 10.0 ** (-digits))
 
 
-def read_run(runs_dir: str | os.PathLike | None = None) -> dict[str, dict]:
-    """The headline figures a run recorded: ``{notebook: {name: {"value", "digits"}}}``."""
-    folder = headlines_dir(runs_dir)
+def read_run(runs_dir: str | os.PathLike | None = None, run: str | None = None) -> dict[str, dict]:
+    """The headline figures a run recorded: ``{notebook: {name: {"value", "digits"}}}``.
+
+    ``run``: a named run's own figures (``<store>/books/RUN/headlines/``); None: the store's
+    copies (:func:`headlines_dir`, the last notebook of each name to end on this store)."""
+    from .store import Store
+
+    folder = Store(runs_dir).root / "books" / run / "headlines" if run else headlines_dir(runs_dir)
+    if run and not folder.is_dir():
+        raise InputError(folder, f"run {run!r} recorded no headline figures here",
+                         expected="a run of this store (python -m llmbrain_utils run ...)")
     out = {}
     for p in sorted(folder.glob("*.json")):
         try:

@@ -234,6 +234,66 @@ def surface_labels(labels, mesh, names, *, title=None, cmap="tab20", colors=None
     return fig
 
 
+def labels_map(labels, where, legend, *, colors, title=None, ncol=3):
+    """Labels 1..n (0 = none) on the brain, one colour each, with a legend below: five axial
+    slices of a volume (``where`` = the mask image) or the inflated cortex (``where`` = a mesh
+    name); ``legend``: one text per label."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    n = len(legend)
+    if isinstance(where, str):
+        fig = surface_labels(labels, where, list(legend), colors=colors, legend=False)
+    else:
+        from nilearn import plotting as nplot
+
+        fig = plt.figure(figsize=(6.8, 2.1))
+        nplot.plot_roi(to_img(labels, where), display_mode="z", cut_coords=[-12, 6, 24, 42, 60],
+                       figure=fig, cmap=ListedColormap(colors), vmin=0.5, vmax=n + 0.5,
+                       colorbar=False, black_bg=False, draw_cross=False)
+    fig.legend(handles=[Patch(color=c, label=t) for c, t in zip(colors, legend)], loc="upper center",
+               ncol=ncol, fontsize=9, bbox_to_anchor=(0.5, 0.0), frameon=False)
+    if title:
+        fig.suptitle(title, y=1.06)
+    return fig
+
+
+def overview(values, where, *, title=None, threshold=None, label=None, cmap="cold_hot",
+             symmetric=True):
+    """A whole-brain view of a map: a glass brain of a volume, or the inflated cortex of a mesh
+    (where ``threshold=None`` hides exact zeros), page-wide, its colour scale named ``label``."""
+    if isinstance(where, str):
+        return surface_map(values, where, title=title, label=label, cmap=cmap,
+                           symmetric=symmetric, threshold=1e-6 if threshold is None else threshold)
+    if title is None:
+        return glass(values, where, cmap=cmap, symmetric=symmetric, threshold=threshold,
+                     label=label).frame_axes.figure
+    fig, ax = plt.subplots(figsize=(7.2, 2.5))
+    glass(values, where, ax=ax, threshold=threshold, label=label, cmap=cmap, symmetric=symmetric)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def slices(values, where, *, threshold, label="t", title=None, outline=None):
+    """A statistical map on five axial slices of a volume, or on the inflated cortex of a mesh,
+    thresholded at ``|value| > threshold``; ``outline``: a 0/1 map drawn as a green contour."""
+    if isinstance(where, str):
+        return surface_map(values, where, threshold=threshold, label=label, title=title,
+                           outline=outline)
+    from nilearn import plotting as nplot
+
+    fig, ax = plt.subplots(figsize=(7.2, 1.95))
+    d = nplot.plot_stat_map(to_img(values, where), display_mode="z", cut_coords=[-18, 0, 18, 36, 54],
+                            axes=ax, threshold=threshold, colorbar=True, cbar_tick_format="%.0f")
+    label_colorbar(d, label)
+    if title:
+        ax.set_title(title, fontsize=10, loc="left")
+    if outline is not None:
+        d.add_contours(to_img(np.asarray(outline, np.float32), where), levels=[0.5],
+                       colors="lime", linewidths=0.8)
+    return fig
+
+
 def time_courses(ax, X, *, tr_s=1.5, labels=None, spacing=3.0, color=None, lw=0.8):
     """Stacked z-scored time courses (columns of X), offset vertically."""
     X = np.asarray(X, float)

@@ -420,6 +420,12 @@ def read_mask(art: Artifact):
     return nib.load(art.file("mask.nii.gz"))
 
 
+def read_where(art: Artifact):
+    """Where an fMRI artifact's columns live: its brain mask image, or its mesh's name (what
+    the plotting functions take as ``where``)."""
+    return read_mask(art) if read_space(art) == "volume" else read_space(art)
+
+
 def load_atlas_on(name: str, data: Artifact):
     """Atlas ``name`` on the columns of an fMRI artifact: its voxels or its mesh's vertices."""
     from . import fbn, surface
@@ -428,6 +434,23 @@ def load_atlas_on(name: str, data: Artifact):
     if space == "volume":
         return fbn.load_atlas(name, read_mask(data))
     return surface.load_surface_atlas(name, space)
+
+
+def planting_labels(cfg: dict, data: Artifact):
+    """Each column's label in the synthetic twin's planting atlas: ``plant_atlas`` itself (the
+    ideal twin) or its deformed copy (``twin: realistic``), as the fMRI stage planted it."""
+    import numpy as np
+
+    from . import fmri, surface
+
+    cfg = config.validate(cfg)
+    atlas = load_atlas_on(cfg["plant_atlas"], data)
+    if read_space(data) != "volume":
+        kw, _ = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
+        return np.asarray(kw.get("planting_labels", atlas.info["labels"]))
+    mask = read_mask(data)
+    kw, _ = fmri.twin_options(cfg["twin"], atlas.label_img, mask, cfg["resolution_mm"], cfg["seed"])
+    return np.asarray(kw.get("planting_img", atlas.label_img).dataobj)[np.asarray(mask.dataobj) > 0]
 
 
 def atlas_labels(atlas):

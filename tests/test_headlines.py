@@ -128,7 +128,7 @@ def default_run():
     from llmbrain_utils import pipeline
 
     pipeline.run()
-    return H.read_run()
+    return H.read_run(run="default")  # the run's own figures, whatever else ran on the store
 
 
 def test_default_run_reproduces_the_reference(default_run):

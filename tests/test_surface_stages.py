@@ -182,3 +182,34 @@ def test_fmri_chapter_runs_on_a_mesh(tmp_path):
     pngs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
             if "image/png" in o.get("data", {})]
     assert len(pngs) >= 4  # ISC, carpet, planted networks, sources and ISC by network
+
+
+def test_brain_figures_take_a_volume_or_a_mesh():
+    """plotting.labels_map / overview / slices: one call for both spaces (``where`` = the mask
+    image or the mesh's name), page-sized, text of 9 pt or more."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmbrain_utils import fbn, plotting
+
+    plotting.style()
+    mask = fmri.brain_mask(12)
+    vol = fbn.load_atlas("TY7", mask)
+    surf = surface.load_surface_atlas("TY7", "fsaverage5")
+    for where, atlas in ((mask, vol), ("fsaverage5", surf)):
+        labels = stages.atlas_labels(atlas)
+        x = np.random.default_rng(1).standard_normal(labels.size)
+        figs = [plotting.labels_map(labels, where, atlas.network_names, ncol=4, title="atlas",
+                                    colors=plt.cm.tab20(np.arange(atlas.n_networks))),
+                plotting.overview(np.where(x > 1, x, 0), where, label="r", title="a map"),
+                plotting.slices(x, where, threshold=1.5, label="t", title="atom 0",
+                                outline=atlas.masks[0])]
+        for fig in figs:
+            fig.canvas.draw()
+            assert fig.get_size_inches()[0] * fig.dpi <= plotting.PAGE_WIDTH_PX + 1
+            assert plotting.figure_fonts(fig)["min_font_pt"] >= plotting.MIN_FONT_PT
+        legend = [t.get_text() for t in figs[0].legends[0].get_texts()]
+        assert legend == list(atlas.network_names)
+        plt.close("all")

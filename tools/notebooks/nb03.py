@@ -49,8 +49,8 @@ plotting.style()
 cfg = config.collect(globals())
 art = stages.fmri_data(cfg)
 bold = stages.read_bold(art, mmap=False)
-mesh = None if stages.read_space(art) == "volume" else stages.read_space(art)
-mask = None if mesh else stages.read_mask(art)  # a cortical mesh has no brain mask
+where = stages.read_where(art)  # the brain mask, or the name of the cortical mesh
+mesh = where if isinstance(where, str) else None
 unit = "vertices" if mesh else "voxels"
 isc, isc_p = np.load(art.file("isc.npy")), np.load(art.file("isc_p.npy"))
 keep = fmri.isc_mask(isc_p, cfg["alpha"])
@@ -58,8 +58,8 @@ truth = art.info.get("truth")
 """),
 ("code", """
 S, T, V = bold.shape
-where = f"{mesh} cortex" if mesh else f"{cfg['resolution_mm']:g} mm grid"
-print(f"subjects: {S}, TRs: {T}, {unit}: {V} ({where})")
+grid = f"{mesh} cortex" if mesh else f"{cfg['resolution_mm']:g} mm grid"
+print(f"subjects: {S}, TRs: {T}, {unit}: {V} ({grid})")
 print(f"ISC (leave-one-out r): median {np.median(isc):.3f}, max {isc.max():.2f}")
 print(f"{unit} with significant ISC (FDR {cfg['alpha']}): {keep.sum()} ({keep.mean():.1%})")
 """, ["check"]),
@@ -105,15 +105,11 @@ print("window:", window)
 if mesh:
     print(f"mesh: {mesh} (hemi-L and hemi-R), {V} cortex vertices (the medial wall left out)")
 else:
-    print(f"grid: {cfg['resolution_mm']:g} mm, shape {mask.shape}, {V} brain voxels (nilearn's MNI152 mask)")
+    print(f"grid: {cfg['resolution_mm']:g} mm, shape {where.shape}, {V} brain voxels (nilearn's MNI152 mask)")
 """),
 ("md", "## Inter-subject correlation: the ceiling of any model"),
 ("code", """
-if mesh:
-    plotting.surface_map(np.where(keep, isc, 0), mesh, cmap="hot", symmetric=False, label="ISC (r)",
-                         threshold=1e-6)  # vertices outside the ISC mask stay anatomy
-else:
-    plotting.glass(np.where(keep, isc, 0), mask, cmap="hot", symmetric=False, label="ISC (r)")
+plotting.overview(np.where(keep, isc, 0), where, cmap="hot", symmetric=False, label="ISC (r)")
 plt.show()
 """),
 ("caption", """Inter-subject correlation (leave-one-out r) in the voxels whose ISC passes the circular-shift
@@ -146,7 +142,7 @@ if tsnr is not None:
     from nilearn import plotting as nplot
 
     fig = plt.figure(figsize=(6.7, 2.0))
-    d = nplot.plot_img(plotting.to_img(t_mean, mask), display_mode="z", cut_coords=[-18, 0, 18, 36, 54],
+    d = nplot.plot_img(plotting.to_img(t_mean, where), display_mode="z", cut_coords=[-18, 0, 18, 36, 54],
                        figure=fig, cmap="viridis", vmin=0, vmax=150, threshold=1, colorbar=True,
                        cbar_tick_format="%.0f", black_bg=False, annotate=True)
     plotting.label_colorbar(d, "tSNR")
@@ -208,34 +204,14 @@ else:
 """, ["check"]),
 ("code", """
 if truth is not None:
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-    from nilearn import plotting as nplot
-
-    # the planting labels: the atlas itself (ideal twin) or the atlas deformed (realistic twin)
-    if mesh:
-        from llmbrain_utils import surface
-
-        lab_v = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])[0].get("planting_labels", stages.atlas_labels(atlas))
-    else:
-        twin_kw, _ = fmri.twin_options(cfg["twin"], atlas.label_img, mask, cfg["resolution_mm"], cfg["seed"])
-        lab_v = np.asarray(twin_kw.get("planting_img", atlas.label_img).dataobj)[np.asarray(mask.dataobj) > 0]
+    lab_v = stages.planting_labels(cfg, art)  # the atlas (ideal twin) or the atlas deformed (realistic)
     live = fmri.live_plants(truth)
     roi = np.zeros(V)
     for i, p in enumerate(live):
         roi[lab_v == p["label"]] = i + 1
-    colors = plt.cm.tab10(np.arange(len(live)))
-    if mesh:
-        fig = plotting.surface_labels(roi, mesh, [p["network"] for p in live], colors=colors, legend=False)
-    else:
-        fig = plt.figure(figsize=(6.8, 2.1))
-        nplot.plot_roi(plotting.to_img(roi, mask), display_mode="z", cut_coords=[-12, 6, 24, 42, 60], figure=fig,
-                       cmap=ListedColormap(colors), vmin=0.5, vmax=len(live) + 0.5, colorbar=False,
-                       black_bg=False, draw_cross=False)
-    fig.legend(handles=[Patch(color=c, label=f"{p['network']}: {p['source']} ({'+' if p['sign'] > 0 else '-'})")
-                        for c, p in zip(colors, live)], loc="upper center", ncol=3, fontsize=9,
-               bbox_to_anchor=(0.5, 0.0), frameon=False)
-    fig.suptitle("Where the twin's signals are planted (network: story property, sign)", y=1.06)
+    plotting.labels_map(roi, where, [f"{p['network']}: {p['source']} ({'+' if p['sign'] > 0 else '-'})" for p in live],
+                        colors=plt.cm.tab10(np.arange(len(live))),
+                        title="Where the twin's signals are planted (network: story property, sign)")
     plt.show()
 """),
 ("caption", """The synthetic twin's planted networks on five axial slices (on a mesh: the inflated cortex), coloured by network; the legend

@@ -48,8 +48,8 @@ plotting.style()
 cfg = config.collect(globals())
 art, data = stages.encoding(cfg), stages.fmri_data(cfg)
 tests = stages.encoding_tests(cfg)  # the permutation tests of the fits
-mesh = None if stages.read_space(data) == "volume" else stages.read_space(data)
-mask = None if mesh else stages.read_mask(data)  # on a mesh every "voxel" below is a vertex
+where = stages.read_where(data)  # the brain mask, or the cortical mesh (then a "voxel" is a vertex)
+mesh = where if isinstance(where, str) else None
 r2, cv_r = np.load(art.file("r2.npy")), np.load(art.file("cv_r.npy"))
 p = np.load(tests.file("p_r2.npy"))
 group_t, agree = np.load(art.file("group_t.npy")), np.load(art.file("sign_agreement.npy"))
@@ -113,17 +113,10 @@ atoms); phase surrogates are independent draws.
 Mean over subjects.
 """),
 ("code", """
-if mesh:
-    plotting.surface_map(np.where(gsig, cv_r.mean(0), 0), mesh, threshold=0.01, label="r",
-                         title="held-out r, mean over subjects, where the group test finds the vertices (FDR)")
-    plotting.surface_map(np.nan_to_num(np.where(keep, norm, 0)), mesh, threshold=0.05, label="r / ceiling",
-                         title="held-out r / noise ceiling, in the ISC mask")
-else:
-    fig, axes = plt.subplots(2, 1, figsize=(7.2, 5.0))
-    plotting.glass(np.where(gsig, cv_r.mean(0), 0), mask, ax=axes[0], threshold=0.01, label="r")
-    axes[0].set_title("held-out r, mean over subjects, where the group test finds the voxels (FDR)", fontsize=10)
-    plotting.glass(np.nan_to_num(np.where(keep, norm, 0)), mask, ax=axes[1], threshold=0.05, label="r / ceiling")
-    axes[1].set_title("held-out r / noise ceiling, in the ISC mask", fontsize=10)
+plotting.overview(np.where(gsig, cv_r.mean(0), 0), where, threshold=0.01, label="r",
+                  title="held-out r, mean over subjects, where the group test finds them (FDR)")
+plotting.overview(np.nan_to_num(np.where(keep, norm, 0)), where, threshold=0.05, label="r / ceiling",
+                  title="held-out r / noise ceiling, in the ISC mask")
 plt.show()
 """),
 ("caption", """Held-out prediction, mean over subjects: r where the group test finds the voxels (top) and
@@ -201,15 +194,8 @@ planted networks, so that rate moves in large steps there).
 ("code", """
 strength = np.abs(group_t).mean(1)
 top = np.argsort(strength)[::-1][:4]
-fig, axes = plt.subplots(4, 1, figsize=(7.2, 7.6)) if not mesh else (None, [None] * 4)
-for ax, a in zip(axes, top):
-    if mesh:
-        plotting.surface_map(group_t[a], mesh, threshold=3.0, label="t", title=f"atom {a}: group t (|t| > 3)")
-        continue
-    d = nplot.plot_stat_map(plotting.to_img(group_t[a], mask), display_mode="z", cut_coords=[-18, 0, 18, 36, 54],
-                            axes=ax, threshold=3.0, colorbar=True, cbar_tick_format="%.0f")
-    plotting.label_colorbar(d, "t")
-    ax.set_title(f"atom {a}: group t (|t| > 3)", fontsize=10, loc="left")
+for a in top:
+    plotting.slices(group_t[a], where, threshold=3.0, label="t", title=f"atom {a}: group t (|t| > 3)")
 plt.show()
 print("atoms with the strongest group maps:", top.tolist())
 """),
@@ -220,7 +206,7 @@ atoms with the strongest maps, on five axial slices (on a mesh: the inflated cor
 if mesh:  # nilearn's surface viewer needs plotly, which the project does not install
     print("no interactive viewer on a mesh: see the held-out r figure above")
 else:
-    display(nplot.view_img(plotting.to_img(np.where(gsig, cv_r.mean(0), 0), mask), threshold=0.01,
+    display(nplot.view_img(plotting.to_img(np.where(gsig, cv_r.mean(0), 0), where), threshold=0.01,
                            cmap="cold_hot", title="held-out r", symmetric_cmap=True, colorbar=True,
                            black_bg=False))
 """),

@@ -70,8 +70,8 @@ extra = {"compare_atlas": compare_atlas}
 cfg = config.collect(globals())
 art, enc_art, data = stages.fbn_mapping(cfg), stages.encoding(cfg), stages.fmri_data(cfg)
 table = stages.read_couplings(art)
-mesh = None if stages.read_space(data) == "volume" else stages.read_space(data)
-mask = None if mesh else stages.read_mask(data)  # on a mesh every "voxel" below is a vertex
+where = stages.read_where(data)  # the brain mask, or the cortical mesh (then a "voxel" is a vertex)
+mesh = where if isinstance(where, str) else None
 atlas = stages.load_atlas_on(cfg["atlas"], data)
 group_t = np.load(enc_art.file("group_t.npy"))
 coupled = table[table.coupled]
@@ -79,24 +79,9 @@ truth = data.info.get("truth")
 hl = headlines.Recorder("05_fbn_mapping", cfg)  # numbers that move with the BLAS kernel
 """),
 ("code", """
-from matplotlib.colors import ListedColormap
-from matplotlib.patches import Patch
-
-roi = np.zeros(atlas.n_voxels)
-for i, m in enumerate(atlas.masks):
-    roi[m] = i + 1
-colors = plt.cm.tab20(np.arange(atlas.n_networks) % 20)
-if mesh:
-    fig = plotting.surface_labels(roi, mesh, atlas.network_names, colors=colors, legend=False)
-else:
-    fig = plt.figure(figsize=(6.8, 2.1))
-    nplot.plot_roi(plotting.to_img(roi, mask), display_mode="z", cut_coords=[-12, 6, 24, 42, 60], figure=fig,
-                   cmap=ListedColormap(colors), vmin=0.5, vmax=atlas.n_networks + 0.5, colorbar=False,
-                   black_bg=False, draw_cross=False)
-fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, atlas.network_names)], loc="upper center",
-           ncol=4, fontsize=9, bbox_to_anchor=(0.5, 0.0), frameon=False)
-fig.suptitle(f"The read-out atlas: {cfg['atlas']}, {atlas.n_networks} networks on the data's "
-             f"{mesh or 'grid'}", y=1.06)
+plotting.labels_map(stages.atlas_labels(atlas), where, atlas.network_names, ncol=4,
+                    colors=plt.cm.tab20(np.arange(atlas.n_networks) % 20),
+                    title=f"The read-out atlas: {cfg['atlas']}, {atlas.n_networks} networks on the data's {mesh or 'grid'}")
 plt.show()
 """),
 ("caption", """The read-out atlas on five axial slices of the data's grid (on a mesh: the inflated cortex), one
@@ -160,21 +145,11 @@ if truth is not None:
 ("code", """
 best = coupled.sort_values("dice", ascending=False).drop_duplicates("atom").head(4)
 if len(best):
-    fig, axes = (plt.subplots(len(best), 1, figsize=(7.2, 1.95 * len(best))) if not mesh
-                 else (None, [None] * len(best)))
-    for ax, row in zip(np.atleast_1d(axes), best.itertuples()):
-        if mesh:
-            plotting.surface_map(group_t[row.atom], mesh, threshold=2.0, label="t",
-                                 outline=atlas.masks[atlas.index(row.network)],
-                                 title=f"atom {row.atom}: {row.sign} {row.network} (Dice {row.dice:.2f}, q {row.q:.3f})")
-            continue
-        d = nplot.plot_stat_map(plotting.to_img(group_t[row.atom], mask), display_mode="z",
-                                cut_coords=[-18, 0, 18, 36, 54], axes=ax, threshold=2.0, cbar_tick_format="%.0f")
-        plotting.label_colorbar(d, "t")
-        ax.set_title(f"atom {row.atom}: {row.sign} {row.network} (Dice {row.dice:.2f}, q {row.q:.3f}); "
-                     "colour: group t (|t| > 2)", fontsize=10, loc="left")
-        net = atlas.masks[atlas.index(row.network)].astype(np.float32)
-        d.add_contours(plotting.to_img(net, mask), levels=[0.5], colors="lime", linewidths=0.8)
+    for row in best.itertuples():
+        plotting.slices(group_t[row.atom], where, threshold=2.0, label="t",
+                        outline=atlas.masks[atlas.index(row.network)],
+                        title=f"atom {row.atom}: {row.sign} {row.network} (Dice {row.dice:.2f}, q {row.q:.3f}); "
+                              "group t, |t| > 2")
     plt.show()
 """),
 ("caption", """The group t maps (|t| > 2) of the most strongly coupled atoms, each with the outline (green) of

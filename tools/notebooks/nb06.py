@@ -93,8 +93,8 @@ for name, d in done.items():  # the artifacts named by the sweep table's keys
     a = d["artifacts"]
     runs[name] = dict(cfg=d["cfg"], ext=a["extraction"], dic=a["dictionary"], enc=a["encoding"],
                       fbn=a["fbn"])
-mesh = None if stages.read_space(data) == "volume" else stages.read_space(data)
-mask = None if mesh else stages.read_mask(data)  # on a mesh every "voxel" below is a vertex
+where = stages.read_where(data)  # the brain mask, or the cortical mesh (then a "voxel" is a vertex)
+mesh = where if isinstance(where, str) else None
 keep = stages.read_isc_mask(data, base["alpha"])
 atlas = stages.load_atlas_on(base["atlas"], data)
 hl = headlines.Recorder("06_cross_model", base)  # numbers that move with the BLAS kernel
@@ -420,7 +420,7 @@ if mesh:  # the explorer draws glass brains of the volume
 for name in [n for n in ("MiniLM-L6", "SmolLM2-135M") if n in runs and not mesh]:
     r = runs[name]
     res = stages.read_dictionary(r["dic"], r["ext"])
-    shown[name] = dict(D=res.D, group_t=np.load(r["enc"].file("group_t.npy")), mask_img=mask, loadings=res.A,
+    shown[name] = dict(D=res.D, group_t=np.load(r["enc"].file("group_t.npy")), mask_img=where, loadings=res.A,
                        layers=stages.read_an_table(r["ext"]).layer.to_numpy(), couplings=tables[name])
     # the figures are an artifact of their own: drawn once (about a minute per model), then read
     pngs[name] = stages.read_explorer_figures(stages.explorer_figures(r["cfg"], name))
