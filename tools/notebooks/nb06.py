@@ -385,12 +385,8 @@ And per atom: the layer distribution of every atom's ANs (rows: atoms, coupled o
 a dot at the left), for the trained models.
 """),
 ("code", """
-ncol = min(4, len(trained))  # small multiples in rows of four, so the titles do not overprint
-nrow = -(-len(trained) // ncol)
-fig, axes = plt.subplots(nrow, ncol, figsize=(7.2, 4.2 * nrow), sharey=True, squeeze=False)
-for ax in axes.flat[len(trained):]:
-    ax.axis("off")
-for ax, name in zip(axes.flat, trained):
+fig, axes = plt.subplots(1, len(trained), figsize=(6.8, 6), sharey=True)
+for ax, name in zip(np.atleast_1d(axes), trained):
     res, layers = reads[name]
     top = max(layers.max(), 1)
     M = np.array([np.histogram(d.index / top, bins, weights=d.values)[0]
@@ -399,12 +395,11 @@ for ax, name in zip(axes.flat, trained):
     coupled_atoms = sorted(tables[name][tables[name].coupled].atom.unique())
     ax.scatter(np.full(len(coupled_atoms), -0.9), coupled_atoms, s=4, color="C2", clip_on=False)
     ax.set_xticks(range(len(bins) - 1), [f"{b:.1f}" for b in bins[1:]], fontsize=9, rotation=90)
-    ax.set_title(name.replace(" ", "\\n", 1) + f"\\n({summary.loc[name, 'n_params_m']:.0f} M)", fontsize=9)
+    ax.set_title(f"{name}\\n({summary.loc[name, 'n_params_m']:.0f} M)", fontsize=9)
     ax.set_xlabel("depth")
-for row in axes:
-    row[0].set_ylabel("atom")
+np.atleast_1d(axes)[0].set_ylabel("atom")
 fig.tight_layout()
-fig.colorbar(im, ax=axes.ravel().tolist(), label="share of the atom's ANs", fraction=0.03, pad=0.02)
+fig.colorbar(im, ax=axes, label="share of the atom's ANs", fraction=0.03, pad=0.02)
 plt.show()
 """),
 ("caption", """The layer distribution of every atom's ANs per trained model (rows: atoms; green dots: atoms
