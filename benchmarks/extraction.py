@@ -34,6 +34,12 @@ RANDOM_CONFIGS = {
     "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                       num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
                       max_position_embeddings=4096, rms_norm_eps=1e-5),
+    "llama1-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                      num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
+                      max_position_embeddings=2048, rms_norm_eps=1e-6),
+    # BERT-base (12 x 768, FFN 3072, 512 positions; a BertModel, read with a BERT tokenizer)
+    "bert-base": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                      num_attention_heads=12, vocab_size=30522, max_position_embeddings=512),
     # a toy Llama (2 layers, d_model 64, FFN 256) for CPU smoke runs (vocabulary: the tokenizer's)
     "tiny": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=0, max_position_embeddings=4096, rms_norm_eps=1e-5),
@@ -49,7 +55,14 @@ def story_words(n: int) -> list[str]:
     return [words[i % len(words)] for i in range(n)]
 
 
-def random_model(kind: str, n_layers: int | None, tokenizer_from: str, device: str, dtype, seed: int):
+BERT_CONFIGS = {"bert-base"}
+
+
+def random_model(kind: str, n_layers: int | None, tokenizer_from: str, device: str, dtype, seed: int,
+                 layerwise: bool = False):
+    """An untrained model with ``RANDOM_CONFIGS[kind]``'s shapes, read with ``tokenizer_from``'s
+    tokenizer. ``layerwise``: a decoder whose layers hold float32 weights only while they run
+    (:func:`llmbrain_utils.layerwise.layerwise_model`; CPU), for models larger than the RAM."""
     import torch
     import transformers
 
@@ -60,16 +73,29 @@ def random_model(kind: str, n_layers: int | None, tokenizer_from: str, device: s
     if n_layers:
         cfg_kw["num_hidden_layers"] = n_layers
     cfg_kw["vocab_size"] = max(cfg_kw["vocab_size"], len(tok))
-    cfg = transformers.LlamaConfig(**cfg_kw)
+    bert = kind in BERT_CONFIGS
+    cfg = (transformers.BertConfig if bert else transformers.LlamaConfig)(**cfg_kw)
     dev = M.resolve_device(device)
     dt = M.resolve_dtype(dtype, dev)
     torch.manual_seed(seed)
-    with torch.device(dev):
-        model = transformers.LlamaModel(cfg).to(dt).eval()
-    info = {"name": f"random-{kind}", "family": "llama", "causal": True,
+    if layerwise:
+        from llmbrain_utils import layerwise as LW
+
+        if bert or not dev.startswith("cpu"):
+            raise SystemExit("--layerwise builds a Llama-shaped decoder on the CPU")
+        model, clock = LW.layerwise_model(cfg, dtype=dt, seed=seed)
+    else:
+        clock = None
+        with torch.device(dev):
+            model = (transformers.BertModel(cfg, add_pooling_layer=False) if bert
+                     else transformers.LlamaModel(cfg)).to(dt).eval()
+    info = {"name": f"random-{kind}", "family": "bert" if bert else "llama", "causal": not bert,
             "max_tokens": cfg.max_position_embeddings, "n_layers": cfg.num_hidden_layers,
-            "d_model": cfg.hidden_size, "d_ffn": cfg.intermediate_size, "dtype": str(dt)}
-    return M.LoadedModel(model=model, tokenizer=tok, info=info, ffn=M.find_ffn(model))
+            "d_model": cfg.hidden_size, "d_ffn": cfg.intermediate_size, "dtype": str(dt),
+            "layerwise": bool(layerwise)}
+    loaded = M.LoadedModel(model=model, tokenizer=tok, info=info, ffn=M.find_ffn(model))
+    loaded.clock = clock
+    return loaded
 
 
 def plain_forward(loaded, words, *, context, context_tokens, window_tokens, batch_size):

@@ -93,10 +93,11 @@ def run(args) -> dict:
     import numpy as np
     import torch
 
-    from extraction import random_model
+    from extraction import plain_forward, random_model
     from llmbrain_utils import config, dictionary, encoding, extract, fbn, models, stages
 
     work = Path(args.work or tempfile.mkdtemp(prefix="llmbrain-paper-scale-"))
+    tokenizer = tokenizer_of(args)
     dev = models.resolve_device(args.device)
     cuda = dev.startswith("cuda")
     base = config.validate({"story": args.story, "narratives_dir": args.narratives_dir,
@@ -113,18 +114,33 @@ def run(args) -> dict:
             n_trs = int(stim.info["n_trs"])
         sizes.update(words=len(words), trs=n_trs)
 
+        layerwise = want_layerwise(args, dev)
         with peaks.stage("model", cuda) as rec:
-            loaded = random_model(args.config, args.n_layers, args.tokenizer, dev, args.dtype, 0)
+            loaded = random_model(args.config, args.n_layers, tokenizer, dev, args.dtype, 0,
+                                  layerwise=layerwise)
             rec["n_params"] = int(sum(p.numel() for p in loaded.model.parameters()))
             rec["dtype"] = str(next(loaded.model.parameters()).dtype)
+            rec["layerwise"] = layerwise
+        batch_size = args.batch_size or (1024 if layerwise else 8)  # layerwise: one batch
+
+        if args.reference:
+            # the reference: the base model's plain forward pass over the same windows and batches
+            with peaks.stage("forward", cuda) as rec:
+                build0 = clock_s(loaded)
+                plain = plain_forward(loaded, words, context=None, context_tokens=args.context_tokens,
+                                      window_tokens=None, batch_size=batch_size)
+                rec.update(tokens=plain["tokens"], windows=plain["windows"],
+                           layer_build_s=round(clock_s(loaded) - build0, 3))
 
         with peaks.stage("extraction", cuda) as rec:
+            build0 = clock_s(loaded)
             res = extract.extract_responses(
                 loaded, words, n_trs, tr_s=base["tr_s"], units=args.units,
-                context_tokens=args.context_tokens, batch_size=args.batch_size,
+                context_tokens=args.context_tokens, batch_size=batch_size,
                 out=work / "word_activations.npy", responses_out=work / "responses.npy",
                 progress=False)
             st = res["stats"]
+            rec["layer_build_s"] = round(clock_s(loaded) - build0, 3)
             rec.update({k: st[k] for k in ("n_tokens_processed", "n_windows", "context",
                                            "context_tokens", "window_tokens") if k in st})
             n_ans = int(res["responses"].shape[1])
@@ -138,6 +154,9 @@ def run(args) -> dict:
         if cuda:
             torch.cuda.empty_cache()
 
+        if args.until == "extraction":
+            return finish(args, dev, cuda, sizes, peaks, work, layerwise)
+
         with peaks.stage("dictionary", cuda) as rec:
             X = np.load(work / "responses.npy", mmap_mode="r")
             dic = dictionary.learn_dictionary(X, k=args.k, lam=args.lam, solver="torch", seed=0,
@@ -145,6 +164,8 @@ def run(args) -> dict:
             D = dic.D
             rec["r2_overall"] = round(float(dic.r2_overall), 4)
             del X, dic
+        if args.until == "dictionary":
+            return finish(args, dev, cuda, sizes, peaks, work, layerwise)
 
         with peaks.stage("fmri", cuda) as rec:
             data = stages.fmri_data(base)
@@ -167,8 +188,53 @@ def run(args) -> dict:
             rec.update(couplings=int(len(c)), atoms_coupled=int(c.atom.nunique()))
     finally:
         peaks.close()
+    return finish(args, dev, cuda, sizes, peaks, work, layerwise)
+
+
+def clock_s(loaded) -> float:
+    """Seconds the layerwise model has spent building its layers' weights (0 otherwise)."""
+    clock = getattr(loaded, "clock", None)
+    return clock.build_s if clock is not None else 0.0
+
+
+def want_layerwise(args, dev: str) -> bool:
+    """``--layerwise auto``: on a CPU, when the model's float32 weights would take more than
+    half of the machine's memory."""
+    if args.layerwise != "auto":
+        return args.layerwise == "on"
+    import psutil
+
+    from extraction import BERT_CONFIGS, RANDOM_CONFIGS
+
+    if args.config in BERT_CONFIGS or not dev.startswith("cpu"):
+        return False
+    c = RANDOM_CONFIGS[args.config]
+    n_layers = args.n_layers or c["num_hidden_layers"]
+    kv = c["hidden_size"] // c["num_attention_heads"] * c["num_key_value_heads"]
+    per_layer = 2 * c["hidden_size"] ** 2 + 2 * c["hidden_size"] * kv + 3 * c["hidden_size"] * c["intermediate_size"]
+    return 4 * n_layers * per_layer > 0.5 * psutil.virtual_memory().total
+
+
+def tokenizer_of(args) -> str:
+    """``--tokenizer``, else a BERT WordPiece for a BERT config and a BPE for a decoder."""
+    from extraction import BERT_CONFIGS
+
+    if args.tokenizer:
+        return args.tokenizer
+    return "all-MiniLM-L6-v2" if args.config in BERT_CONFIGS else "SmolLM2-135M"
+
+
+def finish(args, dev, cuda, sizes, peaks, work, layerwise) -> dict:
+    """The report: sizes, per-stage records and totals (a run stopped by ``--until`` included)."""
+    import torch
+
+    peaks.close()
+    fwd = peaks.records.get("forward", {}).get("wall_s")
+    for rec in peaks.records.values():
+        rec["ratio_to_reference"] = round(rec["wall_s"] / fwd, 3) if fwd else None
     return {
-        "config": args.config, "n_layers_asked": args.n_layers, "tokenizer": args.tokenizer,
+        "config": args.config, "n_layers_asked": args.n_layers, "tokenizer": tokenizer_of(args),
+        "layerwise": layerwise, "until": args.until,
         "story": args.story, "units": args.units, "device": dev,
         "gpu": torch.cuda.get_device_name() if cuda else None,
         "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
@@ -188,14 +254,25 @@ def parse(argv=None):
     ap.add_argument("--config", default="llama3-8b", choices=sorted(RANDOM_CONFIGS),
                     help="the random model's shapes (tiny: a toy for CPU smoke runs)")
     ap.add_argument("--n-layers", type=int, default=None, help="fewer layers than the config's")
-    ap.add_argument("--tokenizer", default="SmolLM2-135M", help="a model whose tokenizer reads the story")
+    ap.add_argument("--tokenizer", default=None, help="a model whose tokenizer reads the story (default: "
+                    "all-MiniLM-L6-v2's WordPiece for bert-base, SmolLM2-135M's BPE otherwise)")
+    ap.add_argument("--layerwise", choices=["auto", "on", "off"], default="auto",
+                    help="decoder layers hold float32 weights only while they run (auto: on a CPU, "
+                    "when the weights would take over half the RAM)")
+    ap.add_argument("--no-reference", dest="reference", action="store_false",
+                    help="skip the plain forward pass (the reference every stage's ratio is taken to)")
+    ap.add_argument("--until", choices=["extraction", "dictionary", "mapping"], default="mapping",
+                    help="the last stage to run")
+    ap.add_argument("--report", default=None, help="add this run's stages to a summary JSON "
+                    "({'device', 'runs': [{model, stage, wall_s, peak_rss_gib, ratio_to_reference}]})")
     ap.add_argument("--story", default="slumlordreach", help="Narratives story (default: the longest, 5,344 words)")
     ap.add_argument("--narratives-dir", default=str(REPO.parent / "shared" / "narratives"))
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--dtype", default=None, help="bf16 | fp16 | float32 (half types on a GPU only)")
     ap.add_argument("--units", choices=["output", "hidden"], default="output")
     ap.add_argument("--context-tokens", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="windows per forward call (default 8; layerwise: all in one call)")
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--lam", type=float, default=0.1)
     ap.add_argument("--dict-iter", type=int, default=300)
@@ -215,7 +292,27 @@ def main(argv=None) -> dict:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    if args.report:
+        add_to_report(Path(args.report), res)
     return res
+
+
+def add_to_report(path: Path, res: dict) -> dict:
+    """Add (or replace) this run's rows in the summary ``path``: one row per stage, keyed by
+    model and stage; a report of another device is refused."""
+    device = "cpu" if res["device"].startswith("cpu") else res["device"]
+    rep = json.loads(path.read_text()) if path.exists() else {"device": device, "runs": []}
+    if rep.get("device") != device:
+        raise SystemExit(f"{path}: a report of device {rep.get('device')!r}, this run is on {device!r}")
+    model = res["config"] + (f" ({res['n_layers_asked']} layers)" if res["n_layers_asked"] else "")
+    rows = [{"model": model, "stage": name, "wall_s": rec["wall_s"], "peak_rss_gib": rec["peak_rss_gib"],
+             "ratio_to_reference": rec["ratio_to_reference"],
+             **{k: rec[k] for k in ("layer_build_s", "tokens", "n_tokens_processed") if k in rec}}
+            for name, rec in res["stages"].items()]
+    rep["runs"] = [r for r in rep["runs"] if r["model"] != model] + rows
+    rep.setdefault("machine", {}).update(cpu=res["cpu"], torch_threads=res["torch_threads"])
+    path.write_text(json.dumps(rep, indent=1) + "\n")
+    return rep
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def test_tiny_chain_on_the_cpu(benchmark_script, narratives, tmp_path):
                    "--resolution-mm", "12", "--n-perm", "10", "--fbn-perm", "100",
                    "--work", str(tmp_path / "work"), "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(res, default=str))
-    assert list(res["stages"]) == ["stimulus", "model", "extraction", "dictionary", "fmri",
+    assert list(res["stages"]) == ["stimulus", "model", "forward", "extraction", "dictionary", "fmri",
                                    "encoding", "mapping"]
     for name, rec in res["stages"].items():
         assert rec["wall_s"] > 0 and rec["peak_rss_gib"] >= rec["rss_start_gib"] > 0, name

@@ -385,21 +385,30 @@ And per atom: the layer distribution of every atom's ANs (rows: atoms, coupled o
 a dot at the left), for the trained models.
 """),
 ("code", """
-fig, axes = plt.subplots(1, len(trained), figsize=(6.8, 6), sharey=True)
-for ax, name in zip(np.atleast_1d(axes), trained):
+ncol = min(4, len(trained))  # small multiples in rows of four, so the titles do not overprint
+nrow = -(-len(trained) // ncol)
+fig, axes = plt.subplots(nrow, ncol, figsize=(6.4, 4.0 * nrow), sharey=True, squeeze=False)
+for ax in axes.flat[len(trained):]:
+    ax.axis("off")
+per_atom = {}
+for name in trained:
     res, layers = reads[name]
     top = max(layers.max(), 1)
-    M = np.array([np.histogram(d.index / top, bins, weights=d.values)[0]
-                  for d in (compare.layer_distribution(res.A, layers, [a]) for a in range(res.A.shape[0]))])
-    im = ax.imshow(M, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+    per_atom[name] = np.array([np.histogram(d.index / top, bins, weights=d.values)[0]
+                               for d in (compare.layer_distribution(res.A, layers, [a])
+                                         for a in range(res.A.shape[0]))])
+vmax = max(M.max() for M in per_atom.values())  # one shared scale, up to the largest share
+for ax, name in zip(axes.flat, trained):
+    im = ax.imshow(per_atom[name], aspect="auto", cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
     coupled_atoms = sorted(tables[name][tables[name].coupled].atom.unique())
     ax.scatter(np.full(len(coupled_atoms), -0.9), coupled_atoms, s=4, color="C2", clip_on=False)
     ax.set_xticks(range(len(bins) - 1), [f"{b:.1f}" for b in bins[1:]], fontsize=9, rotation=90)
-    ax.set_title(f"{name}\\n({summary.loc[name, 'n_params_m']:.0f} M)", fontsize=9)
+    ax.set_title(name.replace(" ", "\\n", 1) + f"\\n({summary.loc[name, 'n_params_m']:.0f} M)", fontsize=9)
     ax.set_xlabel("depth")
-np.atleast_1d(axes)[0].set_ylabel("atom")
+for row in axes:
+    row[0].set_ylabel("atom")
 fig.tight_layout()
-fig.colorbar(im, ax=axes, label="share of the atom's ANs", fraction=0.03, pad=0.02)
+fig.colorbar(im, ax=axes.ravel().tolist(), label="share of the atom's ANs", fraction=0.03, pad=0.02)
 plt.show()
 """),
 ("caption", """The layer distribution of every atom's ANs per trained model (rows: atoms; green dots: atoms
