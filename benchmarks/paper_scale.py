@@ -4,6 +4,11 @@ Usage::
 
     # on a GPU machine (random weights with Llama-3-8B's shapes, bf16): the whole chain
     python benchmarks/paper_scale.py --device cuda --dtype bf16 --out paper_scale.json
+    # on this CPU: the paper's systems at their size (layerwise float32), into the summary
+    python benchmarks/paper_scale.py --config llama3-8b --device cpu \
+        --out benchmarks/paper_scale_cpu/llama3-8b.json --report benchmarks/paper_scale_cpu.json
+    python benchmarks/paper_scale.py --config bert-base --device cpu ...
+    python benchmarks/paper_scale.py --config llama1-7b --until dictionary --device cpu ...
     # the same code at toy size on a CPU (what the test runs)
     python benchmarks/paper_scale.py --config tiny --story pieman --k 8 --dict-iter 20 \\
         --subjects 2 --resolution-mm 12 --n-perm 10 --fbn-perm 100
@@ -27,14 +32,24 @@ The stages are the pipeline's own library calls, each on the chosen device where
 Per stage: wall seconds, peak host memory (RSS of this process, sampled every 20 ms by a
 thread) and peak GPU memory (``torch.cuda.max_memory_allocated``, reset per stage); sizes
 (words, tokens read, ANs, TRs, voxels) and the bytes the avoided tokens x ANs array would take.
-Prints one JSON object (and writes it to ``--out``).
+Prints one JSON object (and writes it to ``--out``). ``--report SUMMARY`` adds the run's stages
+to a summary over models (``{"device", "runs": [{model, stage, wall_s, peak_rss_gib,
+ratio_to_reference}], "models": {...}}``; the book's performance page renders
+``benchmarks/paper_scale_cpu.json``); ``--collect RUN.json ... --report SUMMARY`` rebuilds it
+from the full reports of earlier runs.
+
+On a CPU whose RAM cannot hold a model's float32 weights (Llama-3-8B: 32 GB), ``--layerwise
+auto`` (the default) builds each decoder layer only for its own forward call
+(:mod:`llmbrain_utils.layerwise`) and sends every window through in one batch; bf16 is no way
+out on a CPU without AVX-512 bf16, where torch multiplies bf16 matrices ~150x slower than
+float32. The plain forward pass (``forward``, the reference of every stage's
+``ratio_to_reference``) reads the same windows in the same batches, layers built the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import threading
@@ -227,6 +242,7 @@ def tokenizer_of(args) -> str:
 def finish(args, dev, cuda, sizes, peaks, work, layerwise) -> dict:
     """The report: sizes, per-stage records and totals (a run stopped by ``--until`` included)."""
     import torch
+    from run_all import cpu_model
 
     peaks.close()
     fwd = peaks.records.get("forward", {}).get("wall_s")
@@ -237,7 +253,7 @@ def finish(args, dev, cuda, sizes, peaks, work, layerwise) -> dict:
         "layerwise": layerwise, "until": args.until,
         "story": args.story, "units": args.units, "device": dev,
         "gpu": torch.cuda.get_device_name() if cuda else None,
-        "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_model(), "torch_threads": torch.get_num_threads(),
         "sizes": sizes, "stages": peaks.records,
         "total_wall_s": round(sum(r["wall_s"] for r in peaks.records.values()), 3),
         "peak_rss_gib": max(r["peak_rss_gib"] for r in peaks.records.values()),
@@ -263,6 +279,8 @@ def parse(argv=None):
                     help="skip the plain forward pass (the reference every stage's ratio is taken to)")
     ap.add_argument("--until", choices=["extraction", "dictionary", "mapping"], default="mapping",
                     help="the last stage to run")
+    ap.add_argument("--collect", nargs="+", default=None, metavar="RUN_JSON",
+                    help="no run: add these full reports (--out files of earlier runs) to --report")
     ap.add_argument("--report", default=None, help="add this run's stages to a summary JSON "
                     "({'device', 'runs': [{model, stage, wall_s, peak_rss_gib, ratio_to_reference}]})")
     ap.add_argument("--story", default="slumlordreach", help="Narratives story (default: the longest, 5,344 words)")
@@ -287,6 +305,13 @@ def parse(argv=None):
 
 def main(argv=None) -> dict:
     args = parse(argv)
+    if args.collect:  # rebuild the summary from full reports of earlier runs (--out files)
+        if not args.report:
+            raise SystemExit("--collect needs --report (the summary to write)")
+        rep = {}
+        for f in args.collect:
+            rep = add_to_report(Path(args.report), json.loads(Path(f).read_text()))
+        return rep
     res = run(args)
     text = json.dumps(res, indent=1, default=str)
     print(text)
@@ -310,6 +335,12 @@ def add_to_report(path: Path, res: dict) -> dict:
              **{k: rec[k] for k in ("layer_build_s", "tokens", "n_tokens_processed") if k in rec}}
             for name, rec in res["stages"].items()]
     rep["runs"] = [r for r in rep["runs"] if r["model"] != model] + rows
+    m = res["stages"].get("model", {})
+    rep.setdefault("models", {})[model] = {
+        "config": res["config"], "story": res["story"], "tokenizer": res["tokenizer"],
+        "layerwise": res["layerwise"], "dtype": m.get("dtype"), "n_params": m.get("n_params"),
+        "until": res.get("until", "mapping"), "sizes": res["sizes"],
+        "total_wall_s": res["total_wall_s"], "peak_rss_gib": res["peak_rss_gib"]}
     rep.setdefault("machine", {}).update(cpu=res["cpu"], torch_threads=res["torch_threads"])
     path.write_text(json.dumps(rep, indent=1) + "\n")
     return rep

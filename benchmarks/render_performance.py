@@ -128,16 +128,42 @@ Some stages of the default run were not in the store.
 {% endif %}{% else %}No store of a default run was given to this report (`--store`), so the end-to-end time is not
 in it.
 {% endif %}
+{% if ps %}
+## The paper's systems at their size, on this CPU (`benchmarks/paper_scale.py`)
+
+Each of the paper's systems was built with random weights in its published shapes and run over
+the longest Narratives story ({{ ps_story }}) on this machine ({{ ps.machine.cpu }}, {{ ps.machine.torch_threads }} torch
+threads, {{ m.memory_gib | num(0) }} GiB): extraction (every layer's FFN output units), the dictionary (torch solver,
+k = 64) and, for Llama-3-8B and BERT-base, the rest of the chain on the story's synthetic twin
+(8 listeners, 6 mm grid). Reference: the model's plain forward pass (no hooks) over the same
+windows and batches, in the same run ("x forward" is a stage's time over it). Each row is one
+measurement (each pass takes minutes).
+
+The 7-8B models do not fit this machine in float32 (Llama-3-8B: 32 GB of weights), and this
+CPU has no AVX-512 bf16: torch multiplies bf16 matrices here at about 1 GFLOP/s against about
+140 GFLOP/s in float32, so a bf16 pass over the story would take about a day. They therefore
+run *layerwise* (`llmbrain_utils.layerwise`): each decoder layer gets float32 weights only for
+its own forward call (0.9 GB for a Llama-3-8B layer) and frees them after, and all windows go
+through in one batch, so each layer is built once per pass. Building a layer's random weights
+stands in for reading a checkpoint's layer; its time is part of both the plain pass and the
+extraction, and is listed.
+
+| model | stage | wall (s) | peak RSS (GiB) | x forward | of which building layers (s) |
+|---|---|---|---|---|---|
+{% for name, info in ps.models.items() %}{% for row in ps.runs if row.model == name %}| {{ name }}{% if loop.first %} ({{ (info.n_params / 1e9) | num(2) }} B parameters, {{ info.sizes.ans | int_ }} ANs, {{ info.sizes.tokens_read | int_ }} tokens){% endif %} | {{ row.stage }} | {{ row.wall_s | num(1) }} | {{ row.peak_rss_gib | num(2) }} | {{ row.ratio_to_reference | num(3) }} | {{ row.layer_build_s | num(1) if row.layer_build_s is defined else "" }} |
+{% endfor %}{% endfor %}
+{{ ps_summary }}
+{% endif %}
 ## What has not been measured
 
 {% if m.gpu %}This report ran with a GPU ({{ m.gpu }}), but the benchmarks above ran on the CPU.
 {% else %}No GPU was available to this project's sessions so far (this report: GPU none): the GPU paths
 (torch dictionary solver, ridge on `torch_cuda`, bf16 extraction) run on CPU tensors in the
-tests, but their speed on an H100 and the paper-scale run are still to be measured. That run is
-one command, `benchmarks/paper_scale.py --device cuda --dtype bf16`: the whole chain for a
-random-weight Llama-3-8B-shaped model (32 x 4,096 ANs) over the longest Narratives story, with
-wall time, peak host memory and peak GPU memory per stage (the tests run it at toy size on the
-CPU).
+tests, but their speed on an H100 is still to be measured{% if ps %} (the paper-scale runs above are
+CPU runs){% endif %}. The GPU run is one command, `benchmarks/paper_scale.py --device cuda --dtype bf16
+--report benchmarks/gpu_report.json`: the whole chain for a random-weight Llama-3-8B-shaped
+model (32 x 4,096 ANs) over the longest Narratives story, with wall time, peak host memory and
+peak GPU memory per stage (the tests run it at toy size on the CPU).
 {% endif %}The FBN mapping stage has no benchmark script of its own; its time is in the end-to-end table.
 """
 
@@ -167,8 +193,30 @@ def _share(v, peak):
     return "" if v is None or not peak else f"{100 * v / peak:.1f}%"
 
 
-def render(report: dict) -> str:
-    """The page's markdown for a report."""
+PAPER_SCALE = HERE / "paper_scale_cpu.json"
+
+
+def _paper_scale_summary(ps: dict) -> tuple[str, str]:
+    """The story line and one sentence per model with its extraction-to-forward ratio."""
+    story = ""
+    lines = []
+    for name, info in ps["models"].items():
+        sz = info["sizes"]
+        story = f"{info['story']}, {sz['words']:,} words, {sz['trs']:,} TRs"
+        rows = {r["stage"]: r for r in ps["runs"] if r["model"] == name}
+        ext = rows.get("extraction")
+        if ext and ext.get("ratio_to_reference"):
+            lines.append(f"{name}: extraction {ext['ratio_to_reference']:.3f} x the plain forward pass "
+                         f"({ext['wall_s'] / 60:.1f} min), peak {info['peak_rss_gib']:.1f} GiB over the "
+                         f"whole run{'' if info['until'] == 'mapping' else ' (to ' + info['until'] + ')'}.")
+        elif ext:
+            lines.append(f"{name}: extraction {ext['wall_s'] / 60:.1f} min (no plain pass in this run), "
+                         f"peak {info['peak_rss_gib']:.1f} GiB.")
+    return story, " ".join(lines)
+
+
+def render(report: dict, paper_scale: dict | None = None) -> str:
+    """The page's markdown for a report (and the CPU paper-scale summary, when given)."""
     import jinja2
 
     for section, names in REQUIRED.items():
@@ -222,7 +270,9 @@ def render(report: dict) -> str:
     vv = report["versions"]
     torch_line = ", ".join(f"{k} {vv[k]}" for k in ("numpy", "scipy", "torch", "transformers", "spams-bin",
                                                      "scikit-learn", "himalaya", "nilearn") if k in vv)
+    ps_story, ps_summary = _paper_scale_summary(paper_scale) if paper_scale else ("", "")
     text = env.from_string(TEMPLATE).render(
+        ps=paper_scale, ps_story=ps_story, ps_summary=ps_summary,
         r=report, m=report["machine"], p=peak, v={"torch_line": torch_line},
         gemm=list(peak["gemm"].values()), peak32=peak32, peak64=peak64, bw=bw,
         ext_method=ext_method, dict_method=dict_method, dict_summary=dict_summary,
@@ -249,9 +299,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("report", type=Path, help="JSON report of benchmarks/run_all.py")
     ap.add_argument("--out", default=str(PAGE), help="page to write (default book/performance.md; - = stdout)")
+    ap.add_argument("--paper-scale", type=Path, default=PAPER_SCALE,
+                    help="the CPU paper-scale summary of benchmarks/paper_scale.py --report "
+                    "(default benchmarks/paper_scale_cpu.json; left out when missing)")
     a = ap.parse_args(argv)
     try:
-        text = render(json.loads(a.report.read_text()))
+        ps = json.loads(a.paper_scale.read_text()) if a.paper_scale.exists() else None
+        text = render(json.loads(a.report.read_text()), ps)
     except (OSError, ValueError) as e:
         print(f"error: {a.report}: {e}", file=sys.stderr)
         return 2

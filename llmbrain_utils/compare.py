@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .stats import bh_reject
 from .errors import InputError, ParameterError
 
 
@@ -221,7 +222,7 @@ class SpinNull:
             if done == P:
                 break
             bound = (1.0 + cnt) / (1.0 + P)  # exact where a test is complete (none yet), else lower
-            rej = _bh_reject(bound.ravel(), alpha).reshape(m, n)
+            rej = bh_reject(bound.ravel(), alpha).reshape(m, n)
             cut = alpha * rej.sum() / rej.size
             active &= bound <= cut
             if not active.any():
@@ -261,14 +262,6 @@ class CouplingBootstrap:
         """(observed, ci_low, ci_high) of a per-model measure."""
         row = self.per_model.loc[measure]
         return float(row.observed), float(row.ci_low), float(row.ci_high)
-
-
-def _bh_reject(p: np.ndarray, alpha: float) -> np.ndarray:
-    """Benjamini-Hochberg decisions for a flat array of p values: q <= alpha (values above 1,
-    e.g. a scaled count's bound, count as 1)."""
-    from scipy.stats import false_discovery_control
-
-    return false_discovery_control(np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0), method="bh") <= alpha
 
 
 def resampled_group_t(betas: np.ndarray, picks: np.ndarray) -> np.ndarray:
@@ -404,7 +397,7 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
         p = (1.0 + counts) / (1.0 + n_perm)
         if surrogate and tail == "gpd":
             p = fbn._tail_pvalues(p, counts, dice, keep[0])
-        rej = _bh_reject(p.ravel(), alpha).reshape(p.shape)
+        rej = bh_reject(p.ravel(), alpha).reshape(p.shape)
         return dice, p, rej & (dice > 0), float(complete.mean())
 
     def counts_of(coupled: np.ndarray) -> dict[str, np.ndarray]:
@@ -456,18 +449,6 @@ def bootstrap_couplings(betas, atlas, *, threshold="top10%", n_perm: int = 5000,
             "n_subjects": S}
     return CouplingBootstrap(per_network=per_net, per_model=per_model, draws=draws,
                              observed_table=table, info=info)
-
-
-# --------------------------------------------------------------------------- running the variants
-def run_variants(base: dict, variants: list[dict], *, n_workers: int = 2, out=None,
-                 client=None) -> tuple[pd.DataFrame, dict]:
-    """Every variant's stages, extraction to coupling bootstrap, as one Dask sweep:
-    :func:`llmbrain_utils.sweep.run_variants` with ``until="coupling_bootstrap"`` (its
-    parameters, checks and return value)."""
-    from . import sweep
-
-    return sweep.run_variants(base, variants, until="coupling_bootstrap", n_workers=n_workers,
-                              out=out, client=client)
 
 
 # --------------------------------------------------------------------------- coupling strength

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from pathlib import Path
 
+from ._validation import STORY_NAME, STORY_WORDS
+from ._io import read_text, read_yaml  # noqa: F401 (the parameter files' readers)
 from .errors import InputError, ParameterError
 
 REPO_RUNS = Path(__file__).resolve().parents[1] / "runs"
 
-#: a story's name: a plain label (no path), so ``story`` never reads outside ``stimuli/``
-STORY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-STORY_WORDS = "a name of letters, digits, '_' and '-' that starts with a letter or digit, not a path"
 
 
 class Check:
@@ -246,37 +244,43 @@ def collect(namespace: dict) -> dict:
     return validate(params)
 
 
-def read_yaml(path: str | os.PathLike, *, what: str, expected: str | None = None):
-    """Parse a YAML file (a manifest, a registry, a parameter set); a missing file or invalid
-    YAML is an InputError naming the file (``"<what> not found"``, ``"not valid YAML: ..."``)."""
-    import yaml
+#: the parameter set the book runs on
+DEFAULT_PARAMS = Path(__file__).resolve().parents[1] / "params" / "default.yaml"
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, f"{what} not found", expected=expected)
-    text = read_text(path, what=what)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:  # one line: the problem, its context and where
-        mark = getattr(e, "problem_mark", None)
-        what = ": ".join(" ".join(str(x).split()) for x in (getattr(e, "context", None),
-                                                           getattr(e, "problem", None)) if x)
-        raise InputError(path, f"not valid YAML: {what or ' '.join(str(e).split())}",
-                         line=mark.line + 1 if mark is not None else None) from None
+#: the book's chapters: stage name -> notebook, in run order (a parameter file's sections)
+CHAPTERS = {
+    "stimulus": "00_stimulus.ipynb",
+    "extraction": "01_extraction.ipynb",
+    "dictionary": "02_dictionary.ipynb",
+    "fmri": "03_fmri_data.ipynb",
+    "encoding": "04_encoding.ipynb",
+    "fbn": "05_fbn_mapping.ipynb",
+    "cross_model": "06_cross_model.ipynb",
+}
 
 
-def read_text(path: str | os.PathLike, *, what: str = "text") -> str:
-    """A file's text, decoded as UTF-8 (a leading byte-order mark is dropped); a file in another
-    encoding (Latin-1, UTF-16, ...) is one InputError naming the file, the line and the byte."""
-    path = Path(path)
-    raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
-        raise InputError(path, f"{what} is UTF-16 (or binary), not UTF-8",
-                         expected="a UTF-8 file: save it again as UTF-8")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise InputError(path, f"{what} is not UTF-8 (byte 0x{raw[e.start]:02x} at offset "
-                         f"{e.start} cannot be decoded; Latin-1 or another encoding?)", line=line,
-                         expected="a UTF-8 file: save it again as UTF-8") from None
+def load_params(path: str | os.PathLike | None) -> dict:
+    """Read a parameter set; a missing file or a malformed section is an error naming it."""
+    path = Path(path) if path else DEFAULT_PARAMS
+    data = read_yaml(path, what="parameter file") or {}
+    if not isinstance(data, dict):
+        raise InputError(path, "top level is not a mapping", expected="sections: common, stimulus, ...")
+    unknown = set(data) - {"common", *CHAPTERS}
+    if unknown:
+        raise InputError(path, f"unknown section(s) {sorted(unknown)}",
+                         expected=f"common or one of {list(CHAPTERS)}")
+    for sec, val in data.items():
+        if val is not None and not isinstance(val, dict):
+            raise InputError(path, "section is not a mapping", field=sec)
+    for name in (data.get("common") or {}):  # never ignored: a typo would run the default
+        if name not in PARAMS:
+            raise unknown_parameter(path, "common", name, PARAMS, "a parameter of any stage")
+    return {k: (v or {}) for k, v in data.items()}
+
+
+def unknown_parameter(path, section: str, name, known, what: str) -> ParameterError:
+    """The error for a name in a parameter file's section that is not a parameter there: it
+    names the file, the section and the name, with the closest known name when there is one."""
+    hint = suggest(name, known)
+    return ParameterError(f"{section}.{name}", f"not {what} (in {path}, section '{section}'){hint}",
+                          expected=None if hint else f"one of {sorted(known)}")

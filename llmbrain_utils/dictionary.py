@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .devices import resolve_device
 from .errors import InputError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -419,27 +420,6 @@ def _batches(n: int, batch_size: int, n_iter: int, seed: int) -> Iterator[np.nda
 
 
 # --------------------------------------------------------------------------- torch solver
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    dev = str(device)
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        log.warning("device %r requested but CUDA is not available: using the CPU", dev)
-        return "cpu"
-    if dev.startswith("mps") and not (hasattr(torch.backends, "mps")
-                                      and torch.backends.mps.is_available()):
-        log.warning("device %r requested but MPS is not available: using the CPU", dev)
-        return "cpu"
-    try:
-        torch.device(dev)
-    except (RuntimeError, TypeError) as e:
-        raise ParameterError("device", f"{dev!r}: {e}", expected="None, 'cpu', 'cuda', "
-                             "'cuda:N'") from None
-    return dev
-
-
 @contextlib.contextmanager
 def _torch_context(device: str, n_threads: int | None):
     """Deterministic algorithms on the CPU and an optional thread count, restored afterwards."""
@@ -812,7 +792,7 @@ def _versions(solver: str) -> dict:
 # --------------------------------------------------------------------------- public API
 def learn_dictionary(X: Any, k: int = DEFAULT_K, lam: float = DEFAULT_LAM, *,
                      solver: str = "spams", seed: int = 0, n_iter: int = DEFAULT_N_ITER,
-                     batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = None,
+                     batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = "auto",
                      an_table: "pd.DataFrame | None" = None, normalize: bool = True,
                      n_threads: int | None = None, chunk_mb: float = DEFAULT_CHUNK_MB,
                      progress: bool = False) -> DictionaryResult:
@@ -836,8 +816,9 @@ def learn_dictionary(X: Any, k: int = DEFAULT_K, lam: float = DEFAULT_LAM, *,
     batch_size : int
         Signals per minibatch (clipped to the number of kept ANs).
     device : str, optional
-        torch device; ``None`` = CUDA when available, else the CPU (also the fallback when a
-        requested GPU is missing). Ignored by the other solvers.
+        torch device (:func:`llmbrain_utils.devices.resolve_device`): ``"auto"`` (default) =
+        CUDA when available, else the CPU; ``None`` or ``"cpu"`` = the CPU; a requested GPU that
+        is missing falls back to the CPU. Ignored by the other solvers.
     an_table : pandas.DataFrame, optional
         N rows, int columns ``layer`` and ``unit``; kept in the result.
     normalize : bool
@@ -860,7 +841,7 @@ def learn_dictionary(X: Any, k: int = DEFAULT_K, lam: float = DEFAULT_LAM, *,
     """
     _check_run_params(solver, seed, n_iter, batch_size, n_threads, chunk_mb)
     if solver == "torch":
-        device = _resolve_device(device)  # imports torch: not part of the timings
+        device = resolve_device(device)  # imports torch: not part of the timings
     t0 = time.perf_counter()
     scan = _scan(X, k, lam, an_table, normalize, chunk_mb)
     T, N = X.shape
@@ -1100,7 +1081,7 @@ def reconstruction_r2_by_layer(result: DictionaryResult,
 def sweep(X: Any, ks: Sequence[int] = (16, 32, 64, 128),
           lams: Sequence[float] = (0.05, 0.1, 0.2), *, solver: str = "spams",
           seeds: Sequence[int] = (0, 1), n_iter: int = DEFAULT_N_ITER,
-          batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = None,
+          batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = "auto",
           normalize: bool = True, n_threads: int | None = None,
           chunk_mb: float = DEFAULT_CHUNK_MB, progress: bool = False) -> "pd.DataFrame":
     """R2, sparsity and stability over a grid of k and lam.
@@ -1141,7 +1122,7 @@ def sweep(X: Any, ks: Sequence[int] = (16, 32, 64, 128),
                                      "seconds"])
     scan = _scan(X, min(ks_ok), float(lams[0]), None, normalize, chunk_mb)
     if solver == "torch":
-        device = _resolve_device(device)
+        device = resolve_device(device)
     kept = np.flatnonzero(~scan.excluded)
     half = np.random.default_rng([seeds[0], 4]).permutation(kept.size)
     halves = [np.sort(kept[half[: kept.size // 2]]), np.sort(kept[half[kept.size // 2:]])]
@@ -1261,7 +1242,7 @@ def _smooth_atoms(rng: np.random.Generator, T: int, k: int, kern: np.ndarray | N
 
 def chance_levels(X: Any, *, k: int = DEFAULT_K, lam: float = DEFAULT_LAM, seed: int = 0,
                   n_draws: int = 5, models: Sequence[str] = CHANCE_MODELS, tr_s: float = 1.5,
-                  hrf: str | None = "spm", solver: str = "spams", device: str | None = None,
+                  hrf: str | None = "spm", solver: str = "spams", device: str | None = "auto",
                   normalize: bool = True, n_threads: int | None = None,
                   chunk_mb: float = DEFAULT_CHUNK_MB) -> "pd.DataFrame":
     """What R2 and stability do k atoms *without* learned structure reach on these responses?
@@ -1336,7 +1317,7 @@ def chance_levels(X: Any, *, k: int = DEFAULT_K, lam: float = DEFAULT_LAM, seed:
         raise ParameterError("tr_s", f"{tr_s!r}", expected="a positive TR in seconds")
     scan = _scan(X, k, lam, None, normalize, chunk_mb)
     if solver == "torch":
-        device = _resolve_device(device)
+        device = resolve_device(device)
     T, N = X.shape
     k, lam = int(k), float(lam)
     kept = np.flatnonzero(~scan.excluded)

@@ -41,6 +41,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ._validation import check_choice, check_int
+from .stats import fdr  # noqa: F401 (encoding.fdr: the encoding's FDR)
+from .devices import resolve_device
 from .errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -141,20 +144,6 @@ def _as_subjects(Y: Any, T: int, name: str = "Y") -> tuple[list[np.ndarray], boo
     return subjects, stacked
 
 
-def _check_int(value: Any, name: str, minimum: int, expected: str | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(name, f"is {value!r}", expected=expected or f"an integer >= {minimum}")
-    if value < minimum:
-        raise ParameterError(name, f"is {value}", expected=expected or f"an integer >= {minimum}")
-    return int(value)
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ParameterError(name, f"is {value!r}", expected=" or ".join(repr(c) for c in choices))
-    return value
-
-
 def _check_alphas(alphas: Any) -> np.ndarray:
     try:
         a = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
@@ -164,23 +153,6 @@ def _check_alphas(alphas: Any) -> np.ndarray:
         raise ParameterError("alphas", f"is {alphas!r}",
                              expected="a non-empty 1-D array of finite positive numbers")
     return np.sort(a)
-
-
-def _resolve_device(device: str) -> str:
-    """``"cpu"`` or ``"cuda"``; ``"cuda"`` falls back to the CPU when torch has no GPU."""
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ParameterError("device", f"is {device!r}", expected="'cpu' or 'cuda'")
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-    except ImportError:
-        log.warning("device=%r asked but torch is not installed: running on the CPU", device)
-        return "cpu"
-    if not torch.cuda.is_available():
-        log.warning("device=%r asked but no CUDA device is available: running on the CPU", device)
-        return "cpu"
-    return str(device)
 
 
 def _to_device(a: np.ndarray, device: str, dtype: Any = np.float64):
@@ -304,8 +276,8 @@ def fit_ols(X: Any, Y: Any, intercept: bool = True, *, chunk_voxels: int = 20_00
     X = _check_X(X)
     T, k = X.shape
     subjects, stacked = _as_subjects(Y, T)
-    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
-    device = _resolve_device(device)
+    chunk_voxels = check_int("chunk_voxels", chunk_voxels, 1)
+    device = resolve_device(device)
     Xd = _design(X, intercept)
     p_cols = Xd.shape[1]
     dof = T - p_cols
@@ -409,7 +381,7 @@ def fit_lasso(X: Any, Y: Any, lam: float, *, intercept: bool = True, lambda2: fl
         raise ParameterError("lam", f"is {lam}", expected="a finite number >= 0")
     if not np.isfinite(lambda2) or lambda2 < 0:
         raise ParameterError("lambda2", f"is {lambda2}", expected="a finite number >= 0")
-    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
+    chunk_voxels = check_int("chunk_voxels", chunk_voxels, 1)
     import spams
 
     xm = X.mean(0) if intercept else np.zeros(k)
@@ -461,12 +433,12 @@ def contiguous_folds(T: int, n_folds: int = 5, trim: int = 5) -> Folds:
     list of (train_idx, test_idx)
         Sorted integer arrays; the test blocks partition ``range(T)`` in order.
     """
-    T = _check_int(T, "T", 2)
-    n_folds = _check_int(n_folds, "n_folds", 2, expected=f"an integer from 2 to T={T}")
+    T = check_int("T", T, 2)
+    n_folds = check_int("n_folds", n_folds, 2, expected=f"an integer from 2 to T={T}")
     if n_folds > T:
         raise ParameterError("n_folds", f"is {n_folds} for {T} time points",
                              expected=f"an integer from 2 to T={T}")
-    trim = _check_int(trim, "trim", 0)
+    trim = check_int("trim", trim, 0)
     folds = []
     for i, test in enumerate(np.array_split(np.arange(T), n_folds)):
         lo, hi = test[0] - trim, test[-1] + trim
@@ -680,20 +652,20 @@ def cv_scores(X: Any, Y: Any, model: str = "ridge", n_folds: int = 5, trim: int 
     X = _check_X(X)
     T = X.shape[0]
     subjects, stacked = _as_subjects(Y, T)
-    model = _check_choice(model, "model", _MODELS)
-    center = _check_choice(center, "center", ("fold", "none"))
-    scoring = _check_choice(scoring, "scoring", ("concatenated", "fold_mean"))
-    trim = _check_int(trim, "trim", 0)
+    model = check_choice("model", model, _MODELS)
+    center = check_choice("center", center, ("fold", "none"))
+    scoring = check_choice("scoring", scoring, ("concatenated", "fold_mean"))
+    trim = check_int("trim", trim, 0)
     if folds is None:
         folds = contiguous_folds(T, n_folds, trim)
     else:
         folds = _check_folds(folds, T)
-    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
+    chunk_voxels = check_int("chunk_voxels", chunk_voxels, 1)
     if model == "ridge":
         alphas = _check_alphas(alphas)
-        inner_folds = _check_int(inner_folds, "inner_folds", 2)
-    solver_dtype = np.dtype(_check_choice(solver_dtype, "solver_dtype", ("float32", "float64")))
-    device = _resolve_device(device)
+        inner_folds = check_int("inner_folds", inner_folds, 2)
+    solver_dtype = np.dtype(check_choice("solver_dtype", solver_dtype, ("float32", "float64")))
+    device = resolve_device(device)
 
     designs = []
     for i, (train, test) in enumerate(folds):
@@ -771,7 +743,7 @@ def _ridge_fold(Xtr, Xte, Ytr, alphas, inner, dtype=np.float32):
 
 def _allowed_shifts(T: int, min_shift: int | None) -> np.ndarray:
     """The circular shifts ``min_shift <= s <= T - min_shift`` (default ``ceil(0.1 T)``)."""
-    m = int(np.ceil(0.1 * T)) if min_shift is None else _check_int(min_shift, "min_shift", 1)
+    m = int(np.ceil(0.1 * T)) if min_shift is None else check_int("min_shift", min_shift, 1)
     if 2 * m > T:
         raise ParameterError("min_shift", f"is {m} for {T} TRs",
                              expected=f"at most T/2 = {T // 2}")
@@ -784,7 +756,7 @@ def n_circular_shifts(T: int, min_shift: int | None = None) -> int:
     ``T - 2 min_shift + 1`` (default ``min_shift = ceil(0.1 T)``): 261 for T = 326, so that
     circular-shift p-values cannot go below ``1 / 262`` whatever ``n_perm`` asks.
     """
-    return int(_allowed_shifts(_check_int(T, "T", 2), min_shift).size)
+    return int(_allowed_shifts(check_int("T", T, 2), min_shift).size)
 
 
 def _phase_rotations(T: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -820,7 +792,7 @@ def _permutations(T: int, n_perm: int, method: str, rng: np.random.Generator,
     if block_size is None:
         b = max(2, int(np.ceil(T / 10)))
     else:
-        b = _check_int(block_size, "block_size", 1)
+        b = check_int("block_size", block_size, 1)
     starts = np.arange(0, T, b)
     if starts.size < 2:
         raise ParameterError("block_size", f"is {b} for {T} TRs",
@@ -924,13 +896,13 @@ def permutation_pvalues(X: Any, Y: Any, n_perm: int = 1000, method: str = "circu
     X = _check_X(X)
     T, k = X.shape
     subjects, stacked = _as_subjects(Y, T)
-    n_perm = _check_int(n_perm, "n_perm", 1)
-    method = _check_choice(method, "method", _PERM_METHODS)
-    statistic = _check_choice(statistic, "statistic", _PERM_STATISTICS)
-    batch = _check_int(batch, "batch", 1)
-    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
-    seed = _check_int(seed, "seed", 0)
-    device = _resolve_device(device)
+    n_perm = check_int("n_perm", n_perm, 1)
+    method = check_choice("method", method, _PERM_METHODS)
+    statistic = check_choice("statistic", statistic, _PERM_STATISTICS)
+    batch = check_int("batch", batch, 1)
+    chunk_voxels = check_int("chunk_voxels", chunk_voxels, 1)
+    seed = check_int("seed", seed, 0)
+    device = resolve_device(device)
     rng = np.random.default_rng(seed)
     if method == "phase":
         from scipy import fft as sfft
@@ -1025,42 +997,6 @@ def permutation_pvalues(X: Any, Y: Any, n_perm: int = 1000, method: str = "circu
     p[~np.isfinite(observed)] = np.nan
     p = p if stacked else p[0]
     return (p, n_null) if return_n_null else p
-
-
-def fdr(p: Any, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Benjamini-Hochberg false discovery rate over all finite p-values of ``p`` (one family).
-
-    Parameters
-    ----------
-    p : array
-        p-values in [0, 1]; NaN entries are left out of the family (never rejected).
-    alpha : float
-        FDR level in (0, 1).
-
-    Returns
-    -------
-    reject : ndarray of bool
-        Discoveries at level ``alpha``, shaped like ``p``.
-    q : ndarray
-        BH-adjusted p-values (``scipy.stats.false_discovery_control``), NaN where ``p`` is NaN.
-    """
-    from scipy.stats import false_discovery_control
-    p = np.asarray(p, dtype=np.float64)
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ParameterError("alpha", f"is {alpha!r}", expected="a number in (0, 1)") from None
-    if not 0 < alpha < 1:
-        raise ParameterError("alpha", f"is {alpha}", expected="a number in (0, 1)")
-    finite = np.isfinite(p)
-    if np.any((p[finite] < 0) | (p[finite] > 1)):
-        raise ParameterError("p", "has values outside [0, 1]", expected="p-values")
-    q = np.full(p.shape, np.nan)
-    if finite.any():
-        q[finite] = false_discovery_control(p[finite], method="bh")
-    reject = np.zeros(p.shape, dtype=bool)
-    reject[finite] = q[finite] <= alpha
-    return reject, q
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1164,12 +1100,12 @@ def ridge_null_r(X: Any, Y: Any, alphas: Any, *, null: str = "phase", n_perm: in
     S, V = len(subjects), subjects[0].shape[1]
     folds = contiguous_folds(T, n_folds, trim) if folds is None else _check_folds(folds, T)
     A = _check_fold_alphas(alphas, S, len(folds), V)
-    null = _check_choice(null, "null", _NULLS)
-    n_perm = _check_int(n_perm, "n_perm", 0)
-    seed = _check_int(seed, "seed", 0)
-    batch = _check_int(batch, "batch", 1)
-    chunk_voxels = _check_int(chunk_voxels, "chunk_voxels", 1)
-    device = _resolve_device(device)
+    null = check_choice("null", null, _NULLS)
+    n_perm = check_int("n_perm", n_perm, 0)
+    seed = check_int("seed", seed, 0)
+    batch = check_int("batch", batch, 1)
+    chunk_voxels = check_int("chunk_voxels", chunk_voxels, 1)
+    device = resolve_device(device)
     rng = np.random.default_rng(seed)
     if null == "phase":
         nf = T // 2 + 1
@@ -1292,7 +1228,7 @@ class GroupTest:
         pooled tail, as the pool (e.g. the ISC mask); NaN elsewhere."""
         V = self.observed.shape[0]
         m = _check_mask(mask, V) & np.isfinite(self.observed)
-        tail = _check_choice(self.tail if tail is None else tail, "tail", _GROUP_TAILS)
+        tail = check_choice("tail", self.tail if tail is None else tail, _GROUP_TAILS)
         out = np.full(V, np.nan)
         if m.any():
             out[m] = _group_p(self.values[:, m], tail)[0]
@@ -1413,13 +1349,13 @@ def group_cv_test(X: Any, Y: Any, *, statistic: str = "average_bold", alphas: An
     X = _check_X(X)
     T, k = X.shape
     subjects, stacked = _as_subjects(Y, T)
-    statistic = _check_choice(statistic, "statistic", _GROUP_STATISTICS)
-    tail = _check_choice(tail, "tail", _GROUP_TAILS)
-    null = _check_choice(null, "null", _NULLS)
+    statistic = check_choice("statistic", statistic, _GROUP_STATISTICS)
+    tail = check_choice("tail", tail, _GROUP_TAILS)
+    null = check_choice("null", null, _NULLS)
     S, V = len(subjects), subjects[0].shape[1]
     if not stacked or S < 2:
         raise ParameterError("Y", f"has {S} subject(s)", expected="a stack of at least 2 subjects")
-    n_perm = _check_int(n_perm, "n_perm", 10)
+    n_perm = check_int("n_perm", n_perm, 10)
     m = _check_mask(mask, V)
     folds = contiguous_folds(T, n_folds, trim) if folds is None else _check_folds(folds, T)
     cols = np.flatnonzero(m)
@@ -1580,7 +1516,7 @@ def noise_ceiling(isc_loo: Any, n_subjects: int) -> np.ndarray:
     ParameterError
         If ``isc_loo`` is not numeric or exceeds 1, or ``n_subjects`` is not an int >= 2.
     """
-    S = _check_int(n_subjects, "n_subjects", 2, expected="an integer >= 2 (subjects)")
+    S = check_int("n_subjects", n_subjects, 2, expected="an integer >= 2 (subjects)")
     try:
         r = np.array(isc_loo, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -1748,7 +1684,7 @@ def score_regressors(X: Any, Y: Any, *, name: str = "regressors", model: str = "
     folds = contiguous_folds(T, n_folds, trim) if folds is None else _check_folds(folds, T)
     transformer, used = None, None
     if n_components is not None:
-        n_components = _check_int(n_components, "n_components", 1)
+        n_components = check_int("n_components", n_components, 1)
         min_train = min(tr.size for tr, _ in folds)
         used = min(n_components, n, min_train)
         from sklearn.decomposition import PCA
@@ -1883,12 +1819,12 @@ def encode_subjects(D: Any, Y: Any, *, intercept: bool = True, cv_model: str | N
     T, k = D.shape
     subjects, _ = _as_subjects(Y, T)
     if cv_model is not None:
-        _check_choice(cv_model, "cv_model", _MODELS)
+        check_choice("cv_model", cv_model, _MODELS)
         folds = contiguous_folds(T, n_folds, trim)
-        _check_choice(scoring, "scoring", ("fold_mean", "concatenated"))
+        check_choice("scoring", scoring, ("fold_mean", "concatenated"))
         if cv_model == "ridge":
             _check_alphas(alphas)
-            _check_int(inner_folds, "inner_folds", 2)
+            check_int("inner_folds", inner_folds, 2)
     S, V = len(subjects), subjects[0].shape[1]
     beta = np.empty((S, k, V), dtype=np.float32)
     tt = np.empty((S, k, V), dtype=np.float32)

@@ -59,6 +59,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ._validation import check_choice, check_int
 from .errors import InputError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -253,18 +254,6 @@ def batch_arrays(stream: TokenStream, batch: Sequence[Window], pad_id: int) -> t
 
 
 # --------------------------------------------------------------------------- extraction
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ParameterError(name, f"{value!r}", expected=" | ".join(map(str, choices)))
-
-
-def _check_int(name, value, lo=1, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ParameterError(name, f"{value!r}", expected=f"an integer >= {lo}")
-
-
 def _open_out(out, shape):
     if out is None:
         return np.zeros(shape, dtype=np.float32)
@@ -284,12 +273,12 @@ def _resolve_context(loaded, context, context_tokens, window_tokens, n_special, 
     encoder = not loaded.info.get("causal", False)
     if context is None:
         context = "bidirectional" if encoder else "causal"
-    _check_choice("context", context, CONTEXTS)
+    check_choice("context", context, CONTEXTS)
     if context == "bidirectional" and not encoder:
         raise ParameterError("context", f"'bidirectional' with the decoder {loaded.info.get('name')}",
                              expected="'causal' (a decoder reads only the past)")
-    _check_int("context_tokens", context_tokens, lo=0)
-    _check_int("window_tokens", window_tokens, lo=2, allow_none=True)
+    check_int("context_tokens", context_tokens, minimum=0)
+    check_int("window_tokens", window_tokens, minimum=2, allow_none=True)
     max_len = int(loaded.info.get("max_tokens") or 512) - n_special
     after = 1 if context == "bidirectional" else 0
     C = int(context_tokens)
@@ -386,9 +375,9 @@ def extract_word_activations(loaded, words, *, units: str = "output", context: s
 
     from .models import _linear_shape, resolve_device
 
-    _check_choice("units", units, UNITS)
-    _check_choice("word_pool", word_pool, WORD_POOLS)
-    _check_int("batch_size", batch_size)
+    check_choice("units", units, UNITS)
+    check_choice("word_pool", word_pool, WORD_POOLS)
+    check_int("batch_size", batch_size)
     n_layers = len(loaded.ffn)
     if layers is None:
         layers = list(range(n_layers))
@@ -559,8 +548,8 @@ def pool_to_trs(word_acts: np.ndarray, tr_index, n_trs: int, how: str = "mean",
     """
     import scipy.sparse as sp
 
-    _check_choice("how", how, TR_POOLS)
-    _check_int("n_trs", n_trs)
+    check_choice("how", how, TR_POOLS)
+    check_int("n_trs", n_trs)
     if not hasattr(word_acts, "ndim") or word_acts.ndim != 2:
         raise ParameterError("word_acts", f"shape {getattr(word_acts, 'shape', None)}", expected="a 2-D array (W, N)")
     tr = np.asarray(tr_index)
@@ -597,7 +586,7 @@ def hrf_kernel(tr_s: float = 1.5, hrf: str = "spm", time_length: float = 32.0) -
     """
     from nilearn.glm.first_level import hemodynamic_models as hm
 
-    _check_choice("hrf", hrf, ("spm", "glover"))
+    check_choice("hrf", hrf, ("spm", "glover"))
     if not isinstance(tr_s, numbers.Real) or isinstance(tr_s, bool) or not tr_s > 0:
         raise ParameterError("tr_s", f"{tr_s!r}", expected="a positive TR in seconds")
     fn = hm.spm_hrf if hrf == "spm" else hm.glover_hrf
@@ -630,7 +619,7 @@ def hrf_convolve(X: np.ndarray, tr_s: float = 1.5, hrf: str = "spm",
     """
     from scipy.signal import lfilter
 
-    _check_choice("hrf", hrf, HRFS)
+    check_choice("hrf", hrf, HRFS)
     if not hasattr(X, "ndim") or X.ndim != 2:
         raise ParameterError("X", f"shape {getattr(X, 'shape', None)}", expected="a 2-D array (T, N)")
     T, N = X.shape
@@ -724,11 +713,11 @@ def extract_responses(loaded, words: pd.DataFrame, n_trs: int, *, tr_s: float = 
     for col in ("word", "tr"):
         if col not in words.columns:
             raise InputError("words", f"no '{col}' column", field=col, expected="the stimulus stage's word table")
-    _check_int("n_trs", n_trs)
-    _check_choice("units", units, UNITS)
-    _check_choice("word_pool", word_pool, WORD_POOLS)
-    _check_choice("tr_pool", tr_pool, TR_POOLS)
-    _check_choice("hrf", hrf, HRFS)
+    check_int("n_trs", n_trs)
+    check_choice("units", units, UNITS)
+    check_choice("word_pool", word_pool, WORD_POOLS)
+    check_choice("tr_pool", tr_pool, TR_POOLS)
+    check_choice("hrf", hrf, HRFS)
     if hrf == "fir":
         hrf_convolve(np.zeros((1, 1), np.float32), tr_s, "fir", fir_delays)
     else:

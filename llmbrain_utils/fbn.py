@@ -108,6 +108,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._io import read_yaml
+from ._validation import check_int
+from .fetch import download as http_download
+from .stats import bh_reject, fdr
+from .store import sha256_file
 from .errors import InputError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,6 +166,12 @@ class NetworkAtlas:
         ``"Hard"``, ``"Soft"``, ``"Metric"`` (toolbox kinds) or ``"Coordinates"`` (Seitzman).
     full_name : str
         Long name, e.g. ``"Yeo2011-7"``.
+    info : dict
+        Where it came from; a surface atlas's ``space`` (mesh), vertices and labels.
+    rotations : callable, optional
+        ``rotations(n_perm, seed) -> (n_perm, V)`` permutations of the spin null, for an atlas
+        without a volume mask: a surface atlas gets the sphere's
+        (:func:`llmbrain_utils.surface.load_surface_atlas`). See :meth:`spin_permutations`.
     """
 
     name: str
@@ -171,6 +182,7 @@ class NetworkAtlas:
     kind: str = "Hard"
     full_name: str = ""
     info: dict = field(default_factory=dict)
+    rotations: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         masks = np.asarray(self.masks)
@@ -216,7 +228,21 @@ class NetworkAtlas:
         # a surface atlas has no volume mask and no label image
         label_img = None if self.mask_img is None else _label_image(labels, self.mask_img)
         return NetworkAtlas(self.name, tuple(networks), self.masks[rows].copy(), label_img,
-                            self.mask_img, self.kind, self.full_name, dict(self.info))
+                            self.mask_img, self.kind, self.full_name, dict(self.info), self.rotations)
+
+    def spin_permutations(self, n_perm: int = 1000, seed: int = 0) -> np.ndarray:
+        """The spin null's ``(n_perm, V)`` permutations of this atlas's voxels or vertices: the
+        atlas's own ``rotations`` (a surface atlas: the sphere's), else the rotations of its
+        volume mask (:func:`spin_permutations`). The same ``n_perm`` and ``seed`` give the same
+        permutations."""
+        if self.rotations is not None:
+            return self.rotations(n_perm, seed)
+        if self.mask_img is None:
+            raise ParameterError("perms", f"None for {self.name}, an atlas without a volume mask "
+                                 "or rotations", expected="the sphere's rotations: an atlas of "
+                                 "surface.load_surface_atlas, or perms from "
+                                 "surface.surface_spin_permutations")
+        return spin_permutations(self.mask_img, n_perm, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,8 +251,6 @@ class NetworkAtlas:
 
 @functools.lru_cache(maxsize=4)
 def _read_manifest(path: str) -> dict:
-    from .config import read_yaml
-
     p = Path(path)
     doc = read_yaml(p, what="atlas manifest", expected="data_manifests/atlases.yaml")
     for key in ("source", "atlases", "cortical_mask"):
@@ -283,11 +307,8 @@ def _cache_dir() -> Path:
 
 @functools.cache
 def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """:func:`llmbrain_utils.store.sha256_file`, remembered per (path, size, mtime)."""
+    return sha256_file(path)
 
 
 def verify_sha256(path: str | os.PathLike, sha256: str | None) -> str:
@@ -323,24 +344,14 @@ def _fetch(relpath: str, sha256: str | None, root: Path | None, *, download: boo
         where = root if root is not None else cache
         raise InputError(where / relpath, "atlas file not found and download=False",
                          expected="a local copy of the atlas data, or download=True")
-    import pooch
-
     src = manifest["source"]
     url = src["url_pattern"].format(commit=src["commit"], path=relpath)
-    known = f"sha256:{sha256}" if sha256 else None
-    if known is None:
+    if sha256 is None:
         log.warning("%s has no pinned checksum in the manifest; downloading it unverified", relpath)
     log.info("downloading %s", url)
-    try:
-        out = pooch.retrieve(url, known_hash=known, fname=Path(relpath).name,
-                             path=cached.parent, progressbar=False)
-    except ValueError as exc:  # pooch: the downloaded file's hash differs
-        raise InputError(url, f"download rejected: {exc}", field="sha256",
-                         expected=sha256) from exc
-    except Exception as exc:  # network errors of the HTTP client
-        raise InputError(url, f"download failed: {exc}",
-                         expected="a reachable source, or a local copy (root= or "
-                         f"${ATLAS_DIR_ENV})") from exc
+    # the package's one download path: pooch, retries of transient failures, checksum checked
+    out = http_download(url, cached, sha256, retries=3, progress=False,
+                        hint=f"a reachable source, or a local copy (root= or ${ATLAS_DIR_ENV})")
     digest = verify_sha256(out, sha256)
     if sha256 is None:
         log.warning("%s sha256 %s (add it to the manifest to pin it)", relpath, digest)
@@ -800,8 +811,8 @@ def spin_permutations(mask_img: Any, n_perm: int = DEFAULT_N_PERM, *, seed: int 
     numpy.ndarray of int32, shape (n_perm, V)
         Read-only; cached per process for the last two (mask, n_perm, seed).
     """
-    _check_int("n_perm", n_perm, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_perm", n_perm, 1)
+    check_int("seed", seed, 0)
     img, mask = _mask(mask_img)
     key = hashlib.sha1(np.packbits(mask).tobytes() + str(mask.shape).encode()
                        + np.asarray(img.affine, dtype=np.float64).tobytes()).hexdigest()
@@ -918,8 +929,8 @@ def surrogate_fields(z: np.ndarray, mask_img: Any, n_perm: int, *, seed: int = 0
     with the pooled spatial autocorrelation of the rows of ``z`` (see the module's Nulls).
     ``gm``: the grey matter the rows of ``z`` were detrended on (:func:`tissue_model`), so that
     the estimate's bias is measured on fields detrended the same way (default: centred only)."""
-    _check_int("n_perm", n_perm, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_perm", n_perm, 1)
+    check_int("seed", seed, 0)
     _, mask = _mask(mask_img)
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
     if z.shape[1] != int(mask.sum()):
@@ -1017,7 +1028,6 @@ class SurrogateNull:
         null = np.zeros((2, k, P, n), np.float32) if keep is not None else None
         counts = np.zeros((2, k, n), dtype=np.int64)
         seen = np.zeros((2, k, n), dtype=np.int64)
-        from scipy.stats import false_discovery_control
 
         active = np.ones((2, k, n), dtype=bool)
         obs = observed.reshape(2, k, n) - 1e-9
@@ -1039,7 +1049,7 @@ class SurrogateNull:
             bound = (1.0 + counts) / (1.0 + P)
             if tail == "gpd":
                 bound = np.where(counts < GPD_MIN_EXCEED, 0.0, bound)
-            rej = false_discovery_control(bound.ravel(), method="bh") <= alpha
+            rej = bh_reject(bound.ravel(), alpha)
             cut = alpha * rej.sum() / rej.size
             active &= bound <= cut
             if not active.any():
@@ -1101,11 +1111,6 @@ def _tail_pvalues(pvals: np.ndarray, counts: np.ndarray, observed: np.ndarray,
     for i, j in zip(*np.nonzero(counts < GPD_MIN_EXCEED)):
         out[i, j] = min(out[i, j], gpd_tail_p(null[i, :, j], observed[i, j]))
     return out
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ParameterError(name, f"{value!r}", expected=f"an integer >= {low}")
 
 
 def _spin_counts(parts: np.ndarray, observed: np.ndarray, nets: np.ndarray,
@@ -1215,8 +1220,8 @@ def _check_common(n_perm: int, alpha: float, seed: int, null: str,
                   subject_maps: Any, statistic: str = DEFAULT_STATISTIC) -> None:
     if statistic not in STATISTICS:
         raise ParameterError("statistic", f"{statistic!r}", expected=f"one of {list(STATISTICS)}")
-    _check_int("n_perm", n_perm, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_perm", n_perm, 1)
+    check_int("seed", seed, 0)
     if (not isinstance(alpha, (int, float)) or isinstance(alpha, bool)
             or not 0 < alpha < 1):
         raise ParameterError("alpha", f"{alpha!r}", expected="a number in (0, 1), e.g. 0.05")
@@ -1301,7 +1306,6 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
         thresholds of the same maps); drawn from ``group_maps`` when None.
     """
     import pandas as pd
-    from scipy.stats import false_discovery_control
 
     parse_threshold(threshold)
     _check_common(n_perm, alpha, seed, null, subject_maps, statistic)
@@ -1360,11 +1364,7 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
     keep = [] if tail == "gpd" else None
     if null == "spin":
         if perms is None:
-            if atlas.mask_img is None:
-                raise ParameterError("perms", f"None for {atlas.name}, an atlas without a volume "
-                                     "mask (a surface atlas)", expected="the sphere's rotations: "
-                                     "surface.couple_surface, or surface.surface_spin_permutations")
-            perms = spin_permutations(atlas.mask_img, n_perm, seed=seed)
+            perms = atlas.spin_permutations(n_perm, seed)
         if statistic == "dice":
             counts = _spin_counts(parts, observed, atlas.masks, perms, keep)
         else:
@@ -1383,7 +1383,7 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
 
     cols = _rows(atlas, dice, corr)
     cols["p"] = pvals.reshape(2, k, n).transpose(1, 2, 0).ravel()
-    cols["q"] = false_discovery_control(cols["p"], method="bh")
+    cols["q"] = fdr(cols["p"], alpha)[1]
     table = pd.DataFrame(cols)
     table.insert(1, "atlas", atlas.name)
     tested = table["dice"] if statistic == "dice" else table["r"]
@@ -1577,8 +1577,9 @@ def threshold_sensitivity(group_maps: np.ndarray | None, atlas: NetworkAtlas,
         Thresholds to try (see :func:`threshold_maps`); all must share one rule, "topQ%" or
         numbers.
     **kwargs
-        Passed to :func:`couple_atoms` (``subject_maps, n_perm, alpha, seed, null, surrogates,
-        statistic, tail``; with ``statistic="r"`` the decisions do not depend on the threshold,
+        Passed to :func:`couple_atoms` (``subject_maps, n_perm, alpha, seed, null, perms,
+        surrogates, statistic, tail``; without ``perms`` the spin null draws the atlas's
+        rotations once, :meth:`NetworkAtlas.spin_permutations`; with ``statistic="r"`` the decisions do not depend on the threshold,
         only the reported Dice and ``mean_dice`` do); the same rotations or surrogate fields are
         used for every threshold.
 
@@ -1590,7 +1591,7 @@ def threshold_sensitivity(group_maps: np.ndarray | None, atlas: NetworkAtlas,
     """
     import pandas as pd
 
-    if "threshold" in kwargs or "perms" in kwargs:
+    if "threshold" in kwargs:
         raise ParameterError("threshold", "given twice", expected="thresholds=[...] only")
     thresholds = list(thresholds)
     if not thresholds:
@@ -1605,12 +1606,8 @@ def threshold_sensitivity(group_maps: np.ndarray | None, atlas: NetworkAtlas,
         raise ParameterError("atlas", f"{type(atlas).__name__} is not a NetworkAtlas",
                              expected="load_atlas(...) or seitzman_atlas(...)")
     shared: dict[str, Any] = {}
-    if kwargs.get("null", "spin") == "spin" and atlas.mask_img is None:  # a surface atlas
-        from . import surface
-
-        shared["perms"] = surface.surface_spin_permutations(n_perm, atlas.info["space"], seed=seed)
-    elif kwargs.get("null", "spin") == "spin":
-        shared["perms"] = spin_permutations(atlas.mask_img, n_perm, seed=seed)
+    if kwargs.get("null", "spin") == "spin" and "perms" not in kwargs:
+        shared["perms"] = atlas.spin_permutations(n_perm, seed)
     elif kwargs.get("null") == "surrogate" and group_maps is not None and "surrogates" not in kwargs:
         shared["surrogates"] = SurrogateNull(atlas, group_maps, n_perm, seed)
     rows = []

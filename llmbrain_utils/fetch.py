@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ._io import read_yaml
+from .store import sha256_file
 from .errors import InputError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ _SUB = re.compile(r"^(?:sub-)?(\d{1,3})$")
 # --------------------------------------------------------------------------- manifest
 @functools.lru_cache(maxsize=4)
 def _load_manifest(path: str) -> dict:
-    from .config import read_yaml
 
     p = Path(path)
     data = read_yaml(p, what="manifest", expected="data_manifests/narratives.yaml")
@@ -264,13 +264,9 @@ def relative_paths(story: str, subject: str, kinds: Sequence[str] = ("clean",), 
 
 
 # --------------------------------------------------------------------------- download
-def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (:func:`llmbrain_utils.store.sha256_file`)."""
+    return sha256_file(path)
 
 
 def check_gzip(path: str | Path) -> None:
@@ -315,9 +311,13 @@ def _norm_hash(h: str | None) -> str | None:
     return h
 
 
-def _download(url: str, target: Path, known: str | None, *, retries: int, progress: bool,
-              timeout: float) -> None:
-    """Download url to target (atomic via pooch), checking known sha256; retry transient errors."""
+def download(url: str, target: Path, known: str | None, *, retries: int = 3, progress: bool = False,
+             timeout: float = 60.0, hint: str | None = None) -> Path:
+    """Download ``url`` to ``target`` (atomic, through pooch), checking the sha256 ``known``
+    (None: unverified); transient failures are retried ``retries`` times with backoff, a
+    missing file (HTTP 404...) or a checksum mismatch fail at once. The package's one download
+    path (Narratives files and atlas files). Returns ``target``; errors are InputErrors
+    naming the URL (``hint``: what would help)."""
     import pooch
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -327,13 +327,14 @@ def _download(url: str, target: Path, known: str | None, *, retries: int, progre
     if not progress:  # pooch announces every download at INFO; keep quiet when asked to
         plog.setLevel(logging.WARNING)
     try:
-        _retrieve(url, target, known, downloader, retries=retries, progress=progress)
+        _retrieve(url, target, known, downloader, retries=retries, progress=progress, hint=hint)
     finally:
         plog.setLevel(level)
+    return target
 
 
 def _retrieve(url: str, target: Path, known: str | None, downloader, *, retries: int,
-              progress: bool) -> None:
+              progress: bool, hint: str | None = None) -> None:
     """pooch.retrieve with retries of transient failures; 404 and hash mismatch fail at once."""
     import pooch
     import requests
@@ -362,7 +363,7 @@ def _retrieve(url: str, target: Path, known: str | None, downloader, *, retries:
             log.warning("download of %s failed (%s); retry %d/%d in %.0f s", url, err, attempt + 1,
                         retries, wait)
             time.sleep(wait)
-    raise InputError(url, f"download failed after {retries + 1} attempt(s): {err}")
+    raise InputError(url, f"download failed after {retries + 1} attempt(s): {err}", expected=hint)
 
 
 def _unlink(path: Path) -> None:
@@ -488,7 +489,7 @@ def _fetch_files(rels: list[str], root: Path, url_root: str, hashes: dict, *, re
             _unlink(target)
         url = f"{url_root}/{rel}"
         log.info("downloading %s", url)
-        _download(url, target, known, retries=retries, progress=progress, timeout=timeout)
+        download(url, target, known, retries=retries, progress=progress, timeout=timeout)
         if known is None:
             if target.name.endswith(".gz"):
                 try:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .stats import fdr
 from .errors import InputError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -449,7 +450,7 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
                  kind: str = "clean", tr_s: float = TR_S, start_tr: int = 0,
                  n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
                  resample: bool = False, include_excluded: bool = False,
-                 manifest=None, mesh: str | None = None) -> tuple[np.ndarray, list[str]]:
+                 manifest=None, columns=None) -> tuple[np.ndarray, list[str]]:
     """Load a story's scans of several subjects from a data set in the Narratives layout.
 
     Every subject's file is checked to exist before any is read (the error names the first
@@ -476,10 +477,11 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
         Keep scans the authors exclude.
     manifest : str, Path or dict, optional
         Another manifest.
-    mesh : {"fsaverage5", "fsaverage6"}, optional
-        Surface kinds: keep the cortex vertices of this mesh (no medial wall), in the column
-        order of :mod:`llmbrain_utils.surface`'s maps; fsaverage5 from fsaverage6 files takes
-        their first 10,242 vertices per hemisphere (the meshes nest). None: every vertex.
+    columns : array of int, optional
+        Surface kinds: keep these vertices, numbered over the left file's vertices then the
+        right file's (``0 .. 2n - 1``); :func:`llmbrain_utils.surface.mesh_columns` gives a
+        mesh's cortex vertices (no medial wall) in the column order of that module's maps,
+        also of a coarser mesh that the files nest (fsaverage5 in fsaverage6). None: every vertex.
 
     Returns
     -------
@@ -509,21 +511,19 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
         mask_img, _ = _load_mask(mask_img)
     out = None
     first = None
-    columns = None
-    if surface and mesh is not None:
-        from . import surface as surf
-
+    if columns is not None:
+        if not surface:
+            raise ParameterError("columns", f"given with kind {kind!r}, a volume",
+                                 expected="a surface kind (fsaverage6, ...) or columns=None")
+        columns = np.asarray(columns)
         n_file = spec.get("vertices_per_hemi")
-        mesh = surf._check_mesh(mesh)
-        if n_file is None or n_file < surf.HEMI_VERTICES[mesh]:
-            raise ParameterError("mesh", f"{mesh!r} from kind {kind!r} ({n_file} vertices per "
-                                 "hemisphere)", expected="the kind's own mesh or a coarser one "
-                                 "that it nests (fsaverage5 in fsaverage6)")
-        left, right = surf.cortex_vertices(mesh)
-        columns = np.concatenate([left, n_file + right])
-    elif not surface and mesh is not None:
-        raise ParameterError("mesh", f"{mesh!r} with kind {kind!r}, a volume",
-                             expected="a surface kind (fsaverage6, ...) or mesh=None")
+        if (columns.ndim != 1 or not np.issubdtype(columns.dtype, np.integer) or columns.size == 0
+                or (n_file is not None and (columns.min() < 0 or columns.max() >= 2 * n_file))):
+            raise ParameterError("columns", f"{columns.size} vertex indices (shape {columns.shape}, "
+                                 f"{columns.dtype}) for kind {kind!r} ({n_file} vertices per "
+                                 "hemisphere)", expected=f"integers in 0..{2 * (n_file or 0) - 1}: "
+                                 "surface.mesh_columns(mesh, n_file) of the kind's own mesh or a "
+                                 "coarser one that it nests (fsaverage5 in fsaverage6)")
     for i, (sub, ps) in enumerate(paths.items()):
         if surface:
             x = load_gifti(ps, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend, zscore=zscore,
@@ -807,23 +807,11 @@ def _isc_null_fourier(x: np.ndarray, rotations: list, summary: str, chunk: int, 
     return count, observed, nulls
 
 
-def fdr(p) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q) via :func:`scipy.stats.false_discovery_control`; NaN -> 1."""
-    from scipy.stats import false_discovery_control
-
-    p = np.asarray(p, dtype=float)
-    if p.size == 0:
-        return p.copy()
-    if np.nanmin(p) < 0 or np.nanmax(p) > 1:
-        raise ParameterError("p", "values outside [0, 1]", expected="p-values")
-    return false_discovery_control(np.where(np.isnan(p), 1.0, p), method="bh")
-
-
 def isc_mask(p, alpha: float = 0.05) -> np.ndarray:
     """Voxels whose ISC is significant at FDR level ``alpha`` (Benjamini-Hochberg): bool (V,)."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise ParameterError("alpha", f"{alpha!r}", expected="a number in (0, 1)")
-    return fdr(p) <= alpha
+    return fdr(p, alpha)[0]  # one FDR for the package (llmbrain_utils.stats)
 
 
 def tsnr(data) -> np.ndarray:
@@ -1300,6 +1288,49 @@ def live_plants(truth: dict) -> list[dict]:
     return [p for p in truth.get("plant", []) if p.get("live", True)]
 
 
+def sentence_ends(words, sentence_pause_s: float | None) -> tuple[int, bool]:
+    """How many sentence ends the word table has, and whether they were inferred from pauses
+    of at least ``sentence_pause_s`` (a table without any marked)."""
+    wt = _check_words(words)
+    n_ends = int(wt["sentence_end"].sum())
+    if n_ends == 0 and len(wt) > 1 and sentence_pause_s is not None:
+        on_w, off_w = wt["onset"].to_numpy(float), wt["offset"].to_numpy(float)
+        return int(_pause_sentence_ends(on_w, off_w, sentence_pause_s).sum()), True
+    return n_ends, False
+
+
+def check_plants(entries: list[dict], sources: dict, n_trs: int, words,
+                 sentence_pause_s: float | None) -> tuple[list[bool], list[dict]]:
+    """Which plants of a twin are live: a plant whose source is constant over the ``n_trs`` TRs
+    (a stimulus feature set to 0, e.g. sentence ends in a word table without any) carries no
+    signal. Returns ``(live, dead_plants)``: one flag per entry, and per dead entry
+    ``{"network", "source", "reason"}`` (each logged as a warning). Every plant dead is a
+    ParameterError naming the constant sources and why. Used by the volume twin and the
+    surface twin alike."""
+    dead_src = [n for n, v in sources.items() if np.ptp(np.asarray(v)) == 0]
+    live = [e["source"] not in dead_src for e in entries]
+    n_ends, ends_inferred = sentence_ends(words, sentence_pause_s)
+
+    def dead_reason(src: str) -> str:
+        why = f"stimulus feature {src!r} is constant over the {int(n_trs)} TRs (set to 0)"
+        if src in ("sentence_end", "drift"):
+            why += (f"; the word table has {n_ends} sentence end(s)"
+                    + (f" (inferred from pauses >= {sentence_pause_s:g} s)" if ends_inferred else ""))
+        return why
+
+    dead_plants = [{"network": e["network"], "source": e["source"], "reason": dead_reason(e["source"])}
+                   for e, ok in zip(entries, live) if not ok]
+    if dead_plants and not any(live):
+        raise ParameterError("plant", "every plant is dead: constant source(s) "
+                             + "; ".join(dead_reason(n) for n in dead_src),
+                             expected="at least one plant whose source varies over the scan "
+                                      "(e.g. word_rate, word_length, pause, or 'timecourse:i')")
+    for d in dead_plants:
+        log.warning("plant %s <- %s is dead: %s; the network is not planted by it",
+                    d["network"], d["source"], d["reason"])
+    return live, dead_plants
+
+
 def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFrame, n_trs: int,
                            mask_img, atlas_img, network_names: Sequence[str], n_subjects: int = 8,
                            plant: Sequence[dict] | None = None, timecourses=None,
@@ -1515,32 +1546,9 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
 
     src_names = list(dict.fromkeys(e["source"] for e in entries))
     sources = np.column_stack([source(n) for n in src_names])  # T x m
-    # dead plants: a constant source (a feature set to 0) carries no signal
-    dead_src = [n for j, n in enumerate(src_names) if np.ptp(sources[:, j]) == 0]
-    live = [e["source"] not in dead_src for e in entries]
-    wt = _check_words(words)
-    n_ends, ends_inferred = int(wt["sentence_end"].sum()), False
-    if n_ends == 0 and len(wt) > 1 and sentence_pause_s is not None:
-        on_w, off_w = wt["onset"].to_numpy(float), wt["offset"].to_numpy(float)
-        n_ends, ends_inferred = int(_pause_sentence_ends(on_w, off_w, sentence_pause_s).sum()), True
-
-    def dead_reason(src: str) -> str:
-        why = f"stimulus feature {src!r} is constant over the {int(n_trs)} TRs (set to 0)"
-        if src in ("sentence_end", "drift"):
-            why += (f"; the word table has {n_ends} sentence end(s)"
-                    + (f" (inferred from pauses >= {sentence_pause_s:g} s)" if ends_inferred else ""))
-        return why
-
-    dead_plants = [{"network": e["network"], "source": e["source"], "reason": dead_reason(e["source"])}
-                   for e, ok in zip(entries, live) if not ok]
-    if dead_plants and not any(live):
-        raise ParameterError("plant", "every plant is dead: constant source(s) "
-                             + "; ".join(dead_reason(n) for n in dead_src),
-                             expected="at least one plant whose source varies over the scan "
-                                      "(e.g. word_rate, word_length, pause, or 'timecourse:i')")
-    for d in dead_plants:
-        log.warning("plant %s <- %s is dead: %s; the network is not planted by it",
-                    d["network"], d["source"], d["reason"])
+    live, dead_plants = check_plants(entries, dict(zip(src_names, sources.T)), n_trs, words,
+                                     sentence_pause_s)
+    n_ends, ends_inferred = sentence_ends(words, sentence_pause_s)
     children = np.random.SeedSequence(int(seed)).spawn(int(n_subjects) + 1)
     rng0 = np.random.default_rng(children[0])
     vox = np.argwhere(mask)  # C order, as data[mask]

@@ -32,6 +32,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+from ._io import read_yaml
+from .devices import resolve_device, resolve_dtype  # noqa: F401 (models.resolve_device)
 from .errors import InputError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,6 @@ def read_registry(path: str | os.PathLike | None = None) -> dict[str, dict]:
     InputError
         The file is missing, not YAML, or an entry lacks a field or has a wrong type.
     """
-    from .config import read_yaml
 
     path = Path(path) if path is not None else REGISTRY_FILE
     doc = read_yaml(path, what="model registry", expected="a YAML file with a 'models' mapping")
@@ -258,43 +259,6 @@ class LoadedModel:
     @property
     def device(self):
         return next(self.model.parameters()).device
-
-
-def resolve_device(device: str | None) -> str:
-    """``None``/"cpu" -> cpu; "auto" -> cuda when available; "cuda[:i]" falls back to cpu (logged)."""
-    import torch
-
-    if device is None or device == "cpu":
-        return "cpu"
-    if not isinstance(device, str) or not re.fullmatch(r"auto|cuda(:\d+)?|mps", device):
-        raise ParameterError("device", f"{device!r}", expected="None, 'cpu', 'auto', 'cuda' or 'cuda:N'")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        log.warning("device %s asked for but CUDA is not available: using the CPU", device)
-        return "cpu"
-    return device
-
-
-def resolve_dtype(dtype, device: str):
-    """float32 unless a half type is asked for on a GPU (bf16/fp16 on CPU fall back to float32)."""
-    import torch
-
-    names = {None: torch.float32, "float32": torch.float32, "fp32": torch.float32,
-             "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16, "half": torch.float16}
-    if isinstance(dtype, torch.dtype):
-        dt = dtype
-    elif dtype in names:
-        dt = names[dtype]
-    else:
-        raise ParameterError("dtype", f"{dtype!r}", expected="None, 'float32', 'bf16' or 'fp16'")
-    if dt not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ParameterError("dtype", f"{dt}", expected="float32, bfloat16 or float16")
-    if dt != torch.float32 and not str(device).startswith("cuda"):
-        log.warning("dtype %s is for GPUs; computing in float32 on %s", dt, device)
-        dt = torch.float32
-    return dt
 
 
 def _offline_help(registry: dict) -> str:

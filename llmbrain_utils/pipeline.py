@@ -35,49 +35,16 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 EXECUTED = REPO / "book" / "executed"
-DEFAULT_PARAMS = REPO / "params" / "default.yaml"
+DEFAULT_PARAMS = config.DEFAULT_PARAMS
 
 #: the package's own errors: raised inside a notebook, they reach the CLI as one line
 _OWN_ERRORS = {c.__name__ for c in vars(errors).values()
                if isinstance(c, type) and issubclass(c, errors.LLMBrainError)}
 
-#: stage name -> notebook, in run order
-STAGES = {
-    "stimulus": "00_stimulus.ipynb",
-    "extraction": "01_extraction.ipynb",
-    "dictionary": "02_dictionary.ipynb",
-    "fmri": "03_fmri_data.ipynb",
-    "encoding": "04_encoding.ipynb",
-    "fbn": "05_fbn_mapping.ipynb",
-    "cross_model": "06_cross_model.ipynb",
-}
-
-
-def load_params(path: str | os.PathLike | None) -> dict:
-    """Read a parameter set; a missing file or a malformed section is an error naming it."""
-    path = Path(path) if path else DEFAULT_PARAMS
-    data = config.read_yaml(path, what="parameter file") or {}
-    if not isinstance(data, dict):
-        raise InputError(path, "top level is not a mapping", expected="sections: common, stimulus, ...")
-    unknown = set(data) - {"common", *STAGES}
-    if unknown:
-        raise InputError(path, f"unknown section(s) {sorted(unknown)}",
-                         expected=f"common or one of {list(STAGES)}")
-    for sec, val in data.items():
-        if val is not None and not isinstance(val, dict):
-            raise InputError(path, "section is not a mapping", field=sec)
-    for name in (data.get("common") or {}):  # never ignored: a typo would run the default
-        if name not in config.PARAMS:
-            raise unknown_parameter(path, "common", name, config.PARAMS, "a parameter of any stage")
-    return {k: (v or {}) for k, v in data.items()}
-
-
-def unknown_parameter(path, section: str, name, known, what: str) -> ParameterError:
-    """The error for a name in a parameter file's section that is not a parameter there: it
-    names the file, the section and the name, with the closest known name when there is one."""
-    hint = config.suggest(name, known)
-    return ParameterError(f"{section}.{name}", f"not {what} (in {path}, section '{section}'){hint}",
-                          expected=None if hint else f"one of {sorted(known)}")
+#: stage name -> notebook, in run order (declared in llmbrain_utils.config)
+STAGES = config.CHAPTERS
+load_params = config.load_params
+unknown_parameter = config.unknown_parameter
 
 
 def check_sections(params: dict, path=None) -> None:

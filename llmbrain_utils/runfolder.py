@@ -657,7 +657,7 @@ def build_book(name: str, runs_dir=None, *, strict: bool = True) -> Path:
 
     import yaml
 
-    from .pipeline import STAGES
+    from .config import CHAPTERS as STAGES
 
     run = find_run(name, runs_dir)
     local = run.folder / "notebooks"

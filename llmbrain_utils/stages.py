@@ -29,17 +29,23 @@ bootstrap    intervals), ``observed.tsv``, ``draws.npz``
 explorer_    ``figures/atom_NNN.png``: the atom explorer's figures of one model
 figures
 ============ ==================================================================================
+
+Every stage is declared once in :data:`TABLE` (:class:`Stage`: store name, build function,
+parameters, upstream stages with their overrides, files, chapter); the sweep's graph, the
+runner's chapters and the tests' stage lists are read from it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from . import config
 from .progress import bar, enabled as _progress
-from .store import Artifact, Store
+from .store import Artifact, Store, sha256_file
 
 
 def _store(cfg: dict) -> Store:
@@ -61,11 +67,11 @@ def stimulus(cfg: dict) -> Artifact:
     cfg = config.validate(cfg)
     params = _pick(cfg, STIMULUS_PARAMS)
     if cfg["story"] == stimuli.EMBEDDED_STORY:
-        params["story_sha256"] = _sha(stimuli.STORY_FILE)
+        params["story_sha256"] = sha256_file(stimuli.STORY_FILE)
     elif cfg["narratives_dir"]:
         params["narratives_dir"] = str(Path(cfg["narratives_dir"]).resolve())
         # the alignment's content, not only its folder: an edited file is never reused
-        params["alignment_sha256"] = _sha(stimuli.alignment_path(cfg["story"], cfg["narratives_dir"]))
+        params["alignment_sha256"] = sha256_file(stimuli.alignment_path(cfg["story"], cfg["narratives_dir"]))
     scan_trs = _scan_trs_after_audio(cfg["story"], cfg["tr_s"])
 
     def build(out: Path) -> dict:
@@ -115,10 +121,6 @@ def read_trs(art: Artifact) -> pd.DataFrame:
     return pd.read_csv(art.file("trs.tsv"), sep="\t", keep_default_na=False, dtype={"words": str})
 
 
-def _sha(path: Path) -> str:
-    from .store import sha256_file
-
-    return sha256_file(path)
 
 
 # --------------------------------------------------------------------------- 2. extraction
@@ -252,7 +254,8 @@ def _twin_dataset(cfg: dict, stim: Artifact, out_dir: Path, *, snr, preproc: boo
     root = surface.make_surface_dataset(
         out_dir, task=cfg["story"], words=words, n_trs=n_trs, atlas=atlas,
         n_subjects=cfg["n_subjects"], snr=snr, seed=cfg["seed"], tr_s=cfg["tr_s"], **twin_kw)
-    return root, info, {"kind": f"twin-{cfg['space']}", "mesh": cfg["space"],
+    return root, info, {"kind": f"twin-{cfg['space']}",
+                        "columns": surface.mesh_columns(cfg["space"], surface.HEMI_VERTICES[cfg["space"]]),
                         "manifest": surface.twin_manifest(cfg["space"])}
 
 
@@ -275,7 +278,7 @@ def fmri_data(cfg: dict) -> Artifact:
 
     import numpy as np
 
-    from . import fmri
+    from . import fmri, surface
     from .errors import InputError
 
     log = logging.getLogger(__name__)
@@ -340,8 +343,9 @@ def fmri_data(cfg: dict) -> Artifact:
         else:
             root, subjects, start_tr = real["root"], real["subjects"], real["start_tr"]
             info["scan_window"] = real["scan_window"]
-            load_kw = ({"kind": "fsaverage6", "mesh": mesh} if mesh
-                       else {"mask_img": mask, "resample": True})
+            load_kw = ({"kind": "fsaverage6",
+                        "columns": surface.mesh_columns(mesh, surface.HEMI_VERTICES["fsaverage6"])}
+                       if mesh else {"mask_img": mask, "resample": True})
         bold, subjects = fmri.load_dataset(root, cfg["story"], subjects, tr_s=cfg["tr_s"],
                                            start_tr=start_tr, n_trs=n_trs, **load_kw)
         np.save(out / "bold.npy", bold.astype(np.float32))
@@ -462,15 +466,6 @@ def atlas_labels(atlas):
     if surface.is_surface_atlas(atlas):
         return np.asarray(atlas.info["labels"])
     return np.asarray(atlas.label_img.dataobj)[np.asarray(atlas.mask_img.dataobj) > 0]
-
-
-def spin_perms(atlas, n_perm: int, seed: int):
-    """The spin null's rotations for an atlas: of the volume's grid or of the sphere."""
-    from . import fbn, surface
-
-    if surface.is_surface_atlas(atlas):
-        return surface.surface_spin_permutations(n_perm, atlas.info["space"], seed=seed)
-    return fbn.spin_permutations(atlas.mask_img, n_perm, seed=seed)
 
 
 # --------------------------------------------------------------------------- 5. encoding
@@ -706,7 +701,7 @@ def fbn_mapping(cfg: dict) -> Artifact:
 
     def build(out: Path) -> dict:
         atlas = load_atlas_on(cfg["atlas"], data)
-        perms = (spin_perms(atlas, cfg["fbn_perm"], cfg["seed"]) if cfg["fbn_null"] == "spin"
+        perms = (atlas.spin_permutations(cfg["fbn_perm"], cfg["seed"]) if cfg["fbn_null"] == "spin"
                  else None)
         table = fbn.couple_atoms(np.load(enc_art.file("group_t.npy")), atlas,
                                  threshold=cfg["threshold"], n_perm=cfg["fbn_perm"],
@@ -766,8 +761,8 @@ def coupling_bootstrap(cfg: dict) -> Artifact:
                 _SPIN_NULL.clear()
                 atlas = load_atlas_on(cfg["atlas"], data)
                 _SPIN_NULL[ck] = compare.SpinNull(atlas, cfg["fbn_perm"], cfg["seed"],
-                                                  perms=spin_perms(atlas, cfg["fbn_perm"],
-                                                                   cfg["seed"]))
+                                                  perms=atlas.spin_permutations(cfg["fbn_perm"],
+                                                                                cfg["seed"]))
             null = _SPIN_NULL[ck]
         boot = compare.bootstrap_couplings(
             np.load(enc_art.file("beta.npy")), null.atlas, threshold=cfg["threshold"],
@@ -1038,7 +1033,7 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
         unplanted = [n for n in atlas.network_names if n not in set(nets)]
         # variance inflation factor of each atom among all k: 1 / (1 - R2 on the other atoms)
         vif = np.diag(np.linalg.inv(np.corrcoef(D, rowvar=False)))
-        perms = (spin_perms(atlas, cfg["fbn_perm"], cfg["seed"])
+        perms = (atlas.spin_permutations(cfg["fbn_perm"], cfg["seed"])
                  if cfg["fbn_null"] == "spin" else None)
         if mesh:
             twin_kw, twin_info = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
@@ -1050,13 +1045,15 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
                 + [(seeds[0], default_snr, n) for n in counts])
         rows, tables, found, null_p = [], [], {}, []
         for twin_seed, snr, n_sub in bar(runs, "recovery twins", unit="twin"):
-            if mesh:  # in memory, z-scored per vertex as load_dataset does
+            if mesh:  # in memory, z-scored per vertex by load_dataset's own function
                 bold = surface.surface_twin(
                     D[:, atoms], twin_kw.get("planting_labels", atlas), plant,
                     network_names=atlas.network_names, n_subjects=n_sub, snr=snr,
                     seed=twin_seed, mesh=mesh, jitter_mm=twin_kw.get("jitter_mm", 0.0),
                     tr_s=cfg["tr_s"]).data
-                bold = (bold - bold.mean(1, keepdims=True)) / bold.std(1, keepdims=True)
+                bold = np.stack([fmri._standardize(b, f"recovery twin {twin_seed}, subject {i + 1}",
+                                                   detrend=False, zscore=True)[0]
+                                 for i, b in enumerate(bold)])
             else:
                 tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
                 try:
@@ -1129,3 +1126,69 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
 
     return _store(cfg).get_or_create("fbn_recovery", params, build, inputs=[dic, stim],
                                      packages=("llmbrain_utils", "numpy", "scipy", "nilearn"))
+
+
+# --------------------------------------------------------------------------- the stage table
+@dataclass(frozen=True)
+class Stage:
+    """A stage, declared once: the runner, the sweep, the tests and the docs read it from here.
+
+    ``name`` is the store's folder of its artifacts; ``build(cfg) -> Artifact`` computes (or
+    finds) it; ``params`` are the run parameters its artifact's key holds (``None``: the stage
+    also keys on its own keyword arguments, e.g. the sweep's grid); ``upstream`` the stages
+    whose artifacts it reads, each with the parameter overrides it asks them with (the fMRI
+    stage reads the story in order, whatever ``shuffle_words`` says); ``files`` its artifact's
+    main files (the module docstring's table); ``chapter`` the notebook that shows it
+    (:data:`llmbrain_utils.config.CHAPTERS`)."""
+
+    name: str
+    build: Callable[..., Artifact]
+    params: tuple[str, ...] | None
+    upstream: tuple[tuple[str, dict], ...]
+    files: tuple[str, ...]
+    chapter: str
+
+
+def _up(*names: str, **overrides: dict) -> tuple[tuple[str, dict], ...]:
+    return tuple((n, dict(overrides.get(n, {}))) for n in names)
+
+
+#: the chain every run and every sweep point runs, in run order
+CHAIN: dict[str, Stage] = {s.name: s for s in (
+    Stage("stimulus", stimulus, STIMULUS_PARAMS, (), ("words.tsv", "trs.tsv"), "stimulus"),
+    Stage("extraction", extraction, EXTRACTION_PARAMS, _up("stimulus"),
+          ("responses.npy", "an_table.tsv", "stats.json"), "extraction"),
+    Stage("dictionary", dictionary, DICTIONARY_PARAMS, _up("extraction"),
+          ("D.npy", "loadings.npz", "r2_per_an.npy"), "dictionary"),
+    Stage("fmri", fmri_data, FMRI_PARAMS, _up("stimulus", stimulus={"shuffle_words": False}),
+          ("bold.npy", "mask.nii.gz", "subjects.tsv", "isc.npy", "isc_p.npy"), "fmri"),
+    Stage("encoding", encoding, ENCODING_PARAMS, _up("dictionary", "fmri"),
+          ("beta.npy", "t.npy", "r2.npy", "cv_r.npy", "cv_alphas.npy", "group_t.npy",
+           "p_group_cv.npy"), "encoding"),
+    Stage("fbn", fbn_mapping, FBN_PARAMS, _up("encoding", "fmri"), ("couplings.tsv",), "fbn"),
+    Stage("coupling_bootstrap", coupling_bootstrap, BOOTSTRAP_PARAMS, _up("encoding", "fmri", "fbn"),
+          ("per_network.tsv", "per_model.tsv", "observed.tsv", "draws.npz"), "cross_model"),
+)}
+
+#: the analyses the chapters add beside the chain (each reads chain artifacts)
+ANALYSES: dict[str, Stage] = {s.name: s for s in (
+    Stage("encoding_tests", encoding_tests, ENCODING_TEST_PARAMS,
+          _up("encoding", "dictionary", "fmri"),
+          ("p_r2.npy", "group_avg_r.npy", "p_group_avg.npy", "p_group_avg_isc.npy",
+           "group_avg_sig.npy", "group_avg_sig_isc.npy"), "encoding"),
+    Stage("encoding_recovery", encoding_recovery, None,
+          _up("encoding", "encoding_tests", "fmri", "dictionary"), ("recovery.tsv",), "encoding"),
+    Stage("baseline", baseline, ("n_folds", "trim", "alpha"),
+          _up("extraction", "dictionary", "fmri"), ("baseline.tsv",), "encoding"),
+    Stage("dictionary_sweep", dictionary_sweep, None, _up("extraction"), ("sweep.tsv",),
+          "dictionary"),
+    Stage("dictionary_chance", dictionary_chance, None, _up("extraction"), ("chance.tsv",),
+          "dictionary"),
+    Stage("fbn_recovery", fbn_recovery, None, _up("dictionary", "stimulus"),
+          ("recovery.tsv",), "fbn"),
+    Stage("explorer_figures", explorer_figures, ("tr_s",),
+          _up("extraction", "dictionary", "encoding", "fmri", "fbn"), ("figures/",), "cross_model"),
+)}
+
+#: every stage by its store name
+TABLE: dict[str, Stage] = {**CHAIN, **ANALYSES}

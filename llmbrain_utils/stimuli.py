@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import STORY_NAME, STORY_WORDS, read_text
+from ._io import read_text
+from ._validation import STORY_NAME, STORY_WORDS
 from .errors import InputError, ParameterError
 
 log = logging.getLogger(__name__)

@@ -75,11 +75,9 @@ def hash_params(obj: Any, n: int = 16) -> str:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+    """Hex SHA-256 of a file's bytes (``hashlib.file_digest``): the package's one file hash."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 #: (path, device, inode, size, mtime_ns, ctime_ns) -> SHA-256 of the files this process has
@@ -107,7 +105,8 @@ def sha256_verified(path: str | os.PathLike) -> str:
 _SOURCE_HASH: str | None = None
 #: the modules whose code decides what an artifact holds (not plotting, the CLI or the runner)
 _RESULT_MODULES = ("config", "stimuli", "models", "extract", "dictionary", "fmri", "fetch", "compare",
-                   "encoding", "fbn", "explorer", "stages", "store", "surface")
+                   "encoding", "fbn", "explorer", "stages", "store", "surface", "stats", "devices",
+                   "_io", "_validation")
 
 
 def source_hash() -> str:

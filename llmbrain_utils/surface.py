@@ -117,6 +117,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from . import fbn
+from ._validation import check_int
 from .errors import InputError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -382,6 +383,21 @@ def cortex_vertices(mesh: str = DEFAULT_MESH, **kwargs: Any) -> tuple[np.ndarray
     return np.flatnonzero(~left), np.flatnonzero(~right)
 
 
+def mesh_columns(mesh: str, n_file: int, **kwargs: Any) -> np.ndarray:
+    """The columns of a two-hemisphere surface file of ``n_file`` vertices per hemisphere (left
+    then right, ``0 .. 2 n_file - 1``) that hold ``mesh``'s cortex vertices, in the column
+    order of this module's maps: :func:`llmbrain_utils.fmri.load_dataset`'s ``columns``. A
+    coarser mesh is read from a finer file by its nested first vertices (fsaverage5's 10,242
+    in fsaverage6's 40,962). ``kwargs``: as :func:`cortex_vertices`."""
+    mesh = _check_mesh(mesh)
+    if n_file is None or n_file < HEMI_VERTICES[mesh]:
+        raise ParameterError("mesh", f"{mesh!r} from files of {n_file} vertices per hemisphere",
+                             expected="the files' own mesh or a coarser one that they nest "
+                             "(fsaverage5 in fsaverage6)")
+    left, right = cortex_vertices(mesh, **kwargs)
+    return np.concatenate([left, n_file + right])
+
+
 def n_vertices(mesh: str = DEFAULT_MESH, **kwargs: Any) -> int:
     """``V``: the vertices of a surface map on ``mesh`` (both hemispheres, no medial wall)."""
     left, right = medial_wall(mesh, **kwargs)
@@ -625,7 +641,14 @@ def load_surface_atlas(name: str, mesh: str = DEFAULT_MESH, *,
             "soft_threshold": soft_threshold if kind == "Soft" else None,
             "source": doc["source"]["repository"], "commit": doc["source"]["commit"]}
     return fbn.NetworkAtlas(name, tuple(names), masks, None, None, kind,
-                            entry.get("full_name", name), info)
+                            entry.get("full_name", name), info,
+                            functools.partial(_sphere_rotations, mesh, root))
+
+
+def _sphere_rotations(mesh: str, root, n_perm: int, seed: int) -> np.ndarray:
+    """A surface atlas's spin null (:meth:`llmbrain_utils.fbn.NetworkAtlas.spin_permutations`):
+    :func:`surface_spin_permutations` on its mesh."""
+    return surface_spin_permutations(n_perm, mesh, seed=seed, root=root)
 
 
 def surface_atlases(manifest: str | os.PathLike | None = None) -> list[str]:
@@ -751,8 +774,8 @@ def surface_spin_permutations(n_perm: int = fbn.DEFAULT_N_PERM, mesh: str = DEFA
         (75 MB per 1,000 rotations on fsaverage5, 300 MB on fsaverage6; about 15 s and 70 s
         to draw on one core).
     """
-    fbn._check_int("n_perm", n_perm, 1)
-    fbn._check_int("seed", seed, 0)
+    check_int("n_perm", n_perm, 1)
+    check_int("seed", seed, 0)
     mesh = _check_mesh(mesh)
     if wall not in WALL_RULES:
         raise ParameterError("wall", f"{wall!r}", expected=f"one of {list(WALL_RULES)}")
@@ -848,7 +871,7 @@ def smooth_on_mesh(values: Any, mesh: str = DEFAULT_MESH, iterations: int = 10, 
     hemispheres, left then right (smoothed over the whole mesh); 1-D for one map. On fsaverage5
     ten steps give a kernel of about 2 edges (~7 mm of the radius-100 sphere) in SD.
     """
-    fbn._check_int("iterations", iterations, 0)
+    check_int("iterations", iterations, 0)
     mesh = _check_mesh(mesh)
     x = np.asarray(values, dtype=np.float64)
     one = x.ndim == 1
@@ -926,7 +949,7 @@ def _field_iterations(kind: str, mesh: str, iterations: Any, name: str) -> int:
     """Smoothing steps: ``iterations`` (checked under ``name``) or the default of ``kind``."""
     if iterations is None:
         return TWIN_SMOOTHING[kind][mesh]
-    fbn._check_int(name, iterations, 0)
+    check_int(name, iterations, 0)
     return int(iterations)
 
 
@@ -1056,8 +1079,8 @@ def mismatched_surface_labels(labels: Any, target: float, seed: int, mesh: str =
     ref = _check_labels(labels, mesh, "labels", root)
     target = _check_number("target", target, lambda v: 0 < v <= 1, "a mean Dice in (0, 1]")
     tol = _check_number("tol", tol, lambda v: v > 0, "a number > 0")
-    fbn._check_int("seed", seed, 0)
-    fbn._check_int("n_iter", n_iter, 1)
+    check_int("seed", seed, 0)
+    check_int("n_iter", n_iter, 1)
     nets = [int(i) for i in np.unique(ref) if i > 0]
     if not nets:
         raise ParameterError("labels", "no network (every label is 0)", expected="labels > 0")
@@ -1184,8 +1207,8 @@ def surface_twin(timecourses: Any, planting_labels: Any, plant: Any, *,
             network_names = atlas.network_names
         planting_labels = atlas.info["labels"]
     mesh = _check_mesh(DEFAULT_MESH if mesh is None else mesh)
-    fbn._check_int("n_subjects", n_subjects, 1)
-    fbn._check_int("seed", seed, 0)
+    check_int("n_subjects", n_subjects, 1)
+    check_int("seed", seed, 0)
     snr = _check_number("snr", fmri.DEFAULT_SNR if snr is None else snr, lambda v: v > 0, "> 0")
     tr_s = _check_number("tr_s", fmri.TR_S if tr_s is None else tr_s, lambda v: v > 0,
                          "seconds > 0")
@@ -1421,11 +1444,10 @@ def make_surface_dataset(out_dir: str | os.PathLike, *, task: str, words: Any, n
     tr_s = fmri.TR_S if tr_s is None else tr_s
     feats = fmri.stimulus_features(words, int(n_trs), tr_s, sentence_pause_s=sentence_pause_s)
     src_names = list(dict.fromkeys(e["source"] for e in entries))
-    dead_src = [s for s in src_names if np.ptp(feats[s].to_numpy()) == 0]
+    live, dead_plants = fmri.check_plants(entries, {n: feats[n].to_numpy() for n in src_names},
+                                          n_trs, words, sentence_pause_s)
+    dead_src = {d["source"] for d in dead_plants}
     live_src = [s for s in src_names if s not in dead_src]
-    if not live_src:
-        raise ParameterError("plant", f"every plant is dead: constant source(s) {dead_src}",
-                             expected="at least one plant whose source varies over the scan")
     live_entries = [{**e, "source": f"timecourse:{live_src.index(e['source'])}"}
                     for e in entries if e["source"] in live_src]
     twin = surface_twin(feats[live_src].to_numpy(), lab, live_entries, network_names=names,
@@ -1450,8 +1472,7 @@ def make_surface_dataset(out_dir: str | os.PathLike, *, task: str, words: Any, n
         (tmp / "code" / "scan_exclude.json").write_text(json.dumps({task: {}}, indent=2))
         feats[src_names].rename_axis("tr").to_csv(tmp / "truth_sources.tsv", sep="\t",
                                                   float_format="%.6f")
-        live = [e["source"] not in dead_src for e in entries]
-        flag = (lambda ok: {"live": ok}) if dead_src else (lambda ok: {})
+        flag = (lambda ok: {"live": ok}) if dead_plants else (lambda ok: {})
         peaks = twin.truth["peak_vertex"]
         plant_rows = [{**e, "label": names.index(e["network"]) + 1,
                        "n_voxels": int((lab == names.index(e["network"]) + 1).sum()),
@@ -1477,11 +1498,8 @@ def make_surface_dataset(out_dir: str | os.PathLike, *, task: str, words: Any, n
             "bold": TWIN_PATH.format(sub="{sub}", task=task, run="", mesh=mesh, hemi="{hemi}"),
             "surface": {k: v for k, v in twin.truth.items() if k != "plant"},
         }
-        if dead_src:
-            truth["dead_plants"] = [{"network": e["network"], "source": e["source"],
-                                     "reason": f"stimulus feature {e['source']!r} is constant "
-                                               f"over the {int(n_trs)} TRs (set to 0)"}
-                                    for e in entries if e["source"] in dead_src]
+        if dead_plants:
+            truth["dead_plants"] = dead_plants
         (tmp / "truth.json").write_text(json.dumps(truth, indent=2, default=float))
         if out_dir.exists():
             shutil.rmtree(out_dir)

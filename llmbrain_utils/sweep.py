@@ -49,23 +49,15 @@ from typing import Any
 
 import pandas as pd
 
-from . import config
+from . import config, stages
 from .errors import InputError, ParameterError
 
 log = logging.getLogger(__name__)
 
-#: sweep stages in run order (the store's stage names); each: upstream stages and the parameter
-#: overrides the stage applies when it asks for them (as llmbrain_utils.stages does)
-STAGES = ("stimulus", "extraction", "dictionary", "fmri", "encoding", "fbn", "coupling_bootstrap")
-DEPS: dict[str, tuple[tuple[str, dict], ...]] = {
-    "stimulus": (),
-    "extraction": (("stimulus", {}),),
-    "dictionary": (("extraction", {}),),
-    "fmri": (("stimulus", {"shuffle_words": False}),),  # listeners heard the story in order
-    "encoding": (("dictionary", {}), ("fmri", {})),
-    "fbn": (("encoding", {}), ("fmri", {})),
-    "coupling_bootstrap": (("encoding", {}), ("fmri", {}), ("fbn", {})),
-}
+#: sweep stages in run order (the store's stage names) and, per stage, its upstream stages with
+#: the parameter overrides it asks them with: both read from the stage table (stages.CHAIN)
+STAGES = tuple(stages.CHAIN)
+DEPS: dict[str, tuple[tuple[str, dict], ...]] = {n: s.upstream for n, s in stages.CHAIN.items()}
 #: grid or section names that are not analysis parameters of a point
 NOT_SWEPT = ("runs_dir", "variants", "compare_atlas", "n_workers", "n_subsets")
 #: table column -> (stage, key in the artifact's sidecar ``info``)
@@ -93,21 +85,11 @@ SPEC_KEYS = ("params", "common", "grid", "points", "until", *STAGES)
 
 
 def _stage_params(stage: str) -> tuple[str, ...]:
-    from . import stages
-
-    return {"stimulus": stages.STIMULUS_PARAMS, "extraction": stages.EXTRACTION_PARAMS,
-            "dictionary": stages.DICTIONARY_PARAMS, "fmri": stages.FMRI_PARAMS,
-            "encoding": stages.ENCODING_PARAMS, "fbn": stages.FBN_PARAMS,
-            "coupling_bootstrap": stages.BOOTSTRAP_PARAMS}[stage]
+    return stages.CHAIN[stage].params
 
 
 def _stage_function(stage: str):
-    from . import stages
-
-    return {"stimulus": stages.stimulus, "extraction": stages.extraction,
-            "dictionary": stages.dictionary, "fmri": stages.fmri_data,
-            "encoding": stages.encoding, "fbn": stages.fbn_mapping,
-            "coupling_bootstrap": stages.coupling_bootstrap}[stage]
+    return stages.CHAIN[stage].build
 
 
 def chain(until: str) -> list[str]:
@@ -158,7 +140,7 @@ def parse_spec(data: Any, source: str = "<spec>", base_dir: str | os.PathLike | 
                runs_dir: str | None = None) -> Spec:
     """Check a sweep spec (the parsed YAML) and return a :class:`Spec`; raise InputError /
     ParameterError naming the spec, the field and what was expected, before any work."""
-    from .pipeline import load_params
+    from .config import load_params
 
     if not isinstance(data, dict):
         raise InputError(source, "top level is not a mapping", expected=f"keys among {list(SPEC_KEYS)}")
@@ -498,8 +480,7 @@ def run_variants(base: dict, variants: list[dict], *, until: str = "fbn", n_work
     ``n_workers`` single-threaded processes of a local cluster (results do not depend on it),
     or an existing ``client``. Returns the sweep's table (one row per variant) and, per variant
     name, ``{"cfg", "artifacts": {stage: Artifact}}`` opened from the store by the table's
-    keys. A failed variant raises, naming it. (:func:`compare.run_variants` is this function
-    with ``until="coupling_bootstrap"``.)
+    keys. A failed variant raises, naming it.
     """
     from .store import Store
 

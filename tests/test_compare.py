@@ -226,16 +226,16 @@ def test_sequential_counts_give_the_bh_decisions_of_all_rotations(boot_setup):
     truth = (dice_null >= observed[:, None] - 1e-9).sum(1)  # the counts over all rotations
     early = (dice_null[:, :200] >= observed[:, None] - 1e-9).sum(1)
     p_true = (1.0 + truth) / (1.0 + P)
-    want = compare._bh_reject(p_true.ravel(), alpha).reshape(p_true.shape)
+    want = compare.bh_reject(p_true.ravel(), alpha).reshape(p_true.shape)
     hard = (early >= 3) & want
     assert want.sum() >= 40 and hard.sum() >= 5
     # what stopping after 200 rotations at more than 2 exceedances would have decided
     screened = np.where(early <= 2, truth, early * P / 200)
-    assert compare._bh_reject(((1.0 + screened) / (1.0 + P)).ravel(), alpha).sum() < want.sum()
+    assert compare.bh_reject(((1.0 + screened) / (1.0 + P)).ravel(), alpha).sum() < want.sum()
     for n_screen, growth in ((200, 5), (50, 2), (P, 5)):
         counts, complete = null.counts(parts, observed, alpha=alpha, n_screen=n_screen, growth=growth)
         p = (1.0 + counts) / (1.0 + P)
-        assert np.array_equal(compare._bh_reject(p.ravel(), alpha).reshape(p.shape), want)
+        assert np.array_equal(compare.bh_reject(p.ravel(), alpha).reshape(p.shape), want)
         assert np.array_equal(counts[complete], truth[complete]) and complete[want].all()
         if n_screen < P:
             assert complete.mean() < 0.5  # and it saved work
@@ -299,22 +299,22 @@ def test_run_variants_checks_its_parameters_before_any_work():
     """The variants are a sweep's named points: every one is checked before a cluster starts."""
     from pathlib import Path
 
-    from llmbrain_utils import config
+    from llmbrain_utils import config, sweep
     from llmbrain_utils.errors import InputError, ParameterError
 
     base = config.validate({"runs_dir": "/nonexistent-never-written"})
     with pytest.raises(ParameterError, match="n_workers"):
-        compare.run_variants(base, [{"name": "a"}], n_workers=0)
+        sweep.run_variants(base, [{"name": "a"}], n_workers=0)
     with pytest.raises(InputError, match=r"points\[1\]\.name"):
-        compare.run_variants(base, [{"name": "a"}, {"name": "a", "k": 8}])
+        sweep.run_variants(base, [{"name": "a"}, {"name": "a", "k": 8}])
     with pytest.raises(ParameterError, match="'k'.*grid point"):
-        compare.run_variants(base, [{"name": "a", "k": 0}])
+        sweep.run_variants(base, [{"name": "a", "k": 0}])
     with pytest.raises(InputError, match=r"points\[0\]"):
-        compare.run_variants(base, [{"model": "x"}])
+        sweep.run_variants(base, [{"model": "x"}])
     with pytest.raises(ParameterError, match=r"points\[0\]\.n_workers"):
-        compare.run_variants(base, [{"name": "a", "n_workers": 3}])
+        sweep.run_variants(base, [{"name": "a", "n_workers": 3}])
     with pytest.raises(InputError, match="no-such-model"):
-        compare.run_variants(base, [{"name": "a", "model": "no-such-model"}])
+        sweep.run_variants(base, [{"name": "a", "model": "no-such-model"}])
     assert not Path("/nonexistent-never-written").exists()
 
 

@@ -7,6 +7,7 @@ benchmarks/null_calibration.py; these are small versions on the 12 mm grid."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.ndimage import gaussian_filter
 
@@ -142,16 +143,25 @@ def test_tail_and_null_errors(grid):
         fbn.gpd_tail_p(np.arange(10.0), 20.0)
 
 
-def test_fbn_on_a_surface_atlas_without_rotations_says_why():
-    """fbn's volume-only paths refuse a surface atlas with an error that names the way out;
-    select keeps a surface atlas usable (no label image)."""
+def test_a_surface_atlas_brings_the_sphere_s_rotations():
+    """A surface atlas draws the sphere's spin itself (NetworkAtlas.spin_permutations), so
+    couple_atoms and threshold_sensitivity need no perms for it and agree with couple_surface;
+    select keeps the rotations and drops the label image. An atlas with neither a volume mask
+    nor rotations, and the surrogate null on a surface, are refused with the way out."""
     from llmbrain_utils import surface as S
 
     atlas = S.load_surface_atlas("TY7", "fsaverage5")
     sub = atlas.select(list(atlas.network_names[:3]))
     assert sub.label_img is None and sub.masks.shape == (3, atlas.n_voxels)
+    np.testing.assert_array_equal(sub.spin_permutations(20, 1), S.surface_spin_permutations(20, seed=1))
     maps = np.random.default_rng(0).standard_normal((2, atlas.n_voxels))
+    direct = fbn.couple_atoms(maps, atlas, n_perm=100, seed=3)
+    via_surface = S.couple_surface(maps, atlas, n_perm=100, seed=3)
+    pd.testing.assert_frame_equal(direct, via_surface, check_like=True)
+    sens = fbn.threshold_sensitivity(maps, atlas, thresholds=["top10%"], n_perm=100, seed=3)
+    assert sens.n_coupled[0] == direct.coupled.sum()
+    bare = fbn.NetworkAtlas(atlas.name, atlas.network_names, atlas.masks, None, None)
     with pytest.raises(ParameterError, match="surface_spin_permutations"):
-        fbn.couple_atoms(maps, atlas, n_perm=100)
+        fbn.couple_atoms(maps, bare, n_perm=100)
     with pytest.raises(ParameterError, match="surface"):
         fbn.couple_atoms(maps, atlas, n_perm=100, null="surrogate")

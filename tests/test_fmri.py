@@ -382,8 +382,13 @@ def test_isc_null_detects_shared_signal():
 def test_fdr_tsnr_carpet():
     from scipy.stats import false_discovery_control
 
+    from llmbrain_utils import stats
+
     p = np.random.default_rng(0).uniform(size=50) ** 2
-    assert np.allclose(fmri.fdr(p), false_discovery_control(p))
+    assert np.allclose(stats.fdr(p, 0.05)[1], false_discovery_control(p))
+    # the package's one NaN policy: a NaN p value (e.g. a constant voxel) is not a test
+    with_nan = np.append(p, np.nan)
+    assert np.array_equal(fmri.isc_mask(with_nan, 0.05), np.append(false_discovery_control(p) <= 0.05, False))
     with pytest.raises(ParameterError, match="alpha"):
         fmri.isc_mask(p, 1.5)
     x = np.column_stack([np.full(30, 10.0) + np.linspace(-1, 1, 30), np.zeros(30)])

@@ -97,6 +97,12 @@ def test_paper_scale_layerwise_run_and_its_report(benchmark_script, narratives, 
     ps.main(args + ["--until", "extraction"])  # a rerun replaces the model's rows
     rep = json.loads(report.read_text())
     assert [r["stage"] for r in rep["runs"]] == ["stimulus", "model", "forward", "extraction"]
+    # the summary can be rebuilt from the full reports (--out) of earlier runs
+    out = tmp_path / "run.json"
+    out.write_text(json.dumps(res, default=str))
+    rebuilt = ps.main(["--collect", str(out), "--report", str(tmp_path / "rebuilt.json")])
+    assert [r["stage"] for r in rebuilt["runs"]] == list(res["stages"])
+    assert rebuilt["models"]["tiny"]["sizes"] == res["sizes"] and rebuilt["models"]["tiny"]["layerwise"]
     res["device"] = "cuda:0"
     with pytest.raises(SystemExit, match="a report of device 'cpu'"):
         ps.add_to_report(report, res)

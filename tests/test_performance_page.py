@@ -9,6 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "benchmarks" / "report.json"
 PAGE = REPO / "book" / "performance.md"
+PAPER_SCALE = REPO / "benchmarks" / "paper_scale_cpu.json"
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,13 @@ def report():
     return json.loads(REPORT.read_text())
 
 
-def test_committed_page_is_the_rendered_report(renderer, report):
-    assert renderer.render(report) == PAGE.read_text(), (
+@pytest.fixture(scope="module")
+def paper_scale():
+    return json.loads(PAPER_SCALE.read_text()) if PAPER_SCALE.exists() else None
+
+
+def test_committed_page_is_the_rendered_report(renderer, report, paper_scale):
+    assert renderer.render(report, paper_scale) == PAGE.read_text(), (
         "book/performance.md differs from the rendering of benchmarks/report.json: run "
         "`.venv/bin/python benchmarks/render_performance.py benchmarks/report.json`")
 
@@ -69,3 +75,26 @@ def test_the_page_follows_the_report(renderer, report):
     text = renderer.render(other)
     assert "NVIDIA H100 80GB HBM3" in text and "9.87" in text
     assert ("No GPU was available" in renderer.render(report)) == (report["machine"]["gpu"] is None)
+
+
+def test_the_paper_scale_table_lists_every_stage_of_every_model(renderer, report):
+    """The CPU paper-scale summary (benchmarks/paper_scale.py --report) as a table, and one
+    sentence per model with its extraction-to-forward ratio; a run without a plain pass says so."""
+    ps = {"device": "cpu", "machine": {"cpu": "x86_64", "torch_threads": 2},
+          "runs": [{"model": "llama3-8b", "stage": "forward", "wall_s": 800.0, "peak_rss_gib": 4.9,
+                    "ratio_to_reference": 1.0, "layer_build_s": 60.0},
+                   {"model": "llama3-8b", "stage": "extraction", "wall_s": 840.0, "peak_rss_gib": 6.1,
+                    "ratio_to_reference": 1.05, "layer_build_s": 58.0},
+                   {"model": "llama2-7b", "stage": "extraction", "wall_s": 700.0, "peak_rss_gib": 5.0,
+                    "ratio_to_reference": None}],
+          "models": {m: {"story": "slumlordreach", "n_params": 7.5e9, "until": u, "peak_rss_gib": 6.1,
+                         "sizes": {"words": 5344, "trs": 1202, "ans": 131072, "tokens_read": 7513}}
+                     for m, u in (("llama3-8b", "mapping"), ("llama2-7b", "dictionary"))}}
+    text = renderer.render(report, ps)
+    assert "## The paper's systems at their size, on this CPU" in text
+    assert "| llama3-8b (7.50 B parameters, 131,072 ANs, 7,513 tokens) | forward | 800.0 | 4.90 | 1.000 | 60.0 |" in text
+    assert "| llama3-8b | extraction | 840.0 | 6.10 | 1.050 | 58.0 |" in text
+    assert "llama3-8b: extraction 1.050 x the plain forward pass (14.0 min)" in text
+    assert "llama2-7b: extraction 11.7 min (no plain pass in this run)" in text
+    assert "slumlordreach, 5,344 words, 1,202 TRs" in text
+    assert "paper's systems" not in renderer.render(report)  # no summary, no section

@@ -40,9 +40,10 @@ from llmbrain_utils.store import SIDECAR, Store, read_artifact
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(n_subjects=2, resolution_mm=12, k=8, n_perm=10, fbn_perm=100, dict_iter=30, group_perm=10)
-STAGES = ("stimulus", "extraction", "dictionary", "fmri_data", "encoding", "encoding_tests",
-          "fbn_mapping")
-STORE_NAMES = {"fmri_data": "fmri", "fbn_mapping": "fbn"}
+#: the stage functions the children run, in order, and their store names (the stage table's)
+_RUN = ("stimulus", "extraction", "dictionary", "fmri", "encoding", "encoding_tests", "fbn")
+STAGES = tuple(stages.TABLE[n].build.__name__ for n in _RUN)
+STORE_NAMES = {stages.TABLE[n].build.__name__: n for n in _RUN}
 #: the code's hash, fixed for every child process of this session, so that a source file edited
 #: while the tests run (by a person) does not change the keys between the runs compared
 SOURCE = st.source_hash()

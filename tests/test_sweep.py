@@ -102,6 +102,10 @@ def test_sweep_survives_a_killed_worker_and_matches_a_sequential_run(killed_swee
         for stage in sweep.chain("fbn"):
             key = row[f"{stage}_key"]
             a = read_artifact(tmp / "runs" / stage / key, verify_hashes=True)  # complete, intact
+            # the stage table says what the stage reads and writes: its artifact agrees
+            declared = stages.CHAIN[stage]
+            assert {k.split(":")[0] for k in a.meta["inputs"]} == {u for u, _ in declared.upstream}, stage
+            assert set(declared.files) <= set(a.meta["files"]), (stage, set(declared.files) - set(a.meta["files"]))
             b = read_artifact(seq_root / stage / key, verify_hashes=True)
             assert set(a.meta["files"]) == set(b.meta["files"]), (stage, key)
             for name, rec in a.meta["files"].items():

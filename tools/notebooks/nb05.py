@@ -164,14 +164,15 @@ and surrogate fields for all).
 ("code", """
 null_kw = dict(n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"], null=cfg["fbn_null"],
                tail=cfg["fbn_tail"])
-if cfg["fbn_null"] == "surrogate":  # one set of surrogate fields for every threshold and statistic
+# one draw of the null for every threshold and statistic: the rotations (of the grid, or of the
+# sphere on a mesh) or the surrogate fields
+if cfg["fbn_null"] == "spin":
+    null_kw["perms"] = atlas.spin_permutations(cfg["fbn_perm"], cfg["seed"])
+elif cfg["fbn_null"] == "surrogate":
     null_kw["surrogates"] = fbn.SurrogateNull(atlas, group_t, cfg["fbn_perm"], cfg["seed"])
 sens = fbn.threshold_sensitivity(group_t, atlas, thresholds=("top5%", "top10%", "top20%"), **null_kw)
 print(sens.round(3).to_string(index=False))
-r_kw = dict(null_kw)
-if cfg["fbn_null"] == "spin":  # the rotations of the grid, or of the sphere on a mesh
-    r_kw["perms"] = stages.spin_perms(atlas, cfg["fbn_perm"], cfg["seed"])
-by_r = fbn.couple_atoms(group_t, atlas, threshold=cfg["threshold"], statistic="r", **r_kw)
+by_r = fbn.couple_atoms(group_t, atlas, threshold=cfg["threshold"], statistic="r", **null_kw)
 key = ["atom", "network", "sign"]
 both = coupled[key].merge(by_r[by_r.coupled][key])
 print(f"tested on r: {int(by_r.coupled.sum())} couplings, {by_r[by_r.coupled].atom.nunique()} atoms; "

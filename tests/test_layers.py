@@ -1,0 +1,105 @@
+"""The package's layers (ARCHITECTURE.md), enforced: every module belongs to one layer, no
+module imports one of a higher layer, and the imports have no cycle, counting the imports inside
+functions (which is where cycles used to hide). Read from the source with ``ast``, so a lazy
+import counts like a top-level one."""
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "llmbrain_utils"
+
+#: lowest first; a module may import modules of its own layer (without a cycle) or lower ones
+LAYERS = {
+    "foundation": ("errors", "_io", "_validation", "stats", "devices", "progress", "store"),
+    "science": ("fetch", "stimuli", "models", "layerwise", "extract", "dictionary", "encoding",
+                "fmri", "surface", "fbn", "compare", "netsignal", "explorer", "plotting"),
+    "parameters": ("config",),
+    "stages": ("stages", "sweep", "headlines"),
+    "application": ("runfolder", "pipeline", "cli", "__main__", "__init__"),
+}
+LEVEL = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
+
+
+def import_graph() -> dict[str, dict[str, int]]:
+    """module -> {imported package module: line of the first such import}."""
+    mods = {p.stem for p in PKG.glob("*.py")}
+    graph: dict[str, dict[str, int]] = {m: {} for m in mods}
+    for path in PKG.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1:
+                    targets = [node.module] if node.module else [a.name for a in node.names]
+                elif node.level == 0 and (node.module or "").startswith("llmbrain_utils"):
+                    rest = node.module.split(".")[1:]
+                    targets = rest[:1] if rest else [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name.split(".")[1] for a in node.names
+                           if a.name.startswith("llmbrain_utils.")]
+            for t in targets:
+                t = t.split(".")[0]
+                if t in mods and t != path.stem:
+                    graph[path.stem].setdefault(t, node.lineno)
+    return graph
+
+
+def find_cycle(graph) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state:
+                found = visit(t)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(set(import_graph()) - set(LEVEL))
+    assert not unplaced, f"modules without a layer (add them to LAYERS and ARCHITECTURE.md): {unplaced}"
+
+
+def test_no_module_imports_a_higher_layer():
+    layer_of = {m: name for name, mods in LAYERS.items() for m in mods}
+    bad = [f"{m} ({layer_of[m]}) imports {t} ({layer_of[t]}) at line {line}"
+           for m, deps in import_graph().items() for t, line in deps.items()
+           if m in LEVEL and t in LEVEL and LEVEL[t] > LEVEL[m]]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_imports_have_no_cycle():
+    graph = import_graph()
+    cycle = find_cycle(graph)
+    assert cycle is None, " -> ".join(f"{a} (line {graph[a][b]})" for a, b in zip(cycle, cycle[1:]))
+
+
+def test_the_checks_see_lazy_imports_and_cycles():
+    """The reader counts an import inside a function, and the cycle finder finds a cycle."""
+    graph = import_graph()
+    assert "fbn" in graph["config"]  # config checks atlas names with a lazy import of fbn
+    assert find_cycle({"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b": 1}, "b": {}}) is None
+
+
+def test_architecture_page_lists_the_layers():
+    text = (PKG.parent / "ARCHITECTURE.md").read_text()
+    for name, mods in LAYERS.items():
+        assert name in text, name
+        for m in mods:
+            if m not in ("__main__", "__init__"):
+                assert f"`{m}`" in text, f"ARCHITECTURE.md does not name module {m}"
