@@ -153,6 +153,12 @@ extraction, and is listed.
 {% for name, info in ps.models.items() %}{% for row in ps.runs if row.model == name %}| {{ name }}{% if loop.first %} ({{ (info.n_params / 1e9) | num(2) }} B parameters, {{ info.sizes.ans | int_ }} ANs, {{ info.sizes.tokens_read | int_ }} tokens){% endif %} | {{ row.stage }} | {{ row.wall_s | num(1) }} | {{ row.peak_rss_gib | num(2) }} | {{ row.ratio_to_reference | num(3) }} | {{ row.layer_build_s | num(1) if row.layer_build_s is defined else "" }} |
 {% endfor %}{% endfor %}
 {{ ps_summary }}
+
+A ratio below 1 does not mean that extracting is faster: each pass is one measurement, and the
+extraction runs after the plain pass in the same process (warm allocator and page cache); it
+says that the hooks and the pooling cost less than that spread. A run without a plain pass
+(no "x forward") skipped it for time: Llama-2-7B has LLaMA-7B's shapes at these 512-token
+windows (they differ only in their context limit), so LLaMA-7B's pass is its reference.
 {% endif %}
 ## What has not been measured
 
