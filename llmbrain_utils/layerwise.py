@@ -13,7 +13,7 @@ the embedding, the final norm and the activations.
 The model is an ordinary ``transformers`` module, so :func:`llmbrain_utils.extract.
 extract_responses` reads it unchanged (its hooks sit on the FFN modules, which keep their
 identity while their weights come and go). A layer's weights are rebuilt once per forward
-call, so the extraction should run all its windows in one batch (the 8B story is about 17
+call, so the extraction should run all its windows in one batch (the longest story is 15
 windows of 512 tokens).
 
 Weights come from ``materialise(index, layer)``; the default, :func:`random_init`, draws them
@@ -53,7 +53,8 @@ def random_init(seed: int = 0, std: float = 0.02) -> Callable:
 
 
 class LayerClock:
-    """Seconds spent building and freeing layers' weights (the stand-in for reading them)."""
+    """Seconds spent building layers' weights (the stand-in for reading them), and how many
+    layers were built."""
 
     def __init__(self):
         self.build_s = 0.0
@@ -65,9 +66,10 @@ def layerwise_model(config, *, materialise: Callable | None = None, dtype=None, 
     whose decoder layers hold weights only during their own forward call.
 
     ``materialise(index, module)`` fills a module's freshly allocated parameters in place:
-    index -1 is the embedding, 0..n-1 the decoder layers (default :func:`random_init` with
-    ``seed`` and the config's ``initializer_range``). ``dtype`` defaults to float32. Returns
-    ``(model, clock)``; ``clock`` counts the time spent in ``materialise``."""
+    index -1 is the embedding, -2 the final norm, 0..n-1 the decoder layers (default
+    :func:`random_init` with ``seed`` and the config's ``initializer_range``). ``dtype``
+    defaults to float32. Returns ``(model, clock)``; ``clock`` counts the time spent building
+    the decoder layers."""
     import torch
     import transformers
 
@@ -85,8 +87,7 @@ def layerwise_model(config, *, materialise: Callable | None = None, dtype=None, 
     model.embed_tokens.to_empty(device="cpu")
     materialise(-1, model.embed_tokens)
     model.norm.to_empty(device="cpu")
-    with torch.no_grad():
-        model.norm.weight.fill_(1.0)
+    materialise(-2, model.norm)  # a norm: ones
     if hasattr(model, "rotary_emb"):  # its inv_freq buffer was computed on meta: recompute it
         with torch.device("cpu"):
             model.rotary_emb = type(model.rotary_emb)(config=config)
