@@ -109,6 +109,14 @@ _RESULT_MODULES = ("config", "stimuli", "models", "extract", "dictionary", "fmri
                    "_io", "_validation")
 
 
+def _module_files(pkg: Path, name: str) -> list[Path]:
+    """The source files of package module ``name``: ``name.py``, or every ``.py`` under the
+    subpackage ``name/`` (sorted), so a module split into a subpackage stays in the key whole."""
+    if (pkg / name).is_dir():
+        return sorted((pkg / name).rglob("*.py"))
+    return [pkg / f"{name}.py"]
+
+
 def source_hash() -> str:
     """SHA-256 (16 hex) of the sources that compute artifacts, and of the manifests: a code
     change that may change results changes every artifact's key, so a cache is never reused
@@ -117,10 +125,10 @@ def source_hash() -> str:
     if _SOURCE_HASH is None:
         pkg = Path(__file__).resolve().parent
         h = hashlib.sha256()
-        files = [pkg / f"{m}.py" for m in _RESULT_MODULES] + sorted(
+        files = [f for m in _RESULT_MODULES for f in _module_files(pkg, m)] + sorted(
             (pkg.parent / "data_manifests").glob("*.yaml"))
         for p in files:
-            h.update(p.name.encode())
+            h.update(p.relative_to(pkg.parent).as_posix().encode())
             h.update(p.read_bytes())
         _SOURCE_HASH = h.hexdigest()[:16]
     return _SOURCE_HASH
