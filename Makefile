@@ -43,6 +43,7 @@ test: setup
 
 # refresh the committed notebooks (their outputs are what nbval compares against)
 notebooks: setup
+	$(PY) -m llmbrain_utils notebooks
 	$(PY) -m llmbrain_utils run --params $(PARAMS) --refresh-notebooks
 
 # after `make notebooks`: measure how the headline figures move with the BLAS kernel and the

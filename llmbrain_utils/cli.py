@@ -1,4 +1,4 @@
-"""Command line: ``python -m llmbrain_utils {run,book,fetch,sweep,headlines}``.
+"""Command line: ``python -m llmbrain_utils {run,book,fetch,sweep,headlines,notebooks}``.
 
 Every error the package raises on purpose (bad input, bad parameter, damaged artifact) is
 printed as one line naming what was wrong and where, and the command exits with status 2.
@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--out", metavar="FILE.tsv", help="results table (default RUNS/sweeps/SPEC.tsv)")
     w.add_argument("--runs-dir", help="artifact store (default $LLMBRAIN_RUNS or ./runs)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    n = sub.add_parser("notebooks", help="carry the chapters' scripts (notebooks/*.py) into their "
+                       "notebooks, and write their parameters cells and book/parameters.md from "
+                       "config.PARAMS")
+    n.add_argument("--check", action="store_true",
+                   help="only report what is out of date (exit 1 if anything is)")
     return ap
 
 
@@ -116,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{n - len(problems)} of {n} headline figures within their tolerance")
                 if problems:
                     return 1
+        elif args.cmd == "notebooks":
+            from . import notebooks
+
+            changed = notebooks.sync(check=args.check)
+            for line in changed:
+                print(("out of date: " if args.check else "wrote: ") + line)
+            if args.check and changed:
+                return 1
         elif args.cmd == "sweep":
             from .sweep import run_sweep
 

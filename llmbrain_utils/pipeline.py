@@ -116,7 +116,7 @@ def _check_models(plan) -> None:
             if not isinstance(v, dict) or "name" not in v:
                 raise ParameterError("variants", f"{v!r}", expected="{name: ..., parameter: value}")
             config.validate({k: val for k, val in v.items() if k != "name"})
-            names.add(v.get("model", p.get("model", config.PARAMS["model"][0])))
+            names.add(v.get("model", p.get("model", config.PARAMS["model"].default)))
     for name in sorted(names):
         models.check_available(name)
 

@@ -55,7 +55,7 @@ def test_the_page_shows_one_collapsed_block_of_the_run_parameters():
 
 
 def test_every_committed_notebook_keeps_the_outputs_nbval_checks():
-    """A notebook rewritten from tools/notebooks/ without outputs would make nbval check nothing:
+    """A notebook rewritten from its script without outputs would make nbval check nothing:
     every checked cell of a committed notebook has its saved output."""
     empty = []
     for path in sorted(pipeline.NOTEBOOKS.glob("*.ipynb")):

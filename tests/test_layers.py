@@ -15,7 +15,7 @@ LAYERS = {
                 "fmri", "surface", "fbn", "compare", "netsignal", "explorer", "plotting"),
     "parameters": ("config",),
     "stages": ("stages", "sweep", "headlines"),
-    "application": ("runfolder", "pipeline", "cli", "__main__", "__init__"),
+    "application": ("runfolder", "pipeline", "notebooks", "cli", "__main__", "__init__"),
 }
 LEVEL = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
 

@@ -1,49 +1,59 @@
-import sys; sys.path.insert(0, "tools")
-from nbbuild import P_FMRI, P_STIMULUS, build
+# -*- coding: utf-8 -*-
+# %% [markdown]
+# # 4. fMRI data: listeners, noise ceiling, and the synthetic twin
+#
+# **Question.** Do the listeners share a response to the story, where, and how much of it could any
+# model predict?
+#
+# The method needs fMRI of people listening to the story. **The default run uses a synthetic twin
+# of the Narratives data set**: the same layout and file names, TR (1.5 s), MNI grid (here 6 mm)
+# and brain mask, read back by the same loader that reads the real data. Signals are planted in
+# chosen networks of the Seitzman et al. (2020) templates, each driven by a property of the story
+# with a sign; the other networks carry only noise. Noise is spatially smooth, AR(1) in time, with
+# slow drift and subject-specific gain. The truth is saved (`truth.json`), so that every later
+# answer can be checked. With `fmri_source="narratives"` the same notebook reads the real data
+# set (OpenNeuro ds002345; `python -m llmbrain_utils fetch --story pieman --subjects 001-082`).
+#
+# **On the cortical surface** (`space: fsaverage5` or `fsaverage6`; `params/surface.yaml`) the twin
+# is made on the mesh instead: the same story properties planted on networks of a surface atlas
+# (Yeo 17 by default), noise smoothed along the cortex, one GIfTI file per hemisphere in the
+# layout of Narratives' own `fsaverage6` derivatives, read back without the medial wall. For real
+# data, `fmri_source: narratives` with `space: fsaverage6` reads those files (fetch them with
+# `--kind fsaverage6`); `fsaverage5` takes their first 10,242 vertices per hemisphere, which are
+# fsaverage5's. On a mesh every "voxel" below is a cortex vertex, and there is no tSNR (the data
+# set's surface files are already cleaned).
+#
+# The **noise ceiling** is the leave-one-subject-out inter-subject correlation (ISC): how well
+# the average of the other listeners predicts each listener, per voxel. A circular-shift null
+# (every subject shifted independently) gives p values; FDR gives the mask of reliable voxels in
+# which encoding scores are reported.
 
-PARAMS_FMRI = P_STIMULUS + P_FMRI
+# %% mystnb={"code_prompt_hide": "Hide the parameters", "code_prompt_show": "Show the parameters of this run"} tags=["parameters"]
+# Parameters (papermill overrides these)
+runs_dir = None
+story = "harrowpoint"
+narratives_dir = None
+tr_s = 1.5
+shuffle_words = False
+seed = 0
+fmri_source = "synthetic"
+space = "volume"
+twin = "ideal"
+n_subjects = 8
+resolution_mm = 6.0
+snr = None
+plant_atlas = "Seitzman2018"
+n_perm = 1000
+alpha = 0.05
 
-if __name__ == "__main__":
-    build("notebooks/03_fmri_data.ipynb", [
-("md", """
-# 4. fMRI data: listeners, noise ceiling, and the synthetic twin
-
-**Question.** Do the listeners share a response to the story, where, and how much of it could any
-model predict?
-
-The method needs fMRI of people listening to the story. **The default run uses a synthetic twin
-of the Narratives data set**: the same layout and file names, TR (1.5 s), MNI grid (here 6 mm)
-and brain mask, read back by the same loader that reads the real data. Signals are planted in
-chosen networks of the Seitzman et al. (2020) templates, each driven by a property of the story
-with a sign; the other networks carry only noise. Noise is spatially smooth, AR(1) in time, with
-slow drift and subject-specific gain. The truth is saved (`truth.json`), so that every later
-answer can be checked. With `fmri_source="narratives"` the same notebook reads the real data
-set (OpenNeuro ds002345; `python -m llmbrain_utils fetch --story pieman --subjects 001-082`).
-
-**On the cortical surface** (`space: fsaverage5` or `fsaverage6`; `params/surface.yaml`) the twin
-is made on the mesh instead: the same story properties planted on networks of a surface atlas
-(Yeo 17 by default), noise smoothed along the cortex, one GIfTI file per hemisphere in the
-layout of Narratives' own `fsaverage6` derivatives, read back without the medial wall. For real
-data, `fmri_source: narratives` with `space: fsaverage6` reads those files (fetch them with
-`--kind fsaverage6`); `fsaverage5` takes their first 10,242 vertices per hemisphere, which are
-fsaverage5's. On a mesh every "voxel" below is a cortex vertex, and there is no tSNR (the data
-set's surface files are already cleaned).
-
-The **noise ceiling** is the leave-one-subject-out inter-subject correlation (ISC): how well
-the average of the other listeners predicts each listener, per voxel. A circular-shift null
-(every subject shifted independently) gives p values; FDR gives the mask of reliable voxels in
-which encoding scores are reported.
-"""),
-("params", PARAMS_FMRI),
-("code", """
-import json
+# %%
 import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from llmbrain_utils import config, fbn, fmri, headlines, plotting, stages
+from llmbrain_utils import config, fmri, headlines, plotting, stages
 
 plotting.style()
 cfg = config.collect(globals())
@@ -53,30 +63,31 @@ where = stages.read_where(art)  # the brain mask, or the name of the cortical me
 mesh = where if isinstance(where, str) else None
 unit = "vertices" if mesh else "voxels"
 isc, isc_p = np.load(art.file("isc.npy")), np.load(art.file("isc_p.npy"))
-keep = fmri.isc_mask(isc_p, cfg["alpha"])
+keep = fmri.isc_mask(isc_p, cfg.alpha)
 truth = art.info.get("truth")
-"""),
-("code", """
+
+# %%
+# NBVAL_CHECK_OUTPUT
 S, T, V = bold.shape
-grid = f"{mesh} cortex" if mesh else f"{cfg['resolution_mm']:g} mm grid"
+grid = f"{mesh} cortex" if mesh else f"{cfg.resolution_mm:g} mm grid"
 print(f"subjects: {S}, TRs: {T}, {unit}: {V} ({grid})")
 print(f"ISC (leave-one-out r): median {np.median(isc):.3f}, max {isc.max():.2f}")
-print(f"{unit} with significant ISC (FDR {cfg['alpha']}): {keep.sum()} ({keep.mean():.1%})")
-""", ["check"]),
-("code", """
-hl = headlines.Recorder("03_fmri_data", cfg)  # recorded too: these do not move with the kernel
-for name, value in headlines.fmri_figures(art, cfg["alpha"]).items():
-    hl.add(name, value, digits=4)
-"""),
-("md", """
-## What is loaded
+print(f"{unit} with significant ISC (FDR {cfg.alpha}): {keep.sum()} ({keep.mean():.1%})")
 
-The files the loader read, in the data set's layout: one cleaned volume per subject (AFNI's
-confound regression of fMRIPrep's output, MNI152NLin2009cAsym, unsmoothed), cut to the
-story's TRs, resampled onto the analysis grid, inside the brain mask, z-scored per voxel; and,
-for tSNR, the same subjects' volumes before confound regression (fMRIPrep's `desc-preproc`).
-"""),
-("code", """
+# %%
+hl = headlines.Recorder("03_fmri_data", cfg)  # recorded too: these do not move with the kernel
+for name, value in headlines.fmri_figures(art, cfg.alpha).items():
+    hl.add(name, value, digits=4)
+
+# %% [markdown]
+# ## What is loaded
+#
+# The files the loader read, in the data set's layout: one cleaned volume per subject (AFNI's
+# confound regression of fMRIPrep's output, MNI152NLin2009cAsym, unsmoothed), cut to the
+# story's TRs, resampled onto the analysis grid, inside the brain mask, z-scored per voxel; and,
+# for tSNR, the same subjects' volumes before confound regression (fMRIPrep's `desc-preproc`).
+
+# %%
 from llmbrain_utils import fetch
 
 kinds = fetch.load_manifest()["kinds"]
@@ -90,9 +101,9 @@ else:
     print(f"source: Narratives (ds002345) under {root}")
     window = (f"TRs {w['onset_tr']}-{w['onset_tr'] + T - 1} of the scan (the audio starts at "
               f"{w['audio_onset_s']:g} s; the story itself at TR {w['story_onset_tr']})")
-subs = pd.read_csv(art.file("subjects.tsv"), sep="\t", dtype=str)["subject"].tolist()
+subs = pd.read_csv(art.file("subjects.tsv"), sep="	", dtype=str)["subject"].tolist()
 print("subjects:", ", ".join(subs))
-task = cfg["story"] if truth is not None else fetch.story_info(cfg["story"])["task"]
+task = cfg.story if truth is not None else fetch.story_info(cfg.story)["task"]
 for kind in ("clean", "preproc") if not mesh else ("fsaverage6",):
     path = Path(kinds[kind]["path"].format(sub=subs[0], task=task, run="", hemi="L"))
     if mesh and truth is not None:  # the twin on its mesh, named as Narratives' fsaverage6 files
@@ -105,27 +116,32 @@ print("window:", window)
 if mesh:
     print(f"mesh: {mesh} (hemi-L and hemi-R), {V} cortex vertices (the medial wall left out)")
 else:
-    print(f"grid: {cfg['resolution_mm']:g} mm, shape {where.shape}, {V} brain voxels (nilearn's MNI152 mask)")
-"""),
-("md", "## Inter-subject correlation: the ceiling of any model"),
-("code", """
+    print(f"grid: {cfg.resolution_mm:g} mm, shape {where.shape}, {V} brain voxels (nilearn's MNI152 mask)")
+
+# %% [markdown]
+# ## Inter-subject correlation: the ceiling of any model
+
+# %%
 plotting.overview(np.where(keep, isc, 0), where, cmap="hot", symmetric=False, label="ISC (r)")
 plt.show()
-"""),
-("caption", """Inter-subject correlation (leave-one-out r) in the voxels whose ISC passes the circular-shift
-null at FDR 0.05; the colour scale is r."""),
-("md", """
-## Temporal signal-to-noise
 
-tSNR is each voxel's mean over its standard deviation across the story's TRs, from the volumes
-*before* confound regression (the cleaned volumes are regression residuals with mean ~0, whose
-tSNR means nothing). Preprocessed 3 T Narratives scans reach ~50-150 in cortex, less in
-ventral temporal and orbitofrontal cortex (susceptibility) and in the centre of the head. The
-synthetic twin writes such volumes on a stated baseline (`fmri.epi_baseline`: intensity from
-the MNI grey-matter map, tSNR rising towards the cortex, falling below z = -10 mm); for real
-data, fetch them with `--kind preproc`.
-"""),
-("code", """
+# %% [markdown]
+# **Figure 4.1.** Inter-subject correlation (leave-one-out r) in the voxels whose ISC passes the circular-shift
+# null at FDR 0.05; the colour scale is r.
+
+# %% [markdown]
+# ## Temporal signal-to-noise
+#
+# tSNR is each voxel's mean over its standard deviation across the story's TRs, from the volumes
+# *before* confound regression (the cleaned volumes are regression residuals with mean ~0, whose
+# tSNR means nothing). Preprocessed 3 T Narratives scans reach ~50-150 in cortex, less in
+# ventral temporal and orbitofrontal cortex (susceptibility) and in the centre of the head. The
+# synthetic twin writes such volumes on a stated baseline (`fmri.epi_baseline`: intensity from
+# the MNI grey-matter map, tSNR rising towards the cortex, falling below z = -10 mm); for real
+# data, fetch them with `--kind preproc`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
 tsnr_info = art.info.get("tsnr") or {}
 if tsnr_info.get("kind"):
     tsnr = np.load(art.file("tsnr.npy"))  # S x V
@@ -136,8 +152,8 @@ if tsnr_info.get("kind"):
 else:
     tsnr = None
     print("no tSNR:", tsnr_info.get("reason", "not computed"))
-""", ["check"]),
-("code", """
+
+# %%
 if tsnr is not None:
     from nilearn import plotting as nplot
 
@@ -156,18 +172,24 @@ if tsnr is not None:
     ax_h.set(xlabel="tSNR", ylabel="voxels", title="Distribution (grey: each subject)")
     ax_h.legend(fontsize=9)
     plt.show()
-"""),
-("caption", """Temporal signal-to-noise of the volumes before confound regression: the mean over subjects on
-five axial slices (top), and its distribution per subject (grey) and for the mean (blue)."""),
-("md", "## A carpet plot\n\nOne subject's voxels (rows, grouped by network) over time."),
-("code", """
-atlas = stages.load_atlas_on(cfg["plant_atlas"], art)
+
+# %% [markdown]
+# **Figure 4.2.** Temporal signal-to-noise of the volumes before confound regression: the mean over subjects on
+# five axial slices (top), and its distribution per subject (grey) and for the mean (blue).
+
+# %% [markdown]
+# ## A carpet plot
+#
+# One subject's voxels (rows, grouped by network) over time.
+
+# %%
+atlas = stages.load_atlas_on(cfg.plant_atlas, art)
 labels = np.zeros(V, int)
 for i, m in enumerate(atlas.masks):
     labels[m] = i + 1
 img, lab = fmri.carpet_array(bold[0], labels, max_voxels=1500)
 fig, ax = plt.subplots(figsize=(6.8, 4.2))
-im = ax.imshow(img, aspect="auto", cmap="gray", vmin=-2.5, vmax=2.5, extent=[0, T * cfg["tr_s"], len(lab), 0])
+im = ax.imshow(img, aspect="auto", cmap="gray", vmin=-2.5, vmax=2.5, extent=[0, T * cfg.tr_s, len(lab), 0])
 ax.set(xlabel="time (s)", ylabel=f"{unit} by network", title="Carpet plot, subject 001")
 fig.colorbar(im, ax=ax, label="BOLD (z)", orientation="horizontal", fraction=0.05, pad=0.16, aspect=40)
 bounds = np.flatnonzero(np.diff(lab)) + 1
@@ -181,18 +203,21 @@ names = [atlas.network_names[lab[a] - 1] if lab[a] > 0 else "(none)"
          for a, b in zip(edges[:-1], edges[1:]) if b - a >= 0.035 * len(lab)]
 ax2.set_yticks(mids, names, fontsize=9)
 plt.show()
-"""),
-("caption", """A carpet plot: one subject's voxels (rows, grouped by network, names at the right) over the
-story's TRs, z-scored."""),
-("md", """
-## The planted truth (synthetic twin only)
 
-Which networks carry which story property, with which sign; and the calibration: the
-correlation of single voxels with their planted signal. Published single-subject encoding and
-ISC values in auditory and language cortex peak around r = 0.3-0.45, with most voxels near 0;
-the default signal-to-noise is set to land there.
-"""),
-("code", """
+# %% [markdown]
+# **Figure 4.3.** A carpet plot: one subject's voxels (rows, grouped by network, names at the right) over the
+# story's TRs, z-scored.
+
+# %% [markdown]
+# ## The planted truth (synthetic twin only)
+#
+# Which networks carry which story property, with which sign; and the calibration: the
+# correlation of single voxels with their planted signal. Published single-subject encoding and
+# ISC values in auditory and language cortex peak around r = 0.3-0.45, with most voxels near 0;
+# the default signal-to-noise is set to land there.
+
+# %%
+# NBVAL_CHECK_OUTPUT
 if truth is not None:
     plant = pd.DataFrame(truth["plant"])[["network", "source", "sign", "weight", "n_voxels"]]
     print(plant.to_string(index=False))
@@ -201,8 +226,8 @@ if truth is not None:
     print(f"    {np.round(truth['expected_peak_r'], 2).tolist()}")
 else:
     print("real data: no planted truth")
-""", ["check"]),
-("code", """
+
+# %%
 if truth is not None:
     lab_v = stages.planting_labels(cfg, art)  # the atlas (ideal twin) or the atlas deformed (realistic)
     live = fmri.live_plants(truth)
@@ -213,15 +238,17 @@ if truth is not None:
                         colors=plt.cm.tab10(np.arange(len(live))),
                         title="Where the twin's signals are planted (network: story property, sign)")
     plt.show()
-"""),
-("caption", """The synthetic twin's planted networks on five axial slices (on a mesh: the inflated cortex), coloured by network; the legend
-names the story property that drives each one and its sign. (No figure for real data.)"""),
-("code", """
+
+# %% [markdown]
+# **Figure 4.4.** The synthetic twin's planted networks on five axial slices (on a mesh: the inflated cortex), coloured by network; the legend
+# names the story property that drives each one and its sign. (No figure for real data.)
+
+# %%
 if truth is not None:
-    src = pd.read_csv(art.path / "dataset" / "truth_sources.tsv", sep="\\t")
+    src = pd.read_csv(art.path / "dataset" / "truth_sources.tsv", sep="\t")
     names = list(dict.fromkeys(p["source"] for p in truth["plant"]))
     fig, axes = plt.subplots(2, 1, figsize=(7.2, 7.4), gridspec_kw={"height_ratios": [1, 1.3]})
-    plotting.time_courses(axes[0], src[names].to_numpy(), tr_s=cfg["tr_s"], labels=names)
+    plotting.time_courses(axes[0], src[names].to_numpy(), tr_s=cfg.tr_s, labels=names)
     axes[0].set_title("Planted sources (HRF-convolved story properties)")
     groups = {n: isc[atlas.masks[atlas.index(n)]] for n in atlas.network_names}
     planted = {p["network"] for p in truth["plant"]}
@@ -233,10 +260,13 @@ if truth is not None:
     fig.tight_layout()
     ins = np.concatenate([groups[n] for n in planted]); out = np.concatenate([groups[n] for n in groups if n not in planted])
     print(f"median ISC in planted networks {np.median(ins):.3f}, in unplanted networks {np.median(out):.3f}")
-"""),
-("caption", """The planted sources, story properties convolved with the HRF (top), and the ISC of every
-network's voxels (bottom; * planted)."""),
-("code", """
+
+# %% [markdown]
+# **Figure 4.5.** The planted sources, story properties convolved with the HRF (top), and the ISC of every
+# network's voxels (bottom; * planted).
+
+# %%
+# NBVAL_CHECK_OUTPUT
 if truth is not None:
     # single-subject calibration: r of each planted network's peak voxel with its source
     rows = []
@@ -245,16 +275,25 @@ if truth is not None:
         rs = [np.corrcoef(bold[s][:, v], p["sign"] * src[p["source"]].to_numpy())[0, 1] for s in range(S)]
         rows.append({"network": p["network"], "source": p["source"], "median r": np.median(rs), "max r": np.max(rs)})
     print(pd.DataFrame(rows).round(2).to_string(index=False))
-""", ["check"]),
-("code", "hl.glue_all()  # every headline figure, for the book's pages", ["remove"]),
-("answer", """
+
+# %% tags=["remove-cell"]
+hl.glue_all()  # every headline figure, for the book's pages
+
+# %% tags=["remove-cell"]
+from myst_nb import glue
+
 answer = (f"The {S} listeners share a response to the story in {keep.sum()} of {V} {unit} (ISC above "
-          f"its circular-shift null, FDR {cfg['alpha']}); the leave-one-out ISC has a median of "
+          f"its circular-shift null, FDR {cfg.alpha}); the leave-one-out ISC has a median of "
           f"{np.median(isc):.3f} and reaches {isc.max():.2f}, the ceiling of any model's prediction of one listener.")
 if truth is not None:
     answer += (f" In the twin's planted networks the median ISC is {np.median(ins):.3f}, in the others "
                f"{np.median(out):.3f}: the shared response is where the signals were planted.")
 if tsnr is not None:
     answer += f" The volumes' median tSNR is {np.median(t_mean):.0f}."
-"""),
-])
+glue("answer", answer, display=False)
+print(answer)
+
+# %% [markdown]
+# ## Answer
+#
+# {glue:text}`answer:s`
