@@ -932,6 +932,176 @@ def evaluate(X: Any, D: np.ndarray, A: Any, lam: float, *, normalize: bool = Tru
             "n_kept": int(kept.size)}
 
 
+# --------------------------------------------------------------------------- sklearn estimator
+def _encode_columns(X: Any, D: np.ndarray, lam: float, *, solver: str, seed: int,
+                    device: str | None, normalize: bool, n_threads: int | None,
+                    chunk_mb: float, progress: bool = False) -> sp.csc_matrix:
+    """Loadings (k x N, units of ``X``) of the columns of ``X`` (T x N) on fixed atoms ``D``.
+
+    The final step of :func:`learn_dictionary` on new columns: the same scaling
+    (``normalize``), the same lasso (``solver``'s encoder, by chunks of columns) and the same
+    dead-column rule (a constant column gets all-zero loadings). Unlike a fit it needs no
+    minimum number of usable columns. The atoms are used as given, in their order and sign.
+    """
+    _check_X(X)
+    T, N = X.shape
+    D = np.asarray(D, dtype=np.float32)
+    k = D.shape[1]
+    if np.all(np.ptp(np.asarray(X), axis=0) == 0):  # nothing to encode (and _scan wants >= 1)
+        return sp.csc_matrix((k, N), dtype=np.float32)
+    scan = _scan(X, 1, lam, None, normalize, chunk_mb)
+    data = _Columns(X, np.flatnonzero(~scan.excluded), scan.scale)
+    if solver == "torch":
+        device = resolve_device(device)
+    enc, _ = _encoder(D, lam, solver, seed, device, n_threads)
+    ctx = _torch_context(device, n_threads) if solver == "torch" else contextlib.nullcontext()
+    with ctx:
+        A, _, _ = _encode_all(data, N, D, lam, enc, _chunk_cols(T, k, chunk_mb), progress)
+    return sp.csc_matrix(A @ sp.diags(scan.scale.astype(np.float32)))
+
+
+def _sparse_dictionary_class() -> type:
+    """Build :class:`SparseDictionary` (on first access: importing scikit-learn takes seconds,
+    and this module does not import it otherwise)."""
+    from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+    from sklearn.utils.validation import check_is_fitted, validate_data
+
+    class SparseDictionary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+        """scikit-learn estimator around :func:`learn_dictionary` (stage 3).
+
+        ``fit`` calls :func:`learn_dictionary` itself, so a fitted estimator holds exactly the
+        function's result (``result_``) for the same arguments; ``transform`` codes new
+        signals on the learned atoms with the function's own final lasso.
+
+        Data layout: scikit-learn's ``(n_samples, n_features)``, as in
+        :class:`sklearn.decomposition.MiniBatchDictionaryLearning`: **one row per AN (a
+        sample), one column per TR (a feature, time)**, i.e. the *transpose* of
+        :func:`learn_dictionary`'s ``X`` (T x N). With the stage's matrix ``X`` (T x N)::
+
+            est = SparseDictionary(k=64, lam=0.1).fit(X.T)
+            est.atoms_       # == learn_dictionary(X, 64, 0.1).D   (T x k)
+            est.codes_.T     # == learn_dictionary(X, 64, 0.1).A   (k x N, sparse)
+
+        Parameters
+        ----------
+        k, lam, solver, seed, n_iter, batch_size, device, normalize, n_threads, chunk_mb, progress
+            Those of :func:`learn_dictionary`, same names, same defaults, validated when
+            ``fit`` runs (``__init__`` only stores them). ``transform`` uses ``lam``,
+            ``solver``, ``seed``, ``device``, ``normalize``, ``n_threads``, ``chunk_mb``.
+
+        Attributes
+        ----------
+        result_ : DictionaryResult
+            What :func:`learn_dictionary` returned (``an_table`` included when ``fit`` got
+            one): use it for :func:`atom_subgroups`, :meth:`DictionaryResult.save`, ...
+        atoms_ : ndarray, shape (n_features, k) = (T, k), float32
+            The atoms as time courses (``result_.D``: unit norm, canonical sign and order).
+        components_ : ndarray, shape (k, n_features) = (k, T), float32
+            ``atoms_.T`` (scikit-learn's orientation: one atom per row).
+        codes_ : scipy.sparse.csr_matrix, shape (n_samples, k) = (N, k), float32
+            Every training AN's loadings, in the units of ``X`` (``result_.A.T``); all-zero
+            rows for constant (excluded) ANs. ``fit_transform`` returns it as a dense array.
+        r2_ : float
+            Pooled dictionary R2 (``result_.r2_overall``).
+        r2_per_an_ : ndarray, shape (n_samples,)
+            Per-AN R2, NaN for excluded ANs (``result_.r2_per_an``).
+        objective_, sparsity_ : float
+            ``result_.objective``, ``result_.sparsity``.
+        excluded_ : ndarray of bool, shape (n_samples,)
+            Constant ANs left out of learning (``result_.excluded``).
+        n_features_in_ : int
+            T, the TRs per signal.
+        feature_names_in_ : ndarray of str
+            Column names, when ``X`` was a DataFrame with string column names.
+        """
+
+        def __init__(self, k: int = DEFAULT_K, lam: float = DEFAULT_LAM, *,
+                     solver: str = "spams", seed: int = 0, n_iter: int = DEFAULT_N_ITER,
+                     batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = "auto",
+                     normalize: bool = True, n_threads: int | None = None,
+                     chunk_mb: float = DEFAULT_CHUNK_MB, progress: bool = False):
+            self.k = k
+            self.lam = lam
+            self.solver = solver
+            self.seed = seed
+            self.n_iter = n_iter
+            self.batch_size = batch_size
+            self.device = device
+            self.normalize = normalize
+            self.n_threads = n_threads
+            self.chunk_mb = chunk_mb
+            self.progress = progress
+
+        def fit(self, X, y=None, *, an_table: "pd.DataFrame | None" = None):
+            """Learn the dictionary of the rows of ``X`` (N ANs x T TRs) by
+            :func:`learn_dictionary`; ``an_table`` (one row per AN, int columns ``layer``,
+            ``unit``) is passed on to it. ``y`` is ignored."""
+            _check_params(self.k, self.lam)  # k atoms need k ANs: checked with sklearn's words
+            X = validate_data(self, X, dtype="numeric", ensure_min_samples=int(self.k),
+                              ensure_min_features=2)
+            res = learn_dictionary(
+                X.T, self.k, self.lam, solver=self.solver, seed=self.seed,
+                n_iter=self.n_iter, batch_size=self.batch_size, device=self.device,
+                an_table=an_table, normalize=self.normalize, n_threads=self.n_threads,
+                chunk_mb=self.chunk_mb, progress=self.progress)
+            self.result_ = res
+            self.atoms_ = res.D
+            self.components_ = res.D.T
+            self.codes_ = res.A.T.tocsr()
+            self.r2_ = res.r2_overall
+            self.r2_per_an_ = res.r2_per_an
+            self.objective_ = res.objective
+            self.sparsity_ = res.sparsity
+            self.excluded_ = res.excluded
+            return self
+
+        def fit_transform(self, X, y=None, *, an_table: "pd.DataFrame | None" = None):
+            """``fit``, then the training ANs' loadings: ``codes_`` as a dense (N, k) float32
+            array (exactly the function's ``A.T``; ``transform`` of the same rows agrees up to
+            the lasso's tolerance)."""
+            return self.fit(X, y, an_table=an_table).codes_.toarray()
+
+        def transform(self, X):
+            """Loadings of the rows of ``X`` (n_signals x T, one signal per row, same T as in
+            ``fit``) on the learned atoms: dense (n_signals, k) float32, in the units of
+            ``X``; all-zero rows for constant signals. The same scaling (``normalize``) and
+            lasso (``solver``, ``lam``) as :func:`learn_dictionary`'s loadings."""
+            check_is_fitted(self)
+            X = validate_data(self, X, dtype="numeric", reset=False)
+            A = _encode_columns(X.T, self.atoms_, self.lam, solver=self.solver, seed=self.seed,
+                                device=self.device, normalize=self.normalize,
+                                n_threads=self.n_threads, chunk_mb=self.chunk_mb,
+                                progress=self.progress)
+            return A.T.toarray()
+
+        @property
+        def _n_features_out(self) -> int:
+            """Output columns (one per atom) for ``get_feature_names_out``."""
+            return self.components_.shape[0]
+
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            # the loadings are float32 whatever the input (the function computes in float32)
+            tags.transformer_tags.preserves_dtype = ["float32"]
+            return tags
+
+    SparseDictionary.__qualname__ = "SparseDictionary"  # pickle finds it as a module attribute
+    return SparseDictionary
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: SparseDictionary is built on first access (see _sparse_dictionary_class)
+    if name == "SparseDictionary":
+        cls = _sparse_dictionary_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "SparseDictionary"])
+
+
 def atom_correlations(D: np.ndarray) -> np.ndarray:
     """Pearson correlations between the atoms (columns of ``D``), shape (k, k)."""
     D = np.asarray(D, dtype=np.float64)

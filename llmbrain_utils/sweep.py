@@ -268,10 +268,10 @@ def plan(spec: Spec) -> Plan:
 
     nodes: dict[str, Node] = {}
 
-    def node(stage: str, cfg: dict) -> str:
-        deps = [node(up, {**cfg, **over}) for up, over in DEPS[stage]]
+    def node(stage: str, cfg: config.Params) -> str:
+        deps = [node(up, cfg.replace(**over) if over else cfg) for up, over in DEPS[stage]]
         ident = {"stage": stage, "params": {k: cfg[k] for k in _stage_params(stage)},
-                 "runs_dir": cfg["runs_dir"], "narratives_dir": cfg["narratives_dir"], "deps": deps}
+                 "runs_dir": cfg.runs_dir, "narratives_dir": cfg.narratives_dir, "deps": deps}
         nid = hash_params(ident)
         if nid not in nodes:
             nodes[nid] = Node(nid, stage, cfg, deps)
@@ -290,7 +290,7 @@ def plan(spec: Spec) -> Plan:
                                      f"{e.problem} (grid point {point}, stage {stage}, {spec.source})",
                                      expected=e.expected) from None
             if stage == "extraction":
-                model_names.add(cfg["model"])
+                model_names.add(cfg.model)
             ids[stage] = node(stage, cfg)
         out.point_nodes.append(ids)
     for name in sorted(model_names):
@@ -299,13 +299,13 @@ def plan(spec: Spec) -> Plan:
 
 
 # --------------------------------------------------------------------------- the tasks
-def run_stage_task(stage: str, cfg: dict, *upstream: dict) -> dict:
+def run_stage_task(stage: str, cfg: config.Params, *upstream: dict) -> dict:
     """Run one stage (on a worker); return its artifact's key, path, ``info`` and whether it
     was already in the store. ``upstream`` (the inputs' results) only orders the graph."""
     from .store import SIDECAR
 
     t0 = time.perf_counter()
-    stage_dir = Path(cfg["runs_dir"]) / stage
+    stage_dir = Path(cfg.runs_dir) / stage
     before = {p.name for p in stage_dir.iterdir() if (p / SIDECAR).is_file()} if stage_dir.is_dir() else set()
     art = _stage_function(stage)(cfg)
     return {"stage": stage, "key": art.key, "path": str(art.path), "info": art.info,

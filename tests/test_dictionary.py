@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from llmbrain_utils import dictionary as dl
 from llmbrain_utils.errors import InputError, ParameterError
@@ -376,3 +377,139 @@ def test_chance_levels_deterministic_and_seeded(small_planted):
 def test_chance_levels_bad_arguments(small_planted, kw, name):
     with pytest.raises(ParameterError, match=name):
         dl.chance_levels(small_planted, **{"k": 8, "lam": LAM, **kw})
+
+
+# --------------------------------------------------------------------------- sklearn estimator
+# SparseDictionary takes scikit-learn's layout: one row per AN, one column per TR (X.T).
+_EST_KW = dict(n_iter=30, batch_size=64, n_threads=1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def est_data():
+    X, _, _ = dl.planted_responses(60, 400, 6, nnz=2, noise=0.3, seed=5)
+    X[:, 7] = 0.5  # a dead AN: excluded by the function, zero codes in both
+    return X
+
+
+def _same_result(a, b):
+    """Two DictionaryResults equal bit for bit (timings aside)."""
+    np.testing.assert_array_equal(a.D, b.D)
+    assert a.D.dtype == b.D.dtype and a.A.dtype == b.A.dtype and a.A.shape == b.A.shape
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(a.A, name), getattr(b.A, name))
+    for name in ("r2_per_an", "sst_per_an", "excluded", "scale"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for name in ("lam", "k", "solver", "seed", "normalize", "objective", "r2_overall",
+                 "sparsity", "info"):
+        assert getattr(a, name) == getattr(b, name), name
+
+
+@pytest.mark.parametrize("solver", ["sklearn", "spams", "torch"])
+def test_estimator_is_the_function(est_data, solver):
+    X = est_data
+    ref = dl.learn_dictionary(X, 6, LAM, solver=solver, seed=2, **_EST_KW)
+    est = dl.SparseDictionary(6, LAM, solver=solver, seed=2, **_EST_KW)
+    assert est.fit(X.T) is est
+    _same_result(est.result_, ref)
+    assert est.atoms_ is est.result_.D and est.atoms_.shape == (60, 6)
+    np.testing.assert_array_equal(est.components_, ref.D.T)
+    assert sp.issparse(est.codes_) and est.codes_.shape == (400, 6)
+    assert (est.codes_ != ref.A.T).nnz == 0
+    assert est.r2_ == ref.r2_overall and est.objective_ == ref.objective
+    assert est.sparsity_ == ref.sparsity and est.n_features_in_ == 60
+    np.testing.assert_array_equal(est.r2_per_an_, ref.r2_per_an)
+    np.testing.assert_array_equal(est.excluded_, ref.excluded)
+    assert est.excluded_[7] and est.codes_[7].nnz == 0
+    # fit_transform is the function's loadings, dense; transform re-codes with the same lasso
+    codes = dl.SparseDictionary(6, LAM, solver=solver, seed=2, **_EST_KW).fit_transform(X.T)
+    assert codes.dtype == np.float32
+    np.testing.assert_array_equal(codes, ref.A.T.toarray())
+    again = est.transform(X.T)
+    assert again.shape == (400, 6) and again.dtype == np.float32
+    np.testing.assert_allclose(again, codes, atol=2e-3 * np.abs(codes).max())
+    assert not again[7].any()
+    # rows are coded independently: a subset gives the same rows (up to float rounding: SPAMS
+    # computes on the whole block)
+    np.testing.assert_allclose(est.transform(X.T[100:110]), again[100:110], rtol=1e-4,
+                               atol=1e-6 * np.abs(again).max())
+
+
+def test_estimator_fit_from_memmap_and_an_table(est_data, tmp_path):
+    X = est_data
+    mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float32,
+                                   shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    tab = an_table(4, 100)
+    kw = dict(solver="sklearn", seed=1, **_EST_KW)
+    est = dl.SparseDictionary(6, LAM, **kw).fit(
+        np.load(tmp_path / "X.npy", mmap_mode="r").T, an_table=tab)
+    _same_result(est.result_, dl.learn_dictionary(X, 6, LAM, **kw))
+    assert est.result_.an_table is tab
+    assert dl.atom_subgroups(est.result_).layer_counts.shape == (6, 4)
+    assert list(est.get_feature_names_out()) == [f"sparsedictionary{i}" for i in range(6)]
+
+
+def test_estimator_params_clone_and_validation(est_data):
+    import inspect
+
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    # the estimator's parameters are the function's (names and defaults), data aside
+    fn = inspect.signature(dl.learn_dictionary).parameters
+    est = dl.SparseDictionary()
+    assert est.get_params() == {n: p.default for n, p in fn.items()
+                                if n not in ("X", "an_table")}
+    assert est.set_params(k=3, solver="sklearn", n_iter=5) is est
+    assert (est.k, est.solver, est.n_iter) == (3, "sklearn", 5)
+    c = clone(est)
+    assert c is not est and c.get_params() == est.get_params()
+    est.fit(est_data.T)
+    c2 = clone(est)
+    assert not hasattr(c2, "components_") and hasattr(est, "components_")
+    with pytest.raises(NotFittedError):
+        c2.transform(est_data.T)
+    # __init__ stores anything; fit validates (the function's errors)
+    for kw, name in (({"k": 0}, "'k'"), ({"k": 61}, "exceed the 60 TRs"), ({"lam": -1}, "'lam'"),
+                     ({"solver": "lars"}, "'solver'"), ({"n_iter": 0}, "'n_iter'")):
+        bad = dl.SparseDictionary(**{"k": 3, "solver": "sklearn", "n_iter": 5, **kw})
+        assert bad.get_params()[next(iter(kw))] == next(iter(kw.values()))
+        with pytest.raises(ParameterError, match=name):
+            bad.fit(est_data.T)
+    with pytest.raises(ValueError, match="3 features, but SparseDictionary is expecting 60"):
+        est.transform(est_data.T[:, :3])
+
+
+def test_estimator_module_stays_light_and_pickles(est_data, tmp_path):
+    """Importing the module does not import scikit-learn (the class is built on first use),
+    and a fitted estimator unpickles in a fresh interpreter."""
+    import pickle
+    import subprocess
+    import sys
+
+    est = dl.SparseDictionary(4, LAM, solver="sklearn", n_iter=5).fit(est_data.T)
+    (tmp_path / "est.pkl").write_bytes(pickle.dumps(est))
+    np.save(tmp_path / "want.npy", est.transform(est_data.T[:20]))
+    np.save(tmp_path / "X.npy", est_data.T[:20])
+    code = (
+        "import sys, pickle, numpy as np, llmbrain_utils.dictionary as d\n"
+        "assert 'sklearn' not in sys.modules\n"
+        f"p = {str(tmp_path)!r}\n"
+        "est = pickle.loads(open(p + '/est.pkl', 'rb').read())\n"
+        "assert type(est) is d.SparseDictionary\n"
+        "np.testing.assert_array_equal(est.transform(np.load(p + '/X.npy')),"
+        " np.load(p + '/want.npy'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def _estimator_for_checks():
+    # k = 2 atoms: some checks fit on 2 features (TRs), and k <= T
+    return dl.SparseDictionary(k=2, lam=LAM, solver="sklearn", n_iter=5, batch_size=16)
+
+
+# Every check applies and passes: no expected_failed_checks.
+@parametrize_with_checks([_estimator_for_checks()])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
