@@ -43,6 +43,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -486,8 +487,9 @@ def run_variants(base: dict, variants: list[dict], *, until: str = "fbn", n_work
 
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
         raise ParameterError("n_workers", f"{n_workers!r}", expected="an integer >= 1")
-    if not isinstance(base, dict):
-        raise ParameterError("base", f"{type(base).__name__}", expected="the run's parameters (a dict)")
+    if not isinstance(base, Mapping):
+        raise ParameterError("base", f"{type(base).__name__}",
+                             expected="the run's parameters (config.Params or a dict)")
     spec = parse_spec({"common": dict(base), "points": variants, "until": until},
                       source="cross-model variants")
     runs_dir = Path(spec.sections["common"]["runs_dir"])

@@ -148,6 +148,73 @@ def test_contiguous_folds_bad_parameters(args, name):
         E.contiguous_folds(*args)
 
 
+@pytest.mark.parametrize("T, n_splits, trim", [(103, 5, 4), (30, 3, 0), (326, 5, 5), (12, 2, 1),
+                                               (7, 7, 0)])
+def test_contiguous_kfold_splits_like_contiguous_folds(T, n_splits, trim):
+    from sklearn.model_selection import BaseCrossValidator
+    cv = E.ContiguousKFold(n_splits=n_splits, trim=trim)
+    assert isinstance(cv, BaseCrossValidator)
+    assert cv.get_n_splits() == cv.get_n_splits(np.zeros((T, 2))) == n_splits
+    assert repr(cv) == f"ContiguousKFold(n_splits={n_splits}, trim={trim})"
+    ref = E.contiguous_folds(T, n_splits, trim)
+    for X in (np.zeros((T, 3)), [[0.0]] * T):  # an array (its shape) or a list (its length)
+        got = list(cv.split(X))
+        assert len(got) == len(ref)
+        for (tr, te), (rtr, rte) in zip(got, ref):
+            assert tr.dtype == rtr.dtype == np.intp
+            np.testing.assert_array_equal(tr, rtr)
+            np.testing.assert_array_equal(te, rte)
+
+
+def test_contiguous_kfold_bad_parameters():
+    with pytest.raises(ParameterError, match="n_splits"):
+        E.ContiguousKFold(n_splits=1)
+    with pytest.raises(ParameterError, match="n_splits"):
+        E.ContiguousKFold(n_splits=2.5)
+    with pytest.raises(ParameterError, match="trim"):
+        E.ContiguousKFold(trim=-1)
+    with pytest.raises(ParameterError, match="n_splits.*4 samples"):
+        list(E.ContiguousKFold(n_splits=5, trim=0).split(np.zeros((4, 1))))
+    with pytest.raises(ParameterError, match="trim"):
+        list(E.ContiguousKFold(n_splits=2, trim=10).split(np.zeros((10, 1))))
+
+
+def test_contiguous_kfold_in_cross_val_score(small):
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import cross_val_score
+    X, Y = small
+    y = Y[:, 3]
+    scores = cross_val_score(Ridge(alpha=1.0), X, y, cv=E.ContiguousKFold(4, trim=3),
+                             scoring="r2")
+    ref = [r2_score(y[te], Ridge(alpha=1.0).fit(X[tr], y[tr]).predict(X[te]))
+           for tr, te in E.contiguous_folds(X.shape[0], 4, 3)]
+    np.testing.assert_array_equal(scores, ref)
+
+
+def test_contiguous_kfold_in_himalaya_ridgecv(small):
+    from himalaya.ridge import RidgeCV
+    X, Y = small
+    T, trim = X.shape[0], 3
+    Xf, Yf = X.astype(np.float32), Y.astype(np.float32)
+    with E.cv._himalaya_backend("cpu"):
+        est = RidgeCV(alphas=E.DEFAULT_ALPHAS, cv=E.ContiguousKFold(3, trim)).fit(Xf, Yf)
+        ref = RidgeCV(alphas=E.DEFAULT_ALPHAS, cv=E.contiguous_folds(T, 3, trim)).fit(Xf, Yf)
+        np.testing.assert_array_equal(est.best_alphas_, ref.best_alphas_)
+        np.testing.assert_array_equal(est.predict(Xf), ref.predict(Xf))
+    # cv_scores keeps its own inner folds: over an outer fold's training TRs they equal
+    # ContiguousKFold over the positions when those TRs are contiguous (first and last fold),
+    # but not when an inner block ends at the jump over the outer test block
+    def same(train, n_inner, t):
+        inner = E._inner_splits(train, n_inner, t)
+        ckf = list(E.ContiguousKFold(n_inner, t).split(train))
+        return all(np.array_equal(a, c) and np.array_equal(b, d)
+                   for (a, b), (c, d) in zip(inner, ckf))
+    folds = E.contiguous_folds(30, 3, 1)
+    assert same(folds[0][0], 2, 1) and same(folds[2][0], 2, 1)
+    assert not same(folds[1][0], 2, 1)  # TRs 0-8 | 21-29: inner block 0-8 ends at the jump
+
+
 # ------------------------------------------------------------------ cross-validation
 
 

@@ -66,6 +66,12 @@ def test_wheel_installs_and_runs(tmp_path):
                         "-q", "-w", str(wheels), str(src)], cwd=tmp_path, **run)
     assert r.returncode == 0, r.stderr[-3000:]
     wheel = next(wheels.glob("llmbrain_utils-*.whl"))
+    # every module of the package and of its subpackages is in the wheel
+    import zipfile
+
+    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "llmbrain_utils").rglob("*.py")}
+    missing = sources - set(zipfile.ZipFile(wheel).namelist())
+    assert not missing, f"modules left out of the wheel (pyproject's packages): {sorted(missing)}"
     # a fresh venv that sees the project's packages: --system-site-packages gives the base
     # interpreter's, so a path file adds the project venv's site-packages after the new one's
     venv = tmp_path / "venv"
