@@ -940,26 +940,17 @@ def baseline(cfg: dict) -> Artifact:
 def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_seeds: int = 3,
                  statistics=("dice", "r"), subject_counts=(12, 16),
                  levels=(0.001, 0.005, 0.01, 0.05, 0.1)) -> Artifact:
-    """Measured recovery of the whole encoding + mapping chain on planted atom couplings.
+    """Measured recovery of the whole encoding + mapping chain on planted atom couplings
+    (:func:`fbn.mapping_recovery`, which documents the measurement).
 
     Synthetic twins (same story, grid, noise model and subjects as the default data) in which
     one of the model's own atoms drives each of the ``n_planted`` largest networks of the
-    mapping atlas (atom i -> the i-th largest network, signs alternating; at most all networks
-    but one, so at least the smallest network carries no signal and the false-positive rate on
-    an unplanted network is measured too). The data are encoded with all k atoms and mapped
-    exactly as the real chain does, once per overlap statistic (``statistics``, see
-    :func:`fbn.couple_atoms`; the same rotations for all). Precision, recall, false discovery
-    proportion and false-positive rate of the recovered (atom, network, sign) couplings:
-
-    * at the default data's SNR (``cfg["snr"]`` or fmri.DEFAULT_SNR) on ``n_seeds`` twins
-      (noise and spatial profiles drawn with seeds ``seed + 1 ... seed + n_seeds``);
-    * against SNR (``snrs``) on the first of those twins;
-    * against the number of subjects (``subject_counts``, besides ``cfg["n_subjects"]``) at the
-      default SNR on the first twin's seed.
-
-    The calibration of the null: the atoms that drive no network carry no signal anywhere, so
-    every test of theirs is a true null; the share of their p values at or below each of
-    ``levels``, against the level itself, says whether the p values are valid (share <= level).
+    mapping atlas, encoded with all k atoms and mapped exactly as the real chain does, once per
+    overlap statistic (``statistics``): at the default data's SNR (``cfg["snr"]`` or
+    fmri.DEFAULT_SNR) on ``n_seeds`` twins (seeds ``seed + 1 ... seed + n_seeds``), against SNR
+    (``snrs``) on the first of them, and against the number of subjects (``subject_counts``,
+    besides ``cfg["n_subjects"]``). The unplanted atoms' p values at each of ``levels`` give
+    the calibration of the null.
 
     Files: ``recovery.tsv`` (one row per twin seed, SNR, number of subjects and statistic),
     ``calibration.tsv`` (statistic, n_subjects, level, n_tests, share, ratio = share / level;
@@ -973,156 +964,72 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
 
     import numpy as np
 
-    from . import encoding as enc, fbn, fmri
-    from .errors import ParameterError
+    from . import fbn, fmri
 
     cfg = config.validate(cfg)
-    for name, v in (("n_planted", n_planted), ("n_seeds", n_seeds)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ParameterError(name, f"{v!r}", expected="an integer >= 1")
-    statistics = list(statistics)
-    if not statistics or any(s not in fbn.STATISTICS for s in statistics):
-        raise ParameterError("statistics", f"{statistics!r}",
-                             expected=f"a non-empty list of {list(fbn.STATISTICS)}")
-    try:
-        snr_list = [float(v) for v in snrs]
-    except (TypeError, ValueError):
-        snr_list = []
-    counts = list(subject_counts)
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in counts):
-        raise ParameterError("subject_counts", f"{subject_counts!r}",
-                             expected="a list of integers >= 2, e.g. (12, 16)")
-    try:
-        level_list = sorted({float(v) for v in levels})
-    except (TypeError, ValueError):
-        level_list = []
-    if not level_list or not all(0 < v < 1 for v in level_list):
-        raise ParameterError("levels", f"{levels!r}", expected="numbers in (0, 1), e.g. (0.01, 0.05)")
-    if not snr_list or not all(0 < v < float("inf") for v in snr_list):
-        raise ParameterError("snrs", f"{snrs!r}",
-                             expected="a non-empty list of positive numbers, e.g. (0.2, 0.36, 0.6)")
-    default_snr = float(cfg["snr"] if cfg["snr"] is not None else fmri.DEFAULT_SNR)
-    snrs = sorted(set(snr_list) | {default_snr})
-    n_sub0 = cfg["n_subjects"]
-    counts = sorted(set(counts) - {n_sub0})
+    design = fbn.recovery_design(
+        snrs=snrs, default_snr=float(cfg["snr"] if cfg["snr"] is not None else fmri.DEFAULT_SNR),
+        n_subjects=cfg["n_subjects"], subject_counts=subject_counts, n_planted=n_planted,
+        n_seeds=n_seeds, statistics=statistics, levels=levels)
     dic, stim = dictionary(cfg), stimulus({**cfg, "shuffle_words": False})
     params = dict(_pick(cfg, ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha",
                               "seed", "n_subjects", "resolution_mm", "tr_s", "snr", "twin",
-                              "space")), snrs=snrs, n_planted=n_planted,
-                  n_seeds=n_seeds, statistics=statistics, subject_counts=counts, levels=level_list)
+                              "space")), snrs=design["snrs"], n_planted=n_planted,
+                  n_seeds=n_seeds, statistics=design["statistics"],
+                  subject_counts=design["subject_counts"], levels=design["levels"])
 
     def build(out: Path) -> dict:
         from . import surface
 
-        D = np.load(dic.file("D.npy"))
         mesh = None if cfg["space"] == "volume" else cfg["space"]
         if mesh:
             atlas = surface.load_surface_atlas(cfg["atlas"], mesh)
+            twin_kw, twin_info = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
+
+            def twin(timecourses, plant, *, seed, snr, n_subjects):
+                # in memory, z-scored per vertex by load_dataset's own function
+                bold = surface.surface_twin(
+                    timecourses, twin_kw.get("planting_labels", atlas), plant,
+                    network_names=atlas.network_names, n_subjects=n_subjects, snr=snr,
+                    seed=seed, mesh=mesh, jitter_mm=twin_kw.get("jitter_mm", 0.0),
+                    tr_s=cfg["tr_s"]).data
+                return np.stack([fmri._standardize(b, f"recovery twin {seed}, subject {i + 1}",
+                                                   detrend=False, zscore=True)[0]
+                                 for i, b in enumerate(bold)])
         else:
             mask = fmri.brain_mask(cfg["resolution_mm"])
             atlas = fbn.load_atlas(cfg["atlas"], mask)
-        sizes = atlas.sizes()
-        order = sorted((n for n in sizes if sizes[n] > 0), key=lambda n: -sizes[n])
-        n_pl = min(n_planted, D.shape[1], max(1, len(order) - 1))
-        nets = order[:n_pl]
-        atoms = list(range(n_pl))
-        signs = [1 if i % 2 == 0 else -1 for i in atoms]
-        plant = [{"network": nets[i], "source": f"timecourse:{i}", "sign": signs[i], "weight": 1.0}
-                 for i in atoms]
-        truth = [(a, nets[a], "active" if signs[a] > 0 else "deactive") for a in atoms]
-        unplanted = [n for n in atlas.network_names if n not in set(nets)]
-        # variance inflation factor of each atom among all k: 1 / (1 - R2 on the other atoms)
-        vif = np.diag(np.linalg.inv(np.corrcoef(D, rowvar=False)))
-        perms = (atlas.spin_permutations(cfg["fbn_perm"], cfg["seed"])
-                 if cfg["fbn_null"] == "spin" else None)
-        if mesh:
-            twin_kw, twin_info = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
-        else:
             twin_kw, twin_info = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
                                                    cfg["resolution_mm"], cfg["seed"])
-        seeds = [cfg["seed"] + 1 + i for i in range(n_seeds)]
-        runs = ([(seeds[0], s, n_sub0) for s in snrs] + [(sd, default_snr, n_sub0) for sd in seeds[1:]]
-                + [(seeds[0], default_snr, n) for n in counts])
-        rows, tables, found, null_p = [], [], {}, []
-        for twin_seed, snr, n_sub in bar(runs, "recovery twins", unit="twin"):
-            if mesh:  # in memory, z-scored per vertex by load_dataset's own function
-                bold = surface.surface_twin(
-                    D[:, atoms], twin_kw.get("planting_labels", atlas), plant,
-                    network_names=atlas.network_names, n_subjects=n_sub, snr=snr,
-                    seed=twin_seed, mesh=mesh, jitter_mm=twin_kw.get("jitter_mm", 0.0),
-                    tr_s=cfg["tr_s"]).data
-                bold = np.stack([fmri._standardize(b, f"recovery twin {twin_seed}, subject {i + 1}",
-                                                   detrend=False, zscore=True)[0]
-                                 for i, b in enumerate(bold)])
-            else:
+
+            def twin(timecourses, plant, *, seed, snr, n_subjects):
                 tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
                 try:
                     root = fmri.make_synthetic_dataset(
                         tmp / "ds", task=cfg["story"], words=read_words(stim),
                         n_trs=stim.info["n_trs"], mask_img=mask, atlas_img=atlas.label_img,
-                        network_names=atlas.network_names, n_subjects=n_sub, plant=plant,
-                        timecourses=D[:, atoms], snr=snr, seed=twin_seed, tr_s=cfg["tr_s"],
+                        network_names=atlas.network_names, n_subjects=n_subjects, plant=plant,
+                        timecourses=timecourses, snr=snr, seed=seed, tr_s=cfg["tr_s"],
                         preproc=False, **twin_kw)
                     bold, _ = fmri.load_dataset(root, cfg["story"],
-                                                [f"{i:03d}" for i in range(1, n_sub + 1)],
+                                                [f"{i:03d}" for i in range(1, n_subjects + 1)],
                                                 mask, n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"])
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
-            group_t = enc.group_maps(enc.encode_subjects(D, bold, cv_model=None).beta).t
-            del bold
-            surrogates = (fbn.SurrogateNull(atlas, group_t, cfg["fbn_perm"], cfg["seed"])
-                          if cfg["fbn_null"] == "surrogate" else None)
-            for stat in statistics:
-                table = fbn.couple_atoms(group_t, atlas, threshold=cfg["threshold"],
-                                         n_perm=cfg["fbn_perm"], alpha=cfg["alpha"],
-                                         seed=cfg["seed"], perms=perms, statistic=stat,
-                                         null=cfg["fbn_null"], tail=cfg["fbn_tail"],
-                                         surrogates=surrogates)
-                rec = fbn.recovery(table, truth)
-                on_unpl = table.network.isin(unplanted)
-                n_coupled = int(table.coupled.sum())
-                rows.append({"twin_seed": twin_seed, "snr": snr, "n_subjects": n_sub,
-                             "statistic": stat,
-                             **{k: rec[k] for k in ("precision", "recall", "fpr")},
-                             "fdp": rec["fp"] / n_coupled if n_coupled else 0.0,
-                             "fpr_unplanted_networks": float(table.coupled[on_unpl].mean())
-                             if on_unpl.any() else float("nan"),
-                             **{k: rec[k] for k in ("tp", "fp", "fn")}})
-                tables.append(table.assign(twin_seed=twin_seed, snr=snr, n_subjects=n_sub,
-                                           statistic=stat))
-                if snr == default_snr:
-                    null_p.append((stat, n_sub, table.p[table.atom >= n_pl].to_numpy()))
-                if snr == default_snr and n_sub == n_sub0:
-                    hit = table.set_index(["atom", "network", "sign"])["coupled"]
-                    found[(stat, twin_seed)] = [bool(hit.loc[t]) for t in truth]
-        recovery = pd.DataFrame(rows)
-        recovery.to_csv(out / "recovery.tsv", sep="\t", index=False)
-        cal = []
-        for (stat, n_sub), group in pd.DataFrame(null_p, columns=["s", "n", "p"]).groupby(["s", "n"]):
-            p = np.concatenate(group.p.tolist())
-            for level in level_list:
-                share = float((p <= level).mean())
-                cal.append({"statistic": stat, "n_subjects": int(n_sub), "level": level,
-                            "n_tests": int(p.size), "n_twins": int(len(group)), "share": share,
-                            "ratio": share / level})
-        calibration = pd.DataFrame(cal)
-        calibration.to_csv(out / "calibration.tsv", sep="\t", index=False)
-        pd.concat(tables).to_csv(out / "couplings.tsv", sep="\t", index=False)
-        planted = pd.DataFrame(truth, columns=["atom", "network", "sign"])
-        planted["n_voxels"] = [sizes[n] for n in nets]
-        planted["vif"] = vif[atoms].round(1)
-        for (stat, sd), hits in found.items():
-            planted[f"{stat}_seed{sd}"] = hits
-        planted.to_csv(out / "planted.tsv", sep="\t", index=False)
-        planted[["atom", "network", "sign"]].to_csv(out / "truth.tsv", sep="\t", index=False)
-        at_default = recovery[(recovery.snr == default_snr) & (recovery.n_subjects == n_sub0)]
-        summary = {stat: {k: float(g[k].mean()) for k in ("precision", "recall", "fdp", "fpr")}
-                   for stat, g in at_default.groupby("statistic")}
-        at_05 = calibration[(calibration.level == 0.05) & (calibration.n_subjects == n_sub0)]
-        return {"truth": truth, "default_snr": default_snr, "twin_seeds": seeds, "twin": twin_info,
-                "n_subjects": n_sub0, "subject_counts": [n_sub0, *counts],
-                "unplanted_networks": unplanted, "mean_at_default_snr": summary,
-                "null_share_at_0.05": {r.statistic: round(r.share, 4) for r in at_05.itertuples()}}
+                return bold
+
+        res = fbn.mapping_recovery(
+            np.load(dic.file("D.npy")), atlas, twin, **design, threshold=cfg["threshold"],
+            n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"], null=cfg["fbn_null"],
+            tail=cfg["fbn_tail"])
+        for name in ("recovery", "calibration", "couplings", "planted"):
+            getattr(res, name).to_csv(out / f"{name}.tsv", sep="\t", index=False)
+        res.planted[["atom", "network", "sign"]].to_csv(out / "truth.tsv", sep="\t", index=False)
+        return {"truth": res.truth, "default_snr": res.default_snr, "twin_seeds": res.twin_seeds,
+                "twin": twin_info, "n_subjects": res.n_subjects,
+                "subject_counts": res.subject_counts, "unplanted_networks": res.unplanted_networks,
+                "mean_at_default_snr": res.mean_at_default_snr,
+                "null_share_at_0.05": res.null_share_at_05}
 
     return _store(cfg).get_or_create("fbn_recovery", params, build, inputs=[dic, stim],
                                      packages=("llmbrain_utils", "numpy", "scipy", "nilearn"))
