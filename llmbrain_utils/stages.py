@@ -37,6 +37,7 @@ runner's chapters and the tests' stage lists are read from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -48,11 +49,11 @@ from .progress import bar, enabled as _progress
 from .store import Artifact, Store, sha256_file
 
 
-def _store(cfg: dict) -> Store:
-    return Store(cfg["runs_dir"])
+def _store(cfg: Mapping) -> Store:
+    return Store(config.validate(cfg).runs_dir)
 
 
-def _pick(cfg: dict, names: tuple[str, ...]) -> dict:
+def _pick(cfg: Mapping, names: tuple[str, ...]) -> dict:
     return {k: cfg[k] for k in names}
 
 
@@ -60,32 +61,32 @@ def _pick(cfg: dict, names: tuple[str, ...]) -> dict:
 STIMULUS_PARAMS = ("story", "narratives_dir", "tr_s", "shuffle_words", "seed")
 
 
-def stimulus(cfg: dict) -> Artifact:
+def stimulus(cfg: Mapping) -> Artifact:
     """Word table on the TR grid (``words.tsv``) and the TR table (``trs.tsv``)."""
     from . import stimuli
 
     cfg = config.validate(cfg)
     params = _pick(cfg, STIMULUS_PARAMS)
-    if cfg["story"] == stimuli.EMBEDDED_STORY:
+    if cfg.story == stimuli.EMBEDDED_STORY:
         params["story_sha256"] = sha256_file(stimuli.STORY_FILE)
-    elif cfg["narratives_dir"]:
-        params["narratives_dir"] = str(Path(cfg["narratives_dir"]).resolve())
+    elif cfg.narratives_dir:
+        params["narratives_dir"] = str(Path(cfg.narratives_dir).resolve())
         # the alignment's content, not only its folder: an edited file is never reused
-        params["alignment_sha256"] = sha256_file(stimuli.alignment_path(cfg["story"], cfg["narratives_dir"]))
-    scan_trs = _scan_trs_after_audio(cfg["story"], cfg["tr_s"])
+        params["alignment_sha256"] = sha256_file(stimuli.alignment_path(cfg.story, cfg.narratives_dir))
+    scan_trs = _scan_trs_after_audio(cfg.story, cfg.tr_s)
 
     def build(out: Path) -> dict:
         words, trs, n_trs = stimuli.build_stimulus(
-            cfg["story"], tr_s=cfg["tr_s"], narratives_dir=cfg["narratives_dir"],
-            shuffle_seed=cfg["seed"] if cfg["shuffle_words"] else None)
+            cfg.story, tr_s=cfg.tr_s, narratives_dir=cfg.narratives_dir,
+            shuffle_seed=cfg.seed if cfg.shuffle_words else None)
         info = {}
         if scan_trs is not None and n_trs > scan_trs:
             # the 10-TR tail after the last word runs past the end of the story's scan: the grid
             # stops with the scan (words after it, if any, stay as context, TR index >= n_trs)
             info["n_trs_uncapped"] = n_trs
             words, trs, n_trs = stimuli.build_stimulus(
-                cfg["story"], tr_s=cfg["tr_s"], n_trs=scan_trs, narratives_dir=cfg["narratives_dir"],
-                shuffle_seed=cfg["seed"] if cfg["shuffle_words"] else None)
+                cfg.story, tr_s=cfg.tr_s, n_trs=scan_trs, narratives_dir=cfg.narratives_dir,
+                shuffle_seed=cfg.seed if cfg.shuffle_words else None)
         words.to_csv(out / "words.tsv", sep="\t", index=False)
         trs.to_csv(out / "trs.tsv", sep="\t", index=False)
         return {"n_words": len(words), "n_trs": n_trs,
@@ -128,7 +129,7 @@ EXTRACTION_PARAMS = ("model", "untrained", "seed", "units", "context", "context_
                      "word_pool", "tr_pool", "hrf", "tr_s")
 
 
-def load_model(cfg: dict):
+def load_model(cfg: Mapping):
     from transformers.utils import logging as hf_logging
 
     from . import models
@@ -136,10 +137,11 @@ def load_model(cfg: dict):
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
-    return models.load_model(cfg["model"], untrained=cfg["untrained"], seed=cfg["seed"])
+    cfg = config.validate(cfg)
+    return models.load_model(cfg.model, untrained=cfg.untrained, seed=cfg.seed)
 
 
-def extraction(cfg: dict, loaded=None) -> Artifact:
+def extraction(cfg: Mapping, loaded=None) -> Artifact:
     """Every AN's response per TR (``responses.npy``, T x N) and the AN table."""
     from . import extract, models
     from .errors import InputError
@@ -152,20 +154,20 @@ def extraction(cfg: dict, loaded=None) -> Artifact:
     if loaded is not None:
         prints = {k: loaded.info[k] for k in ("weights_sha256", "files_sha256")}
     else:
-        prints = models.fingerprint(cfg["model"], untrained=cfg["untrained"], seed=cfg["seed"])
+        prints = models.fingerprint(cfg.model, untrained=cfg.untrained, seed=cfg.seed)
     params.update(prints)
 
     def build(out: Path) -> dict:
         nonlocal loaded
         loaded = loaded or load_model(cfg)
         if loaded.info["weights_sha256"] != prints["weights_sha256"]:
-            raise InputError(f"model '{cfg['model']}'", "its weight files changed after the run began",
+            raise InputError(f"model '{cfg.model}'", "its weight files changed after the run began",
                              field="weights_sha256", expected=prints["weights_sha256"])
         words = read_words(stim)
         res = extract.extract_responses(
-            loaded, words, stim.info["n_trs"], tr_s=cfg["tr_s"], units=cfg["units"],
-            context=None if cfg["context"] == "auto" else cfg["context"], context_tokens=cfg["context_tokens"],
-            word_pool=cfg["word_pool"], tr_pool=cfg["tr_pool"], hrf=cfg["hrf"],
+            loaded, words, stim.info["n_trs"], tr_s=cfg.tr_s, units=cfg.units,
+            context=None if cfg.context == "auto" else cfg.context, context_tokens=cfg.context_tokens,
+            word_pool=cfg.word_pool, tr_pool=cfg.tr_pool, hrf=cfg.hrf,
             responses_out=out / "responses.npy", progress=_progress())
         res["an_table"].to_csv(out / "an_table.tsv", sep="\t", index=False)
         stats = dict(res["stats"])
@@ -198,7 +200,7 @@ def read_an_table(art: Artifact) -> pd.DataFrame:
 DICTIONARY_PARAMS = ("k", "lam", "solver", "seed", "dict_iter")
 
 
-def dictionary(cfg: dict) -> Artifact:
+def dictionary(cfg: Mapping) -> Artifact:
     """Sparse dictionary of all AN responses: ``D.npy`` (T x k), ``loadings.npz`` (k x N)."""
     from . import dictionary as dl
 
@@ -207,8 +209,8 @@ def dictionary(cfg: dict) -> Artifact:
 
     def build(out: Path) -> dict:
         X = read_responses(ext)
-        res = dl.learn_dictionary(X, k=cfg["k"], lam=cfg["lam"], solver=cfg["solver"],
-                                  seed=cfg["seed"], n_iter=cfg["dict_iter"],
+        res = dl.learn_dictionary(X, k=cfg.k, lam=cfg.lam, solver=cfg.solver,
+                                  seed=cfg.seed, n_iter=cfg.dict_iter,
                                   an_table=read_an_table(ext), n_threads=1, progress=_progress())
         summary = {k: v for k, v in res.summary().items() if k not in ("info",)}
         res.timings = {}  # seconds differ run to run: in the sidecar (summary), not in the files
@@ -231,35 +233,36 @@ FMRI_PARAMS = ("fmri_source", "space", "n_subjects", "resolution_mm", "snr", "pl
                "n_perm", "tr_s")
 
 
-def _twin_dataset(cfg: dict, stim: Artifact, out_dir: Path, *, snr, preproc: bool = True
+def _twin_dataset(cfg: Mapping, stim: Artifact, out_dir: Path, *, snr, preproc: bool = True
                   ) -> tuple[Path, dict, dict]:
     """The synthetic twin of ``cfg`` (its ``space``, ``twin`` and ``plant_atlas``) written to
     ``out_dir`` at ``snr``: ``(root, twin info, load_dataset keywords)``."""
+    cfg = config.validate(cfg)
     from . import fbn, fmri, surface
 
     n_trs, words = stim.info["n_trs"], read_words(stim)
-    if cfg["space"] == "volume":
-        mask = fmri.brain_mask(cfg["resolution_mm"])
-        atlas = fbn.load_atlas(cfg["plant_atlas"], mask)
-        twin_kw, info = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
-                                          cfg["resolution_mm"], cfg["seed"])
+    if cfg.space == "volume":
+        mask = fmri.brain_mask(cfg.resolution_mm)
+        atlas = fbn.load_atlas(cfg.plant_atlas, mask)
+        twin_kw, info = fmri.twin_options(cfg.twin, atlas.label_img, mask,
+                                          cfg.resolution_mm, cfg.seed)
         root = fmri.make_synthetic_dataset(
-            out_dir, task=cfg["story"], words=words, n_trs=n_trs, mask_img=mask,
+            out_dir, task=cfg.story, words=words, n_trs=n_trs, mask_img=mask,
             atlas_img=atlas.label_img, network_names=atlas.network_names,
-            n_subjects=cfg["n_subjects"], snr=snr, seed=cfg["seed"], tr_s=cfg["tr_s"],
+            n_subjects=cfg.n_subjects, snr=snr, seed=cfg.seed, tr_s=cfg.tr_s,
             preproc=preproc, **twin_kw)
         return root, info, {"mask_img": mask, "resample": True}
-    atlas = surface.load_surface_atlas(cfg["plant_atlas"], cfg["space"])
-    twin_kw, info = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
+    atlas = surface.load_surface_atlas(cfg.plant_atlas, cfg.space)
+    twin_kw, info = surface.twin_planting(cfg.twin, atlas, cfg.seed)
     root = surface.make_surface_dataset(
-        out_dir, task=cfg["story"], words=words, n_trs=n_trs, atlas=atlas,
-        n_subjects=cfg["n_subjects"], snr=snr, seed=cfg["seed"], tr_s=cfg["tr_s"], **twin_kw)
-    return root, info, {"kind": f"twin-{cfg['space']}",
-                        "columns": surface.mesh_columns(cfg["space"], surface.HEMI_VERTICES[cfg["space"]]),
-                        "manifest": surface.twin_manifest(cfg["space"])}
+        out_dir, task=cfg.story, words=words, n_trs=n_trs, atlas=atlas,
+        n_subjects=cfg.n_subjects, snr=snr, seed=cfg.seed, tr_s=cfg.tr_s, **twin_kw)
+    return root, info, {"kind": f"twin-{cfg.space}",
+                        "columns": surface.mesh_columns(cfg.space, surface.HEMI_VERTICES[cfg.space]),
+                        "manifest": surface.twin_manifest(cfg.space)}
 
 
-def fmri_data(cfg: dict) -> Artifact:
+def fmri_data(cfg: Mapping) -> Artifact:
     """Every subject's masked BOLD (``bold.npy``, S x T x V), the mask, the ISC ceiling, tSNR.
 
     ``fmri_source: synthetic`` writes the synthetic twin (``dataset/``, Narratives layout, with
@@ -283,14 +286,14 @@ def fmri_data(cfg: dict) -> Artifact:
 
     log = logging.getLogger(__name__)
     cfg = config.validate(cfg)
-    stim = stimulus({**cfg, "shuffle_words": False})  # listeners heard the story in order
+    stim = stimulus(cfg.replace(shuffle_words=False))  # listeners heard the story in order
     params = _pick(cfg, FMRI_PARAMS)
     real: dict = {}
-    mesh = None if cfg["space"] == "volume" else cfg["space"]
-    if cfg["fmri_source"] == "synthetic":
+    mesh = None if cfg.space == "volume" else cfg.space
+    if cfg.fmri_source == "synthetic":
         params["plant"] = [dict(p) for p in fmri.DEFAULT_PLANT]
-        if cfg["twin"] != "ideal":  # the ideal twin's key is as before the parameter existed
-            params["twin"] = cfg["twin"]
+        if cfg.twin != "ideal":  # the ideal twin's key is as before the parameter existed
+            params["twin"] = cfg.twin
     else:
         import hashlib
 
@@ -298,31 +301,31 @@ def fmri_data(cfg: dict) -> Artifact:
 
         root = fetch.data_home()
         tsv = root / "participants.tsv"
-        hint = (f"python -m llmbrain_utils fetch --story {cfg['story']} --subjects all "
+        hint = (f"python -m llmbrain_utils fetch --story {cfg.story} --subjects all "
                 f"(into $LLMBRAIN_DATA={root})")
-        story = fetch.story_info(cfg["story"], participants_tsv=tsv)
+        story = fetch.story_info(cfg.story, participants_tsv=tsv)
         onset_s = story["audio_onset_s"]
         if onset_s is None:
-            raise InputError(fetch.MANIFEST, f"where the audio of {cfg['story']!r} starts in the "
-                             "scan is unknown", field=f"audio_onset_s.{cfg['story']}",
+            raise InputError(fetch.MANIFEST, f"where the audio of {cfg.story!r} starts in the "
+                             "scan is unknown", field=f"audio_onset_s.{cfg.story}",
                              expected="seconds from the first volume (check it on the data "
                                       "first, e.g. ISC with a word-rate regressor over lags)")
         if not tsv.is_file():
             raise InputError(tsv, "the data set's participants.tsv not found",
                              expected=f"the Narratives data set; {hint}")
         if not story["subjects"]:
-            raise InputError(tsv, f"no subject with a usable scan of {cfg['story']!r}",
+            raise InputError(tsv, f"no subject with a usable scan of {cfg.story!r}",
                              field="task", expected="participants who heard the story")
         if not story["audio_onset_verified"]:
-            log.warning("%s: audio_onset_s of %r is not verified", fetch.MANIFEST, cfg["story"])
-        start_tr = int(round(onset_s / cfg["tr_s"]))
-        if abs(start_tr * cfg["tr_s"] - onset_s) > 1e-6:
+            log.warning("%s: audio_onset_s of %r is not verified", fetch.MANIFEST, cfg.story)
+        start_tr = int(round(onset_s / cfg.tr_s))
+        if abs(start_tr * cfg.tr_s - onset_s) > 1e-6:
             log.warning("%r: the audio starts %.3f s into the scan, %.3f s off the TR grid",
-                        cfg["story"], onset_s, onset_s - start_tr * cfg["tr_s"])
+                        cfg.story, onset_s, onset_s - start_tr * cfg.tr_s)
         # the data's identity is part of the key: other files, another artifact
         ident = hashlib.sha256(tsv.read_bytes())
         for kind in ("fsaverage6",) if mesh else ("clean", "preproc"):
-            for sub, ps in fmri.dataset_paths(root, cfg["story"], story["subjects"], kind=kind).items():
+            for sub, ps in fmri.dataset_paths(root, cfg.story, story["subjects"], kind=kind).items():
                 for q in ps:
                     st = q.stat() if q.is_file() else None
                     ident.update(f"{q.relative_to(root)}:{st and st.st_size}:{st and st.st_mtime_ns};".encode())
@@ -333,12 +336,12 @@ def fmri_data(cfg: dict) -> Artifact:
                                 "story_onset_tr": story.get("onset_tr")}}
 
     def build(out: Path) -> dict:
-        mask = None if mesh else fmri.brain_mask(cfg["resolution_mm"])
+        mask = None if mesh else fmri.brain_mask(cfg.resolution_mm)
         n_trs = stim.info["n_trs"]
-        info, start_tr = {"space": cfg["space"]}, 0
-        if cfg["fmri_source"] == "synthetic":
-            root, info["twin"], load_kw = _twin_dataset(cfg, stim, out / "dataset", snr=cfg["snr"])
-            subjects = [f"{i:03d}" for i in range(1, cfg["n_subjects"] + 1)]
+        info, start_tr = {"space": cfg.space}, 0
+        if cfg.fmri_source == "synthetic":
+            root, info["twin"], load_kw = _twin_dataset(cfg, stim, out / "dataset", snr=cfg.snr)
+            subjects = [f"{i:03d}" for i in range(1, cfg.n_subjects + 1)]
             info["truth"] = fmri.read_truth(root)
         else:
             root, subjects, start_tr = real["root"], real["subjects"], real["start_tr"]
@@ -346,7 +349,7 @@ def fmri_data(cfg: dict) -> Artifact:
             load_kw = ({"kind": "fsaverage6",
                         "columns": surface.mesh_columns(mesh, surface.HEMI_VERTICES["fsaverage6"])}
                        if mesh else {"mask_img": mask, "resample": True})
-        bold, subjects = fmri.load_dataset(root, cfg["story"], subjects, tr_s=cfg["tr_s"],
+        bold, subjects = fmri.load_dataset(root, cfg.story, subjects, tr_s=cfg.tr_s,
                                            start_tr=start_tr, n_trs=n_trs, **load_kw)
         np.save(out / "bold.npy", bold.astype(np.float32))
         if mesh:
@@ -357,7 +360,7 @@ def fmri_data(cfg: dict) -> Artifact:
             mask.to_filename(out / "mask.nii.gz")
         pd.DataFrame({"subject": subjects}).to_csv(out / "subjects.tsv", sep="\t", index=False)
         isc, _ = fmri.isc_loo(bold)
-        p = fmri.isc_null(bold, n_perm=cfg["n_perm"], method="circular", seed=cfg["seed"])
+        p = fmri.isc_null(bold, n_perm=cfg.n_perm, method="circular", seed=cfg.seed)
         np.save(out / "isc.npy", isc.astype(np.float32))
         np.save(out / "isc_p.npy", p.astype(np.float32))
         keep = fmri.isc_mask(p)
@@ -371,14 +374,14 @@ def fmri_data(cfg: dict) -> Artifact:
                             "twin writes only those)"}
             return info
         # tSNR from the volumes before confound regression, same subjects, TRs and grid
-        raw_paths = fmri.dataset_paths(root, cfg["story"], subjects, kind="preproc")
+        raw_paths = fmri.dataset_paths(root, cfg.story, subjects, kind="preproc")
         missing = [q for sub in subjects for q in raw_paths.get(sub, [None]) if q is None or not q.is_file()]
         if missing:
             info["tsnr"] = {"kind": None, "reason": f"{len(missing)} of {len(subjects)} preproc "
                             f"scan(s) not at hand (first: {missing[0]}); fetch them with --kind preproc"}
         else:
             ts = np.stack([fmri.tsnr(fmri.load_dataset(  # one subject at a time (memory)
-                root, cfg["story"], [sub], mask, kind="preproc", tr_s=cfg["tr_s"], start_tr=start_tr,
+                root, cfg.story, [sub], mask, kind="preproc", tr_s=cfg.tr_s, start_tr=start_tr,
                 n_trs=n_trs, zscore=False, resample=True)[0][0]) for sub in subjects]).astype(np.float32)
             np.save(out / "tsnr.npy", ts)
             brain = ts.mean(axis=0)
@@ -440,7 +443,7 @@ def load_atlas_on(name: str, data: Artifact):
     return surface.load_surface_atlas(name, space)
 
 
-def planting_labels(cfg: dict, data: Artifact):
+def planting_labels(cfg: Mapping, data: Artifact):
     """Each column's label in the synthetic twin's planting atlas: ``plant_atlas`` itself (the
     ideal twin) or its deformed copy (``twin: realistic``), as the fMRI stage planted it."""
     import numpy as np
@@ -448,12 +451,12 @@ def planting_labels(cfg: dict, data: Artifact):
     from . import fmri, surface
 
     cfg = config.validate(cfg)
-    atlas = load_atlas_on(cfg["plant_atlas"], data)
+    atlas = load_atlas_on(cfg.plant_atlas, data)
     if read_space(data) != "volume":
-        kw, _ = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
+        kw, _ = surface.twin_planting(cfg.twin, atlas, cfg.seed)
         return np.asarray(kw.get("planting_labels", atlas.info["labels"]))
     mask = read_mask(data)
-    kw, _ = fmri.twin_options(cfg["twin"], atlas.label_img, mask, cfg["resolution_mm"], cfg["seed"])
+    kw, _ = fmri.twin_options(cfg.twin, atlas.label_img, mask, cfg.resolution_mm, cfg.seed)
     return np.asarray(kw.get("planting_img", atlas.label_img).dataobj)[np.asarray(mask.dataobj) > 0]
 
 
@@ -472,7 +475,7 @@ def atlas_labels(atlas):
 ENCODING_PARAMS = ("n_folds", "trim", "alpha")
 
 
-def encoding(cfg: dict) -> Artifact:
+def encoding(cfg: Mapping) -> Artifact:
     """Atoms as regressors of every voxel of every subject: maps, held-out scores, group maps.
 
     The permutation tests of the fits are their own stage (:func:`encoding_tests`): the
@@ -487,7 +490,7 @@ def encoding(cfg: dict) -> Artifact:
     def build(out: Path) -> dict:
         D = np.load(dic.file("D.npy"))
         bold = read_bold(data, mmap=False)
-        res = enc.encode_subjects(D, bold, cv_model="ridge", n_folds=cfg["n_folds"], trim=cfg["trim"],
+        res = enc.encode_subjects(D, bold, cv_model="ridge", n_folds=cfg.n_folds, trim=cfg.trim,
                                   progress=_progress())
         np.save(out / "beta.npy", res.beta)
         np.save(out / "t.npy", res.t)
@@ -500,7 +503,7 @@ def encoding(cfg: dict) -> Artifact:
         np.save(out / "sign_agreement.npy", g.sign_agreement.astype(np.float32))
         np.save(out / "consistency.npy", np.asarray(g.consistency, np.float32))
         isc = np.load(data.file("isc.npy"))
-        isc_keep = read_isc_mask(data, cfg["alpha"])
+        isc_keep = read_isc_mask(data, cfg.alpha)
         mean_cv = res.cv_r.mean(0)
         # random-effects test of held-out r across subjects (Fisher z, one-sided), FDR over voxels
         from scipy.stats import ttest_1samp
@@ -508,7 +511,7 @@ def encoding(cfg: dict) -> Artifact:
         z = np.arctanh(np.clip(res.cv_r.astype(np.float64), -0.999, 0.999))
         p_group = ttest_1samp(z, 0.0, axis=0, alternative="greater").pvalue
         np.save(out / "p_group_cv.npy", p_group.astype(np.float32))
-        group_sig = enc.fdr(p_group, cfg["alpha"])[0]
+        group_sig = enc.fdr(p_group, cfg.alpha)[0]
         return {"dof": int(res.dof),
                 "median_r2": float(np.median(res.r2)), "max_group_r2": float(res.r2.mean(0).max()),
                 "mean_cv_r_in_isc_mask": float(mean_cv[isc_keep].mean()) if isc_keep.any() else None,
@@ -527,7 +530,7 @@ def encoding(cfg: dict) -> Artifact:
 ENCODING_TEST_PARAMS = ("n_perm", "group_perm", "alpha", "seed")
 
 
-def encoding_tests(cfg: dict) -> Artifact:
+def encoding_tests(cfg: Mapping) -> Artifact:
     """Permutation tests of the encoding's fits: ``p_r2.npy`` (S x V: each subject's in-sample
     R2 against phase-randomised surrogates of the atoms), and the group test of held-out r with one null for
     all subjects: ``group_avg_r.npy``, ``group_avg_alphas.npy`` (folds x V: the geometric mean of
@@ -548,26 +551,26 @@ def encoding_tests(cfg: dict) -> Artifact:
         # values and p down to 1 / (1 + n_perm); circular shifts (T = 326: 261 distinct shifts,
         # p >= 1/262) are too coarse for BH over thousands of voxels
         p_null = "phase"
-        draws = [enc.permutation_pvalues(D, bold[s], n_perm=cfg["n_perm"], method=p_null,
-                                         statistic="r2_insample", seed=cfg["seed"] + s,
+        draws = [enc.permutation_pvalues(D, bold[s], n_perm=cfg.n_perm, method=p_null,
+                                         statistic="r2_insample", seed=cfg.seed + s,
                                          return_n_null=True)
                  for s in bar(range(bold.shape[0]), "permutation tests", unit="subject")]
         p = np.stack([d[0] for d in draws]).astype(np.float32)
         n_null = sorted({int(d[1]) for d in draws})
         np.save(out / "p_r2.npy", p)
-        sig = np.stack([enc.fdr(p[s], cfg["alpha"])[0] for s in range(p.shape[0])])
-        isc_keep = read_isc_mask(data, cfg["alpha"])
+        sig = np.stack([enc.fdr(p[s], cfg.alpha)[0] for s in range(p.shape[0])])
+        isc_keep = read_isc_mask(data, cfg.alpha)
         # group test with one null for all subjects: held-out r of the subjects' average BOLD
         # (ridge; per fold and voxel the geometric mean of the subjects' penalties, chosen by
         # their nested CV, held fixed) against phase surrogates of the BOLD; FDR over the whole
         # brain and, as its own family, over the ISC mask
-        folds = enc.contiguous_folds(bold.shape[1], cfg["n_folds"], cfg["trim"])
+        folds = enc.contiguous_folds(bold.shape[1], cfg.n_folds, cfg.trim)
         g_alphas = np.exp(np.log(np.load(enc_art.file("cv_alphas.npy")).astype(np.float64)).mean(0))
         gt = enc.group_cv_test(D, bold, statistic="average_bold", alphas=g_alphas, null="phase",
-                               n_perm=cfg["group_perm"], seed=cfg["seed"], folds=folds,
-                               trim=cfg["trim"], progress=_progress())
+                               n_perm=cfg.group_perm, seed=cfg.seed, folds=folds,
+                               trim=cfg.trim, progress=_progress())
         p_isc = gt.pvalues(isc_keep) if isc_keep.any() else np.full(gt.p.shape, np.nan)
-        gsig, gsig_isc = enc.fdr(gt.p, cfg["alpha"])[0], enc.fdr(p_isc, cfg["alpha"])[0]
+        gsig, gsig_isc = enc.fdr(gt.p, cfg.alpha)[0], enc.fdr(p_isc, cfg.alpha)[0]
         np.save(out / "group_avg_r.npy", gt.observed.astype(np.float32))
         np.save(out / "group_avg_alphas.npy", g_alphas.astype(np.float32))
         np.save(out / "p_group_avg.npy", gt.p.astype(np.float32))
@@ -592,7 +595,7 @@ def encoding_tests(cfg: dict) -> Artifact:
                                      packages=("llmbrain_utils", "numpy", "scipy", "himalaya"))
 
 
-def encoding_recovery(cfg: dict) -> Artifact:
+def encoding_recovery(cfg: Mapping) -> Artifact:
     """The encoding's group tests against the synthetic twin's planted truth: ``recovery.tsv``.
 
     Planted voxels are those of the networks that carry a planted signal (``truth.json``); the
@@ -614,37 +617,37 @@ def encoding_recovery(cfg: dict) -> Artifact:
     from .errors import ParameterError
 
     cfg = config.validate(cfg)
-    if cfg["fmri_source"] != "synthetic":
-        raise ParameterError("fmri_source", f"is {cfg['fmri_source']!r}: real data have no planted "
+    if cfg.fmri_source != "synthetic":
+        raise ParameterError("fmri_source", f"is {cfg.fmri_source!r}: real data have no planted "
                              "truth", expected="'synthetic' for the recovery of the group test")
     enc_art, data, dic = encoding(cfg), fmri_data(cfg), dictionary(cfg)
     tests = encoding_tests(cfg)
-    stim = stimulus({**cfg, "shuffle_words": False})
+    stim = stimulus(cfg.replace(shuffle_words=False))
     params = _pick(cfg, ("recovery_snrs", "group_perm", "alpha", "n_folds", "trim", "seed",
                          "plant_atlas"))
-    if cfg["twin"] != "ideal":  # the other SNRs' twins are made as the default one
-        params["twin"] = cfg["twin"]
+    if cfg.twin != "ideal":  # the other SNRs' twins are made as the default one
+        params["twin"] = cfg.twin
 
     def build(out: Path) -> dict:
         truth = data.info["truth"]
-        labels = atlas_labels(load_atlas_on(cfg["plant_atlas"], data))
+        labels = atlas_labels(load_atlas_on(cfg.plant_atlas, data))
         live = fmri.live_plants(truth)  # a plant on a constant source carries no signal
         planted = np.isin(labels, [p["label"] for p in live])
         nets = list(dict.fromkeys(p["network"] for p in live))
         sources = pd.read_csv(data.file("dataset/truth_sources.tsv"), sep="\t", index_col=0)
-        isc_keep = read_isc_mask(data, cfg["alpha"])
+        isc_keep = read_isc_mask(data, cfg.alpha)
         D = np.load(dic.file("D.npy"))
         bold = read_bold(data, mmap=False)
-        folds = enc.contiguous_folds(bold.shape[1], cfg["n_folds"], cfg["trim"])
-        kw = dict(statistic="average_bold", null="phase", n_perm=cfg["group_perm"],
-                  seed=cfg["seed"], folds=folds, trim=cfg["trim"])
+        folds = enc.contiguous_folds(bold.shape[1], cfg.n_folds, cfg.trim)
+        kw = dict(statistic="average_bold", null="phase", n_perm=cfg.group_perm,
+                  seed=cfg.seed, folds=folds, trim=cfg.trim)
 
         def rows_for(snr, name, tests):
             rows = []
             for test, p in tests:
-                rej = enc.fdr(p, cfg["alpha"])[0]
+                rej = enc.fdr(p, cfg.alpha)[0]
                 rows.append({"snr": snr, "regressors": name, "test": test,
-                             **enc.recovery_rates(rej, planted, p, cfg["alpha"]),
+                             **enc.recovery_rates(rej, planted, p, cfg.alpha),
                              **{f"sensitivity {n}": float(rej[(labels == truth["networks"][n]["label"])
                                                               & np.isfinite(p)].mean()) for n in nets}})
             return rows
@@ -663,13 +666,13 @@ def encoding_recovery(cfg: dict) -> Artifact:
         gs = enc.group_cv_test(sources.to_numpy(), bold, **kw)  # its penalties: nested CV
         rows += rows_for(snr0, "planted sources", group(gs))
         a_atoms = np.load(tests.file("group_avg_alphas.npy")).astype(np.float64)
-        for snr in bar(cfg["recovery_snrs"], "recovery twins", unit="twin"):
+        for snr in bar(cfg.recovery_snrs, "recovery twins", unit="twin"):
             tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
             try:
                 root, _, load_kw = _twin_dataset(cfg, stim, tmp / "ds", snr=float(snr),
                                                  preproc=False)
-                b, _ = fmri.load_dataset(root, cfg["story"], truth["subjects"],
-                                         n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"], **load_kw)
+                b, _ = fmri.load_dataset(root, cfg.story, truth["subjects"],
+                                         n_trs=stim.info["n_trs"], tr_s=cfg.tr_s, **load_kw)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             rows += rows_for(float(snr), "atoms", group(enc.group_cv_test(D, b, alphas=a_atoms, **kw)))
@@ -677,7 +680,7 @@ def encoding_recovery(cfg: dict) -> Artifact:
         table.to_csv(out / "recovery.tsv", sep="\t", index=False)
         pick = table[(table.snr == snr0) & (table.regressors == "atoms")]
         return {"planted_voxels": int(planted.sum()), "outside_voxels": int((~planted).sum()),
-                "snr": snr0, "snrs": sorted({snr0, *map(float, cfg["recovery_snrs"])}),
+                "snr": snr0, "snrs": sorted({snr0, *map(float, cfg.recovery_snrs)}),
                 "atoms_default_snr": {r.test: {"sensitivity": round(r.sensitivity, 4),
                                                "fpr": round(r.fpr, 4)} for r in pick.itertuples()}}
 
@@ -690,7 +693,7 @@ def encoding_recovery(cfg: dict) -> Artifact:
 FBN_PARAMS = ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha", "seed")
 
 
-def fbn_mapping(cfg: dict) -> Artifact:
+def fbn_mapping(cfg: Mapping) -> Artifact:
     """Each atom's group t map against the networks of an atlas: ``couplings.tsv``."""
     import numpy as np
 
@@ -700,13 +703,13 @@ def fbn_mapping(cfg: dict) -> Artifact:
     enc_art, data = encoding(cfg), fmri_data(cfg)
 
     def build(out: Path) -> dict:
-        atlas = load_atlas_on(cfg["atlas"], data)
-        perms = (atlas.spin_permutations(cfg["fbn_perm"], cfg["seed"]) if cfg["fbn_null"] == "spin"
+        atlas = load_atlas_on(cfg.atlas, data)
+        perms = (atlas.spin_permutations(cfg.fbn_perm, cfg.seed) if cfg.fbn_null == "spin"
                  else None)
         table = fbn.couple_atoms(np.load(enc_art.file("group_t.npy")), atlas,
-                                 threshold=cfg["threshold"], n_perm=cfg["fbn_perm"],
-                                 alpha=cfg["alpha"], seed=cfg["seed"], null=cfg["fbn_null"],
-                                 tail=cfg["fbn_tail"], perms=perms)
+                                 threshold=cfg.threshold, n_perm=cfg.fbn_perm,
+                                 alpha=cfg.alpha, seed=cfg.seed, null=cfg.fbn_null,
+                                 tail=cfg.fbn_tail, perms=perms)
         table.to_csv(out / "couplings.tsv", sep="\t", index=False)
         c = table[table.coupled]
         return {"n_couplings": int(len(c)), "n_atoms_coupled": int(c.atom.nunique()),
@@ -728,7 +731,7 @@ BOOTSTRAP_PARAMS = (*FBN_PARAMS, "n_boot")
 _SPIN_NULL: dict = {}
 
 
-def coupling_bootstrap(cfg: dict) -> Artifact:
+def coupling_bootstrap(cfg: Mapping) -> Artifact:
     """Subject-bootstrap intervals of a model's coupling counts (:func:`compare.bootstrap_couplings`,
     the mapping stage's rule and rotations): ``per_network.tsv`` (network, sign, observed,
     boot_mean, ci_low, ci_high), ``per_model.tsv`` (networks_involved, atoms_coupled, couplings),
@@ -743,7 +746,7 @@ def coupling_bootstrap(cfg: dict) -> Artifact:
     enc_art, data, mapped = encoding(cfg), fmri_data(cfg), fbn_mapping(cfg)
 
     def build(out: Path) -> dict:
-        if (cfg["fbn_null"], cfg["fbn_tail"]) == ("spin", "gpd"):
+        if (cfg.fbn_null, cfg.fbn_tail) == ("spin", "gpd"):
             raise ParameterError("fbn_tail", "'gpd' with fbn_null 'spin'",
                                  expected="fbn_tail: none with the spin null for the coupling "
                                  "bootstrap (it repeats the test on every resample and keeps the "
@@ -752,22 +755,22 @@ def coupling_bootstrap(cfg: dict) -> Artifact:
             raise InputError(mapped.path / "couplings.tsv", f"statistic {mapped.info['statistic']!r}",
                              field="statistic", expected="'dice': the coupling bootstrap repeats the Dice test")
         group = np.load(enc_art.file("group_t.npy"))
-        if cfg["fbn_null"] == "surrogate":  # this model's own fields, as the mapping stage drew them
-            null = fbn.SurrogateNull(load_atlas_on(cfg["atlas"], data), group,
-                                     cfg["fbn_perm"], cfg["seed"])
+        if cfg.fbn_null == "surrogate":  # this model's own fields, as the mapping stage drew them
+            null = fbn.SurrogateNull(load_atlas_on(cfg.atlas, data), group,
+                                     cfg.fbn_perm, cfg.seed)
         else:
-            ck = (cfg["runs_dir"], data.key, cfg["atlas"], cfg["fbn_perm"], cfg["seed"])
+            ck = (cfg.runs_dir, data.key, cfg.atlas, cfg.fbn_perm, cfg.seed)
             if ck not in _SPIN_NULL:
                 _SPIN_NULL.clear()
-                atlas = load_atlas_on(cfg["atlas"], data)
-                _SPIN_NULL[ck] = compare.SpinNull(atlas, cfg["fbn_perm"], cfg["seed"],
-                                                  perms=atlas.spin_permutations(cfg["fbn_perm"],
-                                                                                cfg["seed"]))
+                atlas = load_atlas_on(cfg.atlas, data)
+                _SPIN_NULL[ck] = compare.SpinNull(atlas, cfg.fbn_perm, cfg.seed,
+                                                  perms=atlas.spin_permutations(cfg.fbn_perm,
+                                                                                cfg.seed))
             null = _SPIN_NULL[ck]
         boot = compare.bootstrap_couplings(
-            np.load(enc_art.file("beta.npy")), null.atlas, threshold=cfg["threshold"],
-            n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"], n_boot=cfg["n_boot"],
-            null=null, group_maps=group, tail=cfg["fbn_tail"])
+            np.load(enc_art.file("beta.npy")), null.atlas, threshold=cfg.threshold,
+            n_perm=cfg.fbn_perm, alpha=cfg.alpha, seed=cfg.seed, n_boot=cfg.n_boot,
+            null=null, group_maps=group, tail=cfg.fbn_tail)
         if boot.observed_table.coupled.tolist() != read_couplings(mapped).coupled.tolist():
             raise RuntimeError(f"the bootstrap's full-sample decisions differ from {mapped.path}")
         boot.per_network.to_csv(out / "per_network.tsv", sep="\t", index=False)
@@ -797,7 +800,7 @@ def read_bootstrap(art: Artifact):
                              info=dict(art.info.get("settings", {})))
 
 
-def explorer_figures(cfg: dict, name: str = "") -> Artifact:
+def explorer_figures(cfg: Mapping, name: str = "") -> Artifact:
     """The atom explorer's figures of one model (:func:`explorer.atom_pngs`, default options;
     ``name`` is written on them): ``figures/atom_000.png`` ... one per atom. Drawing them takes
     about a second per atom; :func:`read_explorer_figures` gives them back for
@@ -811,10 +814,10 @@ def explorer_figures(cfg: dict, name: str = "") -> Artifact:
         from .errors import ParameterError
 
         raise ParameterError("name", f"{name!r}", expected="a string (the model's display name)")
-    if cfg["space"] != "volume":
+    if cfg.space != "volume":
         from .errors import ParameterError
 
-        raise ParameterError("space", f"{cfg['space']!r}: the atom explorer draws glass brains "
+        raise ParameterError("space", f"{cfg.space!r}: the atom explorer draws glass brains "
                              "of the volume", expected="'volume' (on a mesh the mapping "
                              "chapter's surface figures show each atom)")
     ext, dic, enc_art = extraction(cfg), dictionary(cfg), encoding(cfg)
@@ -825,7 +828,7 @@ def explorer_figures(cfg: dict, name: str = "") -> Artifact:
         model = dict(D=res.D, group_t=np.load(enc_art.file("group_t.npy")), mask_img=read_mask(data),
                      loadings=res.A, layers=read_an_table(ext).layer.to_numpy(),
                      couplings=read_couplings(mapped))
-        pngs = explorer.atom_pngs(model, name=name, tr_s=cfg["tr_s"])
+        pngs = explorer.atom_pngs(model, name=name, tr_s=cfg.tr_s)
         (out / "figures").mkdir()
         for i, png in enumerate(pngs):
             (out / "figures" / f"atom_{i:03d}.png").write_bytes(png)
@@ -849,7 +852,7 @@ def _json(obj) -> str:
     return json.dumps(_jsonable(obj), indent=1, sort_keys=True)
 
 
-def dictionary_sweep(cfg: dict, ks=(16, 32, 64, 128), lams=(0.05, 0.1, 0.2), seeds=(0, 1)) -> Artifact:
+def dictionary_sweep(cfg: Mapping, ks=(16, 32, 64, 128), lams=(0.05, 0.1, 0.2), seeds=(0, 1)) -> Artifact:
     """R2, sparsity and stability (two seeds, two halves of the ANs) over k x lambda."""
     from . import dictionary as dl
 
@@ -858,8 +861,8 @@ def dictionary_sweep(cfg: dict, ks=(16, 32, 64, 128), lams=(0.05, 0.1, 0.2), see
     params = dict(_pick(cfg, ("solver", "dict_iter")), ks=list(ks), lams=list(lams), seeds=list(seeds))
 
     def build(out: Path) -> dict:
-        table = dl.sweep(read_responses(ext), ks=ks, lams=lams, solver=cfg["solver"], seeds=seeds,
-                         n_iter=cfg["dict_iter"], n_threads=1)
+        table = dl.sweep(read_responses(ext), ks=ks, lams=lams, solver=cfg.solver, seeds=seeds,
+                         n_iter=cfg.dict_iter, n_threads=1)
         table.to_csv(out / "sweep.tsv", sep="\t", index=False)
         return {"n_fits": int(len(table))}
 
@@ -867,7 +870,7 @@ def dictionary_sweep(cfg: dict, ks=(16, 32, 64, 128), lams=(0.05, 0.1, 0.2), see
                                      packages=("llmbrain_utils", "numpy", "scipy", "spams-bin"))
 
 
-def dictionary_chance(cfg: dict, n_draws: int = 5) -> Artifact:
+def dictionary_chance(cfg: Mapping, n_draws: int = 5) -> Artifact:
     """Chance levels of the dictionary's R2 and atom stability (``chance.tsv``, one row per
     chance model of :func:`llmbrain_utils.dictionary.chance_levels`: random HRF-smoothed atoms,
     random bases of the responses' k-PC subspace, random ANs) at the run's k and lam."""
@@ -875,12 +878,12 @@ def dictionary_chance(cfg: dict, n_draws: int = 5) -> Artifact:
 
     cfg = config.validate(cfg)
     ext = extraction(cfg)
-    hrf = None if cfg["hrf"] == "fir" else cfg["hrf"]  # FIR responses are not HRF-smoothed
+    hrf = None if cfg.hrf == "fir" else cfg.hrf  # FIR responses are not HRF-smoothed
     params = dict(_pick(cfg, ("k", "lam", "solver", "seed", "tr_s")), hrf=hrf, n_draws=int(n_draws))
 
     def build(out: Path) -> dict:
-        table = dl.chance_levels(read_responses(ext), k=cfg["k"], lam=cfg["lam"], seed=cfg["seed"],
-                                 n_draws=n_draws, tr_s=cfg["tr_s"], hrf=hrf, solver=cfg["solver"],
+        table = dl.chance_levels(read_responses(ext), k=cfg.k, lam=cfg.lam, seed=cfg.seed,
+                                 n_draws=n_draws, tr_s=cfg.tr_s, hrf=hrf, solver=cfg.solver,
                                  n_threads=1)
         table.to_csv(out / "chance.tsv", sep="\t", index=False)
         return {"models": list(table["model"])}
@@ -898,7 +901,7 @@ BASELINE_CONTROLS = (("atoms, untrained model", {"untrained": True}),
                      ("atoms, shuffled words", {"shuffle_words": True}))
 
 
-def baseline(cfg: dict) -> Artifact:
+def baseline(cfg: Mapping) -> Artifact:
     """Do atoms beat layers? Held-out ridge scores in the ISC mask, same folds for every set:
     the k atoms, each layer's first k principal components, all ANs' first k components, and
     the atoms of the controls (the same model with untrained weights; the story's words
@@ -909,16 +912,16 @@ def baseline(cfg: dict) -> Artifact:
 
     cfg = config.validate(cfg)
     ext, dic, data = extraction(cfg), dictionary(cfg), fmri_data(cfg)
-    controls = [(name, dictionary({**cfg, **over})) for name, over in BASELINE_CONTROLS
+    controls = [(name, dictionary(cfg.replace(**over))) for name, over in BASELINE_CONTROLS
                 if any(cfg[key] != v for key, v in over.items())]
 
     def build(out: Path) -> dict:
         bold = read_bold(data, mmap=False)
-        keep = read_isc_mask(data, cfg["alpha"])
+        keep = read_isc_mask(data, cfg.alpha)
         if not keep.any():
             keep = np.ones(bold.shape[2], bool)
         Y = np.ascontiguousarray(bold[:, :, keep])
-        folds = enc.contiguous_folds(bold.shape[1], cfg["n_folds"], cfg["trim"])
+        folds = enc.contiguous_folds(bold.shape[1], cfg.n_folds, cfg.trim)
         R = np.asarray(read_responses(ext))
         layers = read_an_table(ext)["layer"].to_numpy()
         k = int(np.load(dic.file("D.npy")).shape[1])
@@ -937,7 +940,7 @@ def baseline(cfg: dict) -> Artifact:
                                                "scikit-learn"))
 
 
-def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_seeds: int = 3,
+def fbn_recovery(cfg: Mapping, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_seeds: int = 3,
                  statistics=("dice", "r"), subject_counts=(12, 16),
                  levels=(0.001, 0.005, 0.01, 0.05, 0.1)) -> Artifact:
     """Measured recovery of the whole encoding + mapping chain on planted atom couplings
@@ -946,10 +949,10 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
     Synthetic twins (same story, grid, noise model and subjects as the default data) in which
     one of the model's own atoms drives each of the ``n_planted`` largest networks of the
     mapping atlas, encoded with all k atoms and mapped exactly as the real chain does, once per
-    overlap statistic (``statistics``): at the default data's SNR (``cfg["snr"]`` or
+    overlap statistic (``statistics``): at the default data's SNR (``cfg.snr`` or
     fmri.DEFAULT_SNR) on ``n_seeds`` twins (seeds ``seed + 1 ... seed + n_seeds``), against SNR
     (``snrs``) on the first of them, and against the number of subjects (``subject_counts``,
-    besides ``cfg["n_subjects"]``). The unplanted atoms' p values at each of ``levels`` give
+    besides ``cfg.n_subjects``). The unplanted atoms' p values at each of ``levels`` give
     the calibration of the null.
 
     Files: ``recovery.tsv`` (one row per twin seed, SNR, number of subjects and statistic),
@@ -968,10 +971,10 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
 
     cfg = config.validate(cfg)
     design = fbn.recovery_design(
-        snrs=snrs, default_snr=float(cfg["snr"] if cfg["snr"] is not None else fmri.DEFAULT_SNR),
-        n_subjects=cfg["n_subjects"], subject_counts=subject_counts, n_planted=n_planted,
+        snrs=snrs, default_snr=float(cfg.snr if cfg.snr is not None else fmri.DEFAULT_SNR),
+        n_subjects=cfg.n_subjects, subject_counts=subject_counts, n_planted=n_planted,
         n_seeds=n_seeds, statistics=statistics, levels=levels)
-    dic, stim = dictionary(cfg), stimulus({**cfg, "shuffle_words": False})
+    dic, stim = dictionary(cfg), stimulus(cfg.replace(shuffle_words=False))
     params = dict(_pick(cfg, ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha",
                               "seed", "n_subjects", "resolution_mm", "tr_s", "snr", "twin",
                               "space")), snrs=design["snrs"], n_planted=n_planted,
@@ -981,10 +984,10 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
     def build(out: Path) -> dict:
         from . import surface
 
-        mesh = None if cfg["space"] == "volume" else cfg["space"]
+        mesh = None if cfg.space == "volume" else cfg.space
         if mesh:
-            atlas = surface.load_surface_atlas(cfg["atlas"], mesh)
-            twin_kw, twin_info = surface.twin_planting(cfg["twin"], atlas, cfg["seed"])
+            atlas = surface.load_surface_atlas(cfg.atlas, mesh)
+            twin_kw, twin_info = surface.twin_planting(cfg.twin, atlas, cfg.seed)
 
             def twin(timecourses, plant, *, seed, snr, n_subjects):
                 # in memory, z-scored per vertex by load_dataset's own function
@@ -992,36 +995,36 @@ def fbn_recovery(cfg: dict, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, n_s
                     timecourses, twin_kw.get("planting_labels", atlas), plant,
                     network_names=atlas.network_names, n_subjects=n_subjects, snr=snr,
                     seed=seed, mesh=mesh, jitter_mm=twin_kw.get("jitter_mm", 0.0),
-                    tr_s=cfg["tr_s"]).data
+                    tr_s=cfg.tr_s).data
                 return np.stack([fmri._standardize(b, f"recovery twin {seed}, subject {i + 1}",
                                                    detrend=False, zscore=True)[0]
                                  for i, b in enumerate(bold)])
         else:
-            mask = fmri.brain_mask(cfg["resolution_mm"])
-            atlas = fbn.load_atlas(cfg["atlas"], mask)
-            twin_kw, twin_info = fmri.twin_options(cfg["twin"], atlas.label_img, mask,
-                                                   cfg["resolution_mm"], cfg["seed"])
+            mask = fmri.brain_mask(cfg.resolution_mm)
+            atlas = fbn.load_atlas(cfg.atlas, mask)
+            twin_kw, twin_info = fmri.twin_options(cfg.twin, atlas.label_img, mask,
+                                                   cfg.resolution_mm, cfg.seed)
 
             def twin(timecourses, plant, *, seed, snr, n_subjects):
                 tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
                 try:
                     root = fmri.make_synthetic_dataset(
-                        tmp / "ds", task=cfg["story"], words=read_words(stim),
+                        tmp / "ds", task=cfg.story, words=read_words(stim),
                         n_trs=stim.info["n_trs"], mask_img=mask, atlas_img=atlas.label_img,
                         network_names=atlas.network_names, n_subjects=n_subjects, plant=plant,
-                        timecourses=timecourses, snr=snr, seed=seed, tr_s=cfg["tr_s"],
+                        timecourses=timecourses, snr=snr, seed=seed, tr_s=cfg.tr_s,
                         preproc=False, **twin_kw)
-                    bold, _ = fmri.load_dataset(root, cfg["story"],
+                    bold, _ = fmri.load_dataset(root, cfg.story,
                                                 [f"{i:03d}" for i in range(1, n_subjects + 1)],
-                                                mask, n_trs=stim.info["n_trs"], tr_s=cfg["tr_s"])
+                                                mask, n_trs=stim.info["n_trs"], tr_s=cfg.tr_s)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
                 return bold
 
         res = fbn.mapping_recovery(
-            np.load(dic.file("D.npy")), atlas, twin, **design, threshold=cfg["threshold"],
-            n_perm=cfg["fbn_perm"], alpha=cfg["alpha"], seed=cfg["seed"], null=cfg["fbn_null"],
-            tail=cfg["fbn_tail"])
+            np.load(dic.file("D.npy")), atlas, twin, **design, threshold=cfg.threshold,
+            n_perm=cfg.fbn_perm, alpha=cfg.alpha, seed=cfg.seed, null=cfg.fbn_null,
+            tail=cfg.fbn_tail)
         for name in ("recovery", "calibration", "couplings", "planted"):
             getattr(res, name).to_csv(out / f"{name}.tsv", sep="\t", index=False)
         res.planted[["atom", "network", "sign"]].to_csv(out / "truth.tsv", sep="\t", index=False)
