@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     n = sub.add_parser("notebooks", help="carry the chapters' scripts (notebooks/*.py) into their "
                        "notebooks, and write their parameters cells and book/parameters.md from "
                        "config.PARAMS")
+    n.add_argument("--chapter", action="append", metavar="NAME",
+                   help="only this chapter (repeatable; e.g. fmri); default: every chapter")
     n.add_argument("--check", action="store_true",
                    help="only report what is out of date (exit 1 if anything is)")
     return ap
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "notebooks":
             from . import notebooks
 
-            changed = notebooks.sync(check=args.check)
+            changed = notebooks.sync(args.chapter, check=args.check)
             for line in changed:
                 print(("out of date: " if args.check else "wrote: ") + line)
             if args.check and changed:

@@ -97,6 +97,17 @@ def parameter_table() -> str:
     return "\n".join(out)
 
 
+def code_lines(chapter: str) -> int:
+    """A chapter's code lines: non-blank, non-comment lines of its code cells, its parameters
+    cell left out (generated)."""
+    import jupytext
+
+    nb = jupytext.read(script(chapter), fmt=FORMAT)
+    return sum(1 for c in nb.cells if c.cell_type == "code"
+               and "parameters" not in c.metadata.get("tags", [])
+               for line in c.source.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
 def _params_index(nb) -> int:
     found = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     if len(found) != 1:

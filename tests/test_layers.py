@@ -15,6 +15,7 @@ LAYERS = {
                 "fmri", "surface", "fbn", "compare", "netsignal", "explorer", "plotting"),
     "parameters": ("config",),
     "stages": ("stages", "sweep", "headlines"),
+    "chapters": ("chapters",),
     "application": ("runfolder", "pipeline", "notebooks", "cli", "__main__", "__init__"),
 }
 LEVEL = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
