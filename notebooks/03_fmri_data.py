@@ -47,32 +47,18 @@ n_perm = 1000
 alpha = 0.05
 
 # %%
-import textwrap
-from pathlib import Path
-
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-from llmbrain_utils import config, fmri, headlines, plotting, stages
+from llmbrain_utils import config, headlines, plotting, stages
+from llmbrain_utils.chapters import fmri as chapter
 
 plotting.style()
 cfg = config.collect(globals())
 art = stages.fmri_data(cfg)
-bold = stages.read_bold(art, mmap=False)
-where = stages.read_where(art)  # the brain mask, or the name of the cortical mesh
-mesh = where if isinstance(where, str) else None
-unit = "vertices" if mesh else "voxels"
-isc, isc_p = np.load(art.file("isc.npy")), np.load(art.file("isc_p.npy"))
-keep = fmri.isc_mask(isc_p, cfg.alpha)
-truth = art.info.get("truth")
+data = chapter.load(art, cfg)  # the BOLD, the brain mask (or the mesh's name), the ISC, the truth
 
 # %%
 # NBVAL_CHECK_OUTPUT
-S, T, V = bold.shape
-grid = f"{mesh} cortex" if mesh else f"{cfg.resolution_mm:g} mm grid"
-print(f"subjects: {S}, TRs: {T}, {unit}: {V} ({grid})")
-print(f"ISC (leave-one-out r): median {np.median(isc):.3f}, max {isc.max():.2f}")
-print(f"{unit} with significant ISC (FDR {cfg.alpha}): {keep.sum()} ({keep.mean():.1%})")
+chapter.summary(data, cfg)
 
 # %%
 hl = headlines.Recorder("03_fmri_data", cfg)  # recorded too: these do not move with the kernel
@@ -88,41 +74,13 @@ for name, value in headlines.fmri_figures(art, cfg.alpha).items():
 # for tSNR, the same subjects' volumes before confound regression (fMRIPrep's `desc-preproc`).
 
 # %%
-from llmbrain_utils import fetch
-
-kinds = fetch.load_manifest()["kinds"]
-if truth is not None:
-    root = art.path / "dataset"
-    print(f"source: synthetic twin (seed {truth['seed']}), written to the artifact's dataset/ folder")
-    window = f"TRs 0-{T - 1} of {truth['n_trs']} (the twin's scans hold exactly the story's grid)"
-else:
-    root = fetch.data_home()
-    w = art.info["scan_window"]
-    print(f"source: Narratives (ds002345) under {root}")
-    window = (f"TRs {w['onset_tr']}-{w['onset_tr'] + T - 1} of the scan (the audio starts at "
-              f"{w['audio_onset_s']:g} s; the story itself at TR {w['story_onset_tr']})")
-subs = pd.read_csv(art.file("subjects.tsv"), sep="	", dtype=str)["subject"].tolist()
-print("subjects:", ", ".join(subs))
-task = cfg.story if truth is not None else fetch.story_info(cfg.story)["task"]
-for kind in ("clean", "preproc") if not mesh else ("fsaverage6",):
-    path = Path(kinds[kind]["path"].format(sub=subs[0], task=task, run="", hemi="L"))
-    if mesh and truth is not None:  # the twin on its mesh, named as Narratives' fsaverage6 files
-        path = Path(str(path).replace("space-fsaverage6", f"space-{mesh}"))
-    head, cut, tail = path.name.partition("_space-")  # BIDS names are long: two lines
-    print(f"{kind}: {path.parent}/")
-    print(f"  {head}{cut}")
-    print(f"    {tail} ...")
-print("window:", window)
-if mesh:
-    print(f"mesh: {mesh} (hemi-L and hemi-R), {V} cortex vertices (the medial wall left out)")
-else:
-    print(f"grid: {cfg.resolution_mm:g} mm, shape {where.shape}, {V} brain voxels (nilearn's MNI152 mask)")
+chapter.loaded_files(art, data, cfg)
 
 # %% [markdown]
 # ## Inter-subject correlation: the ceiling of any model
 
 # %%
-plotting.overview(np.where(keep, isc, 0), where, cmap="hot", symmetric=False, label="ISC (r)")
+chapter.isc_figure(data)
 plt.show()
 
 # %% [markdown]
@@ -142,35 +100,13 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-tsnr_info = art.info.get("tsnr") or {}
-if tsnr_info.get("kind"):
-    tsnr = np.load(art.file("tsnr.npy"))  # S x V
-    t_mean = tsnr.mean(axis=0)
-    print(f"tSNR (mean over {tsnr.shape[0]} subjects): median {np.median(t_mean):.0f}, "
-          f"5-95% {np.percentile(t_mean, 5):.0f}-{np.percentile(t_mean, 95):.0f};")
-    print(f"    per-subject medians {np.round(np.median(tsnr, axis=1)).astype(int).tolist()}")
-else:
-    tsnr = None
-    print("no tSNR:", tsnr_info.get("reason", "not computed"))
+tsnr = chapter.tsnr_summary(art)  # subjects x voxels, or None
 
 # %%
 if tsnr is not None:
-    from nilearn import plotting as nplot
-
-    fig = plt.figure(figsize=(6.7, 2.0))
-    d = nplot.plot_img(plotting.to_img(t_mean, where), display_mode="z", cut_coords=[-18, 0, 18, 36, 54],
-                       figure=fig, cmap="viridis", vmin=0, vmax=150, threshold=1, colorbar=True,
-                       cbar_tick_format="%.0f", black_bg=False, annotate=True)
-    plotting.label_colorbar(d, "tSNR")
-    fig.suptitle("tSNR, mean over subjects (colour: tSNR)", y=1.02)
+    chapter.tsnr_map(tsnr, data.where)
     plt.show()
-    fig, ax_h = plt.subplots(figsize=(5.4, 3.0))
-    for s in range(tsnr.shape[0]):
-        ax_h.hist(tsnr[s], bins=40, range=(0, 200), histtype="step", lw=0.8, color="0.5", alpha=0.6)
-    ax_h.hist(t_mean, bins=40, range=(0, 200), histtype="step", lw=1.8, color="C0", label="mean")
-    ax_h.axvspan(50, 150, color="C2", alpha=0.08, label="typical cortex")
-    ax_h.set(xlabel="tSNR", ylabel="voxels", title="Distribution (grey: each subject)")
-    ax_h.legend(fontsize=9)
+    chapter.tsnr_histogram(tsnr)
     plt.show()
 
 # %% [markdown]
@@ -184,24 +120,7 @@ if tsnr is not None:
 
 # %%
 atlas = stages.load_atlas_on(cfg.plant_atlas, art)
-labels = np.zeros(V, int)
-for i, m in enumerate(atlas.masks):
-    labels[m] = i + 1
-img, lab = fmri.carpet_array(bold[0], labels, max_voxels=1500)
-fig, ax = plt.subplots(figsize=(6.8, 4.2))
-im = ax.imshow(img, aspect="auto", cmap="gray", vmin=-2.5, vmax=2.5, extent=[0, T * cfg.tr_s, len(lab), 0])
-ax.set(xlabel="time (s)", ylabel=f"{unit} by network", title="Carpet plot, subject 001")
-fig.colorbar(im, ax=ax, label="BOLD (z)", orientation="horizontal", fraction=0.05, pad=0.16, aspect=40)
-bounds = np.flatnonzero(np.diff(lab)) + 1
-for b in bounds:
-    ax.axhline(b, color="C1", lw=0.6)
-ax.set_yticks([])
-edges = np.concatenate([[0], bounds, [len(lab)]])
-ax2 = ax.secondary_yaxis("right")  # each block's network, where it is tall enough to name
-mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:]) if b - a >= 0.035 * len(lab)]
-names = [atlas.network_names[lab[a] - 1] if lab[a] > 0 else "(none)"
-         for a, b in zip(edges[:-1], edges[1:]) if b - a >= 0.035 * len(lab)]
-ax2.set_yticks(mids, names, fontsize=9)
+chapter.carpet_plot(data, atlas, tr_s=cfg.tr_s)
 plt.show()
 
 # %% [markdown]
@@ -218,25 +137,11 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-if truth is not None:
-    plant = pd.DataFrame(truth["plant"])[["network", "source", "sign", "weight", "n_voxels"]]
-    print(plant.to_string(index=False))
-    print(textwrap.fill("unplanted networks: " + ", ".join(truth["unplanted"]), 88, subsequent_indent="    "))
-    print(f"snr = {truth['snr']}; expected peak single-subject r per subject:")
-    print(f"    {np.round(truth['expected_peak_r'], 2).tolist()}")
-else:
-    print("real data: no planted truth")
+chapter.planted_table(data.truth)
 
 # %%
-if truth is not None:
-    lab_v = stages.planting_labels(cfg, art)  # the atlas (ideal twin) or the atlas deformed (realistic)
-    live = fmri.live_plants(truth)
-    roi = np.zeros(V)
-    for i, p in enumerate(live):
-        roi[lab_v == p["label"]] = i + 1
-    plotting.labels_map(roi, where, [f"{p['network']}: {p['source']} ({'+' if p['sign'] > 0 else '-'})" for p in live],
-                        colors=plt.cm.tab10(np.arange(len(live))),
-                        title="Where the twin's signals are planted (network: story property, sign)")
+if data.truth is not None:
+    chapter.planted_map(data, cfg, art)
     plt.show()
 
 # %% [markdown]
@@ -244,22 +149,9 @@ if truth is not None:
 # names the story property that drives each one and its sign. (No figure for real data.)
 
 # %%
-if truth is not None:
-    src = pd.read_csv(art.path / "dataset" / "truth_sources.tsv", sep="\t")
-    names = list(dict.fromkeys(p["source"] for p in truth["plant"]))
-    fig, axes = plt.subplots(2, 1, figsize=(7.2, 7.4), gridspec_kw={"height_ratios": [1, 1.3]})
-    plotting.time_courses(axes[0], src[names].to_numpy(), tr_s=cfg.tr_s, labels=names)
-    axes[0].set_title("Planted sources (HRF-convolved story properties)")
-    groups = {n: isc[atlas.masks[atlas.index(n)]] for n in atlas.network_names}
-    planted = {p["network"] for p in truth["plant"]}
-    order = sorted(groups, key=lambda n: (n not in planted, n))
-    axes[1].boxplot([groups[n] for n in order], orientation="horizontal", showfliers=False)
-    axes[1].set_yticks(range(1, len(order) + 1), [n + (" *" if n in planted else "") for n in order], fontsize=9)
-    axes[1].axvline(0, color="0.6", lw=0.8)
-    axes[1].set(xlabel="ISC", title="ISC by network (* planted)")
-    fig.tight_layout()
-    ins = np.concatenate([groups[n] for n in planted]); out = np.concatenate([groups[n] for n in groups if n not in planted])
-    print(f"median ISC in planted networks {np.median(ins):.3f}, in unplanted networks {np.median(out):.3f}")
+if data.truth is not None:
+    chapter.sources_and_network_isc(art, data, atlas, tr_s=cfg.tr_s)
+    plt.show()
 
 # %% [markdown]
 # **Figure 4.5.** The planted sources, story properties convolved with the HRF (top), and the ISC of every
@@ -267,14 +159,9 @@ if truth is not None:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-if truth is not None:
+if data.truth is not None:
     # single-subject calibration: r of each planted network's peak voxel with its source
-    rows = []
-    for p in truth["plant"]:
-        v = p["peak_voxel"]
-        rs = [np.corrcoef(bold[s][:, v], p["sign"] * src[p["source"]].to_numpy())[0, 1] for s in range(S)]
-        rows.append({"network": p["network"], "source": p["source"], "median r": np.median(rs), "max r": np.max(rs)})
-    print(pd.DataFrame(rows).round(2).to_string(index=False))
+    chapter.calibration_table(art, data)
 
 # %% tags=["remove-cell"]
 hl.glue_all()  # every headline figure, for the book's pages
@@ -282,14 +169,7 @@ hl.glue_all()  # every headline figure, for the book's pages
 # %% tags=["remove-cell"]
 from myst_nb import glue
 
-answer = (f"The {S} listeners share a response to the story in {keep.sum()} of {V} {unit} (ISC above "
-          f"its circular-shift null, FDR {cfg.alpha}); the leave-one-out ISC has a median of "
-          f"{np.median(isc):.3f} and reaches {isc.max():.2f}, the ceiling of any model's prediction of one listener.")
-if truth is not None:
-    answer += (f" In the twin's planted networks the median ISC is {np.median(ins):.3f}, in the others "
-               f"{np.median(out):.3f}: the shared response is where the signals were planted.")
-if tsnr is not None:
-    answer += f" The volumes' median tSNR is {np.median(t_mean):.0f}."
+answer = chapter.answer(data, cfg, atlas=atlas, tsnr=tsnr)
 glue("answer", answer, display=False)
 print(answer)
 

@@ -86,28 +86,17 @@ compare_atlas = "TY7"
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 from IPython.display import display
-from llmbrain_utils import config, fbn, headlines, plotting, stages
+from llmbrain_utils import config, headlines, plotting
+from llmbrain_utils.chapters import fbn as chapter
 
 plotting.style()
-extra = {"compare_atlas": compare_atlas}
 cfg = config.collect(globals())
-art, enc_art, data = stages.fbn_mapping(cfg), stages.encoding(cfg), stages.fmri_data(cfg)
-table = stages.read_couplings(art)
-where = stages.read_where(data)  # the brain mask, or the cortical mesh (then a "voxel" is a vertex)
-mesh = where if isinstance(where, str) else None
-atlas = stages.load_atlas_on(cfg.atlas, data)
-group_t = np.load(enc_art.file("group_t.npy"))
-coupled = table[table.coupled]
-truth = data.info.get("truth")
+res = chapter.load(cfg)  # the couplings, the atoms' group t maps, the atlas on the data's grid or mesh
 hl = headlines.Recorder("05_fbn_mapping", cfg)  # numbers that move with the BLAS kernel
 
 # %%
-plotting.labels_map(stages.atlas_labels(atlas), where, atlas.network_names, ncol=4,
-                    colors=plt.cm.tab20(np.arange(atlas.n_networks) % 20),
-                    title=f"The read-out atlas: {cfg.atlas}, {atlas.n_networks} networks on the data's {mesh or 'grid'}")
+chapter.atlas_figure(res)
 plt.show()
 
 # %% [markdown]
@@ -116,38 +105,16 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"atlas: {cfg.atlas} ({atlas.n_networks} networks), threshold {cfg.threshold}")
-print(f"null: {cfg.fbn_null}, {cfg.fbn_perm} draws, tail: {cfg.fbn_tail}")
-print(f"tests: {len(table)} (atoms x networks x signs)")
+chapter.print_settings(res)
 
 # %%
-hl.add("couplings", len(coupled), digits=0); hl.add("atoms_coupled", coupled.atom.nunique(), digits=0)
-hl.add("networks_involved", coupled.network.nunique(), digits=0)
-print(f"couplings: {len(coupled)} of {len(table)} tests; atoms coupled: {coupled.atom.nunique()} of {group_t.shape[0]}; "
-      f"networks involved: {coupled.network.nunique()}")
-counts = (coupled.groupby(["network", "sign"]).atom.nunique().unstack(fill_value=0)
-          .reindex(index=atlas.network_names, columns=["active", "deactive"], fill_value=0))
-print(counts.to_string())
-hl.add_table("atoms_per_network", counts, digits=0)
+counts = chapter.coupling_summary(res, hl)
 
 # %% [markdown]
 # ## Atoms per network (the paper's Figure 4 style)
 
 # %%
-fig, ax = plt.subplots(figsize=(7.2, 3.6))
-x = np.arange(len(counts))
-ax.bar(x - 0.2, counts["active"], 0.4, label="active", color="C3")
-ax.bar(x + 0.2, counts["deactive"], 0.4, label="deactive", color="C0")
-ax.set_xticks(x, counts.index, rotation=45, ha="right")
-ax.set(ylabel="atoms coupled", title=f"Atoms coupled to each network ({cfg.atlas})")
-if truth is not None:
-    planted = {p["network"] for p in truth["plant"]}
-    for lab in ax.get_xticklabels():
-        if lab.get_text() in planted:
-            lab.set_fontweight("bold")
-    ax.text(0.99, 0.95, "bold: networks with planted signal", transform=ax.transAxes, ha="right", va="top", fontsize=9)
-ax.legend()
-fig.tight_layout()
+fig = chapter.counts_figure(counts, atlas_name=cfg.atlas, truth=res.truth)
 
 # %% [markdown]
 # **Figure 6.2.** Atoms coupled to each network of the read-out atlas, active (red) and deactive (blue); networks
@@ -160,19 +127,7 @@ fig.tight_layout()
 # none is a false positive of the whole chain (dictionary, encoding and mapping together).
 
 # %%
-if truth is not None:
-    planted = {p["network"] for p in truth["plant"]}
-    on_unplanted = coupled[~coupled.network.isin(planted)]
-    n_unplanted_tests = (~table.network.isin(planted)).sum()
-    print(f"couplings on planted networks: {len(coupled) - len(on_unplanted)}; "
-          f"on unplanted networks: {len(on_unplanted)} of {n_unplanted_tests} tests "
-          f"(rate {len(on_unplanted) / max(n_unplanted_tests, 1):.4f})")
-    found = sorted(planted & set(coupled.network))
-    print(f"planted networks reached by at least one atom: {len(found)} of {len(planted)}:")
-    print("    " + ", ".join(found))
-    hl.add("couplings_planted", len(coupled) - len(on_unplanted), digits=0)
-    hl.add("couplings_unplanted", len(on_unplanted), digits=0)
-    hl.add("planted_reached", len(found), digits=0)
+chapter.truth_summary(res, hl)
 
 # %% [markdown]
 # ## Coupled atoms on the brain
@@ -180,14 +135,8 @@ if truth is not None:
 # Group $t$ maps of the most strongly coupled atoms, with the outline of the network they are coupled to.
 
 # %%
-best = coupled.sort_values("dice", ascending=False).drop_duplicates("atom").head(4)
-if len(best):
-    for row in best.itertuples():
-        plotting.slices(group_t[row.atom], where, threshold=2.0, label="t",
-                        outline=atlas.masks[atlas.index(row.network)],
-                        title=f"atom {row.atom}: {row.sign} {row.network} (Dice {row.dice:.2f}, q {row.q:.3f}); "
-                              "group t, |t| > 2")
-    plt.show()
+best = chapter.coupled_maps(res, n=4)
+plt.show()
 
 # %% [markdown]
 # **Figure 6.3.** The group t maps (|t| > 2) of the most strongly coupled atoms, each with the outline (green) of
@@ -201,24 +150,9 @@ if len(best):
 # and surrogate fields for all).
 
 # %%
-null_kw = dict(n_perm=cfg.fbn_perm, alpha=cfg.alpha, seed=cfg.seed, null=cfg.fbn_null,
-               tail=cfg.fbn_tail)
-# one draw of the null for every threshold and statistic: the rotations (of the grid, or of the
-# sphere on a mesh) or the surrogate fields
-if cfg.fbn_null == "spin":
-    null_kw["perms"] = atlas.spin_permutations(cfg.fbn_perm, cfg.seed)
-elif cfg.fbn_null == "surrogate":
-    null_kw["surrogates"] = fbn.SurrogateNull(atlas, group_t, cfg.fbn_perm, cfg.seed)
-sens = fbn.threshold_sensitivity(group_t, atlas, thresholds=("top5%", "top10%", "top20%"), **null_kw)
-print(sens.round(3).to_string(index=False))
-by_r = fbn.couple_atoms(group_t, atlas, threshold=cfg.threshold, statistic="r", **null_kw)
-key = ["atom", "network", "sign"]
-both = coupled[key].merge(by_r[by_r.coupled][key])
-print(f"tested on r: {int(by_r.coupled.sum())} couplings, {by_r[by_r.coupled].atom.nunique()} atoms; "
-      f"{len(both)} of them also coupled by Dice ({len(coupled)})")
-hl.add_table("threshold", sens.set_index("threshold"))
-hl.add("r_couplings", by_r.coupled.sum(), digits=0)
-hl.add("r_and_dice_couplings", len(both), digits=0);
+null_kw = chapter.null_options(res)  # one draw of the null for every threshold and statistic
+sens = chapter.threshold_table(res, null_kw, hl)
+by_r = chapter.r_statistic(res, null_kw, hl)
 
 # %% [markdown]
 # ## Agreement between atlases
@@ -232,30 +166,11 @@ hl.add("r_and_dice_couplings", len(both), digits=0);
 # pass nothing (its networks are larger and its null wider, so fewer tests reach the smallest $p$).
 
 # %%
-try:
-    other = stages.read_couplings(stages.fbn_mapping({**cfg, "atlas": extra["compare_atlas"]}))
-except Exception as e:  # no network access and no local copy: say so
-    other = None
-    print(f"second atlas unavailable here: {e}")
+other = chapter.other_atlas(cfg, compare_atlas)
 if other is not None:
-    agree = fbn.atlas_agreement([table, other])
-    best = other.loc[other.groupby(["atom", "sign"]).dice.idxmax(), ["atom", "sign", "network"]]
-    label = coupled[["atom", "sign", "network"]].merge(best, on=["atom", "sign"], suffixes=("", "_other"))
-    transfer = pd.crosstab(label.network, label.network_other).reindex(
-        index=atlas.network_names, columns=list(agree.columns), fill_value=0)
-    fig, axes = plt.subplots(2, 1, figsize=(7.2, 9.0))
-    plotting.heatmap(axes[0], agree.to_numpy(), xlabels=list(agree.columns), ylabels=list(agree.index), cmap="viridis",
-                     title="Atoms coupled under both atlases (FDR)", label="atoms", vmax=max(1, agree.to_numpy().max()))
-    if not agree.to_numpy().any():
-        axes[0].text(0.5, 0.5, f"none: no test of {extra['compare_atlas']} passes the FDR\n(its networks are larger; see below)",
-                     transform=axes[0].transAxes, ha="center", va="center", color="white", fontsize=10)
-    plotting.heatmap(axes[1], transfer.to_numpy(), xlabels=list(transfer.columns), ylabels=list(transfer.index), cmap="viridis",
-                     title=f"Best {extra['compare_atlas']} network of each coupling (no test)", label="couplings")
-    fig.tight_layout()
-    print(f"{extra['compare_atlas']}: {int(other.coupled.sum())} couplings, {other[other.coupled].atom.nunique()} atoms; "
-          f"smallest q {other.q.min():.3f}; couplings under both atlases: {int(agree.to_numpy().sum())}")
-    print("best-matching network of the couplings (rows: " + cfg.atlas + "):")
-    print(transfer.loc[transfer.sum(axis=1) > 0].to_string())
+    agree, transfer = chapter.agreement_tables(res, other)
+    fig = chapter.agreement_figure(agree, transfer, compare_atlas=compare_atlas)
+    chapter.agreement_summary(other, agree, transfer, atlas_name=cfg.atlas, compare_atlas=compare_atlas)
 
 # %% [markdown]
 # **Figure 6.4.** Agreement of two atlases: atoms coupled under both with the same sign (top) and, for every
@@ -276,16 +191,8 @@ if other is not None:
 # FDR level (0.05).
 
 # %%
-rec_art = stages.fbn_recovery(cfg)
-rec = stages.read_tsv(rec_art, "recovery.tsv")
-snr0, n0 = rec_art.info["default_snr"], rec_art.info["n_subjects"]
-at0 = rec[(rec.snr == snr0) & (rec.n_subjects == n0)]
-cols = ["statistic", "twin_seed", "precision", "recall", "fdp", "fpr", "fpr_unplanted_networks", "tp", "fp", "fn"]
-print(f"at the default SNR ({snr0}) and {n0} subjects, per twin:")
-print(at0[cols].sort_values(["statistic", "twin_seed"]).round(3).to_string(index=False))
-print("mean over twins:")
-print(at0.groupby("statistic")[["precision", "recall", "fdp", "fpr"]].mean().round(3).to_string())
-hl.add_table("recovery_twin", at0.set_index(["statistic", "twin_seed"])[cols[2:]])
+rec = chapter.load_recovery(cfg)
+chapter.recovery_summary(rec, hl)
 
 # %% [markdown]
 # Which planted couplings are missed? Each row is one planted coupling: its network's size on this
@@ -294,37 +201,14 @@ hl.add_table("recovery_twin", at0.set_index(["statistic", "twin_seed"])[cols[2:]
 # coefficient) and whether it was found on each twin.
 
 # %%
-planted_tab = stages.read_tsv(rec_art, "planted.tsv")
-display(planted_tab)
-hl.add_table("planted", planted_tab.set_index(["atom", "network", "sign"]), digits=1)
+display(chapter.planted_table(rec, hl))
 
 # %%
-seed1 = rec[rec.twin_seed == rec.twin_seed.min()]
-first, by_n = seed1[seed1.n_subjects == n0], seed1[seed1.snr == snr0]
-fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.4), sharey=True)
-for ax, g0, x, label in ((axes[0], first, "snr", "signal-to-noise (peak voxel)"),
-                         (axes[1], by_n, "n_subjects", "subjects")):
-    for stat, mark in (("dice", "o"), ("r", "s")):
-        g = g0[g0.statistic == stat].sort_values(x)
-        ax.plot(g[x], g.recall, mark + "-", label=f"recall ({stat})")
-        ax.plot(g[x], g.precision, mark + "--", alpha=0.6, label=f"precision ({stat})")
-    ax.axvline(snr0 if x == "snr" else n0, color="0.7", ls="--", lw=0.8)
-    ax.axhline(0.9, color="0.85", lw=0.8)
-    ax.set(xlabel=label, ylim=(0, 1.05))
-axes[0].set(title=f"Against SNR ({n0} subjects)", ylabel="share of planted couplings")
-axes[1].set(title=f"Against subjects (SNR {snr0})")
-fig.legend(*axes[0].get_legend_handles_labels(), fontsize=9, ncol=2, loc="upper center",
-           bbox_to_anchor=(0.5, 0.0), frameon=False)
-fig.tight_layout()
+fig = chapter.recovery_figure(rec)
 from myst_nb import glue
 
 glue("fig_recovery_snr", fig, display=False)  # the results page's headline figure
-print("recall against SNR:")
-print(first.pivot(index="snr", columns="statistic", values="recall").round(3).to_string())
-print("precision and recall against the number of subjects:")
-print(by_n.pivot(index="n_subjects", columns="statistic", values=["precision", "recall"]).round(3).to_string())
-hl.add_table("recall_by_snr", first.pivot(index="snr", columns="statistic", values="recall"))
-hl.add_table("by_subjects", by_n.set_index(["n_subjects", "statistic"])[["precision", "recall"]])
+chapter.recovery_curves(rec, hl)
 
 # %% [markdown]
 # **Figure 6.5.** Recovery of the 12 planted couplings against the twin's SNR (left) and the number of subjects
@@ -338,13 +222,7 @@ hl.add_table("by_subjects", by_n.set_index(["n_subjects", "statistic"])[["precis
 # default size, one at each other size.
 
 # %%
-cal = stages.read_tsv(rec_art, "calibration.tsv")
-ratios = cal.pivot_table(index=["statistic", "n_subjects"], columns="level", values="ratio")
-print(ratios.round(2).to_string())
-hl.add_table("calibration", ratios, digits=2)
-worst = cal[cal.n_subjects == n0].sort_values("ratio").iloc[-1]
-print(f"largest excess at {n0} subjects: {worst.statistic} at level {worst.level:g},")
-print(f"    share {worst.share:.4f} ({worst.ratio:.2f} x the level, {worst.n_tests} tests)")
+chapter.calibration_summary(rec, hl)
 
 # %% [markdown]
 # The atoms of a twin are few and share its noise. Sharper checks on independent maps follow:
@@ -353,16 +231,7 @@ print(f"    share {worst.share:.4f} ({worst.ratio:.2f} x the level, {worst.n_tes
 # network and sign. Its committed result (rerun it to refresh; about four minutes):
 
 # %%
-import json
-from pathlib import Path
-
-cal_path = Path(stages.__file__).resolve().parents[1] / "benchmarks" / "spin_calibration.json"
-grf = json.loads(cal_path.read_text())
-print(f"{grf['maps']} noise maps, FWHM {grf['fwhm_vox']:g} voxels, {grf['atlas']}, {grf['n_perm']} rotations")
-for stat, v in grf["statistics"].items():
-    print(f"{stat}: {v['n_tests']} tests; share / level [95% interval over maps]:")
-    for row in v["levels"]:
-        print(f"  level {row['level']:<7g} {row['ratio']:.2f} [{row['ratio_ci'][0]:.2f}-{row['ratio_ci'][1]:.2f}]")
+grf = chapter.spin_calibration()
 
 # %% [markdown]
 # ## Is the null valid on maps like real ones?
@@ -382,31 +251,8 @@ for stat, v in grf["statistics"].items():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-null_cal = json.loads((cal_path.parent / "null_calibration.json").read_text())
-s = null_cal["settings"]
-print(f"{s['atlas']}, {s['voxels']} voxels, {s['n_perm']} rotations / surrogates,")
-print(f"{null_cal['rows'][0]['n_maps']} maps per noise model; target {s['target']}")
-nc = pd.DataFrame(null_cal["rows"])
-if "space" not in nc:
-    nc["space"] = "volume"
-nc["space"] = nc["space"].fillna("volume")
-nc["atlas"] = nc["atlas"].fillna(s["atlas"]) if "atlas" in nc else s["atlas"]
-if "wall" in nc:  # the surface's medial-wall rule: the default, "nearest", is the null
-    nc = nc[nc["wall"].fillna("nearest") == "nearest"]
-view = nc.pivot_table(index=["space", "atlas", "null", "noise"], columns=["statistic", "alpha"],
-                      values="share_over_alpha")
-print(view.round(2).to_string())
-for (space, legacy), g in nc.groupby(["space", "legacy"]):
-    name = f"{space}, {'legacy spin' if legacy else ', '.join(sorted(g['null'].unique()))}"
-    print(f"{name}: {int(g.share_over_alpha.between(*s['target']).sum())} of {len(g)} ratios inside the target")
-print("false FDR couplings per map, largest (plain p / fitted tail):")
-for (space, null), g in nc.groupby(["space", "null"]):
-    print(f"  {space}, {null}: {g.fdr_false_couplings_per_map.max():.3f} / {g.fdr_false_couplings_per_map_gpd_tail.max():.3f}")
-plotting.null_calibration(null_cal)
-plt.show()
-if (nc.space == "surface").any():
-    plotting.null_calibration(null_cal, space="surface", atlas="TY7")
-    plt.show()
+null_cal, nc = chapter.null_calibration_table()
+chapter.null_calibration_figures(null_cal, nc)
 
 # %% [markdown]
 # **Figure 6.6.** Calibration of the mapping's nulls on 512 null maps per noise model: the share of p <= alpha
@@ -436,29 +282,7 @@ if (nc.space == "surface").any():
 # by chance (the null's calibration above) or planted atoms coupled to a network not their own.
 
 # %%
-alpha = cfg.alpha
-print("A verdict holds only if it holds under every measured seed and BLAS kernel.")
-print(hl.legend())
-for stat, g in at0.groupby("statistic"):
-    fp, claims = int(g.fp.sum()), int(g.tp.sum() + g.fp.sum())
-    hl.add(f"{stat}_precision", g.precision.mean(), digits=2); hl.add(f"{stat}_recall", g.recall.mean(), digits=2)
-    hl.add(f"{stat}_fpr_unplanted", g.fpr_unplanted_networks.mean())
-    hl.add(f"{stat}_false_share", fp / max(claims, 1))
-    print(f"{stat}, {n0} subjects, mean of {g.twin_seed.nunique()} twins:")
-    print(f"    precision {hl.fmt(stat + '_precision')}: >= 0.9 "
-          f"{hl.holds(stat + '_precision', lambda v: v >= 0.9, label=stat + '_precision')}")
-    print(f"    recall {hl.fmt(stat + '_recall')}: >= 0.9 {hl.holds(stat + '_recall', lambda v: v >= 0.9, label=stat + '_recall')}")
-    print(f"    false-positive rate on the unplanted network {hl.fmt(stat + '_fpr_unplanted')}:")
-    print(f"        <= {alpha:g} {hl.holds(stat + '_fpr_unplanted', lambda v: v <= alpha, label=stat + '_fpr_unplanted')}")
-    print(f"    false couplings: {fp} of {claims}, share {hl.fmt(stat + '_false_share')}")
-    print(f"        at or below the FDR level {alpha:g}: "
-          f"{hl.holds(stat + '_false_share', lambda v: v <= alpha, label=stat + '_false_share')}")
-enough = by_n[(by_n.precision >= 0.9) & (by_n.recall >= 0.9)].groupby("statistic").n_subjects.min()
-for stat in sorted(at0.statistic.unique()):
-    n_min = enough.get(stat)
-    hl.add(f"{stat}_min_subjects_first_twin", n_min, digits=0)
-    print(f"{stat}: first twin meets it from {hl.fmt(stat + '_min_subjects_first_twin')} subjects" if n_min is not None
-          else f"{stat}: first twin does not meet it with up to {by_n.n_subjects.max()} subjects")
+chapter.recovery_verdicts(rec, hl, alpha=cfg.alpha)
 
 # %% [markdown]
 # ## Recovery when the read-out atlas is not the planting one
@@ -475,16 +299,8 @@ for stat in sorted(at0.statistic.unique()):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-mm = json.loads((cal_path.parent / "recovery_mismatch.json").read_text())
-mmr = pd.DataFrame(mm["rows"])
-print(f"{mm['settings']['atlas']} read-out, {mm['settings']['n_subjects']} subjects, SNR {mm['settings']['snr']},")
-print(f"jitter {mm['settings']['jitter_mm']} mm RMS per subject, {mmr.n_twins.max()} twins per point")
-mmr["space"] = mmr["space"].fillna("volume") if "space" in mmr else "volume"
-cols = ["space", "statistic", "null", "tail", "n_perm", "dice_mismatch", "precision", "recall", "recall_all"]
-print(mmr[cols].round(3).to_string(index=False))
-for space in mmr.space.unique():
-    plotting.recovery_mismatch(mm, statistic="dice", space=space)
-    plt.show()
+mm, mmr = chapter.mismatch_table()
+chapter.mismatch_figures(mm, mmr)
 
 # %% tags=["remove-cell"]
 from myst_nb import glue
@@ -523,22 +339,7 @@ hl.glue_all()  # every headline figure, for the book's pages
 # %% tags=["remove-cell"]
 from myst_nb import glue
 
-v = hl.verdicts
-answer = (f"With the {cfg.atlas} atlas, the {cfg.fbn_null} null and FDR {cfg.alpha}, {len(coupled)} of "
-          f"{len(table)} tests are couplings: {coupled.atom.nunique()} of {group_t.shape[0]} atoms, in "
-          f"{coupled.network.nunique()} networks.")
-if truth is not None:
-    answer += (f" {len(coupled) - len(on_unplanted)} of the couplings are on networks that carry planted signal, "
-               f"{len(on_unplanted)} on the others.")
-g = at0[at0.statistic == "dice"]
-answer += (f" When 12 atoms are planted in 12 networks, the chain finds them with precision {g.precision.mean():.2f} "
-           f"and recall {g.recall.mean():.2f} (mean of {g.twin_seed.nunique()} twins; at least 0.9 under every "
-           f"measured seed and BLAS kernel: for precision {v.get('dice_precision', 'not measured')}, for recall "
-           f"{v.get('dice_recall', 'not measured')}), an upper bound for real data.")
-worst = mmr[(mmr.space == "volume") & (mmr.statistic == "dice") & (mmr.dice_mismatch.round(1) == 0.6)]
-if len(worst):
-    answer += (f" With a read-out atlas that overlaps the planted networks at a Dice of 0.6, recall is at most "
-               f"{worst.recall.max():.2f} over the tests of the committed benchmark above.")
+answer = chapter.answer(res, rec, mmr, verdicts=hl.verdicts)
 glue("answer", answer, display=False)
 print(answer)
 
