@@ -43,6 +43,14 @@ def test_scripts_lint_clean(capsys):
     assert n == 0, out.getvalue() + err.getvalue()
 
 
+def test_every_chapter_is_short_narrative_over_package_calls():
+    """At most 60 code lines a chapter (its generated parameters cell aside): what a chapter
+    computes, draws or concludes lives in llmbrain_utils.chapters, where it is tested."""
+    lines = {c: notebooks.code_lines(c) for c in config.CHAPTERS}
+    assert max(lines.values()) <= 60, lines
+    assert min(lines.values()) > 0
+
+
 def test_parameters_cells_declare_each_chapters_upstream_sections():
     assert notebooks.chapter_sections("stimulus") == ["stimulus"]
     assert notebooks.chapter_sections("fmri") == ["stimulus", "fmri"]  # the story, not the model
