@@ -2,37 +2,12 @@
 
 A stage asks for its inputs by calling the stage before it with the same parameters (a cache
 hit when that stage already ran), so every notebook can run on its own, and a changed
-parameter recomputes exactly the stages that depend on it. The artifact contracts:
-
-============ ==================================================================================
-stage        files
-============ ==================================================================================
-stimulus     ``words.tsv`` (word table with ``tr``), ``trs.tsv`` (one row per TR; a Narratives
-             story's grid stops with its scan)
-extraction   ``responses.npy`` (T x N float32, z-scored), ``an_table.tsv`` (layer, unit,
-             constant), ``stats.json``
-dictionary   ``D.npy`` (T x k), ``loadings.npz`` (sparse k x N), ``r2_per_an.npy``
-fmri         ``bold.npy`` (S x T x V float32), ``mask.nii.gz``, ``subjects.tsv``, ``isc.npy``,
-             ``isc_p.npy``, ``tsnr.npy`` (S x V, when preproc volumes exist); synthetic:
-             ``dataset/`` (Narratives layout) and ``truth.json``
-encoding     ``beta.npy`` / ``t.npy`` (S x k x V), ``r2.npy`` / ``cv_r.npy`` (S x V),
-             ``cv_alphas.npy`` (S x folds x V), ``group_t.npy`` (k x V), ``p_group_cv.npy``
-             (V, t test of the subjects' held-out r)
-encoding_    ``p_r2.npy`` (S x V, phase-surrogate test); the group test: ``group_avg_r.npy``,
-tests        ``p_group_avg.npy``, ``p_group_avg_isc.npy`` (V), ``group_avg_sig.npy`` /
-             ``group_avg_sig_isc.npy`` (V bool)
-recovery     ``recovery.tsv`` (``encoding_recovery``, synthetic data): sensitivity and false
-             positive rate of the group tests against the planted truth, per SNR
-fbn          ``couplings.tsv`` (atom, network, sign, dice, r, p, q, coupled)
-coupling_    ``per_network.tsv``, ``per_model.tsv`` (observed counts and subject-bootstrap
-bootstrap    intervals), ``observed.tsv``, ``draws.npz``
-explorer_    ``figures/atom_NNN.png``: the atom explorer's figures of one model
-figures
-============ ==================================================================================
+parameter recomputes exactly the stages that depend on it.
 
 Every stage is declared once in :data:`TABLE` (:class:`Stage`: store name, build function,
 parameters, upstream stages with their overrides, files, chapter); the sweep's graph, the
-runner's chapters and the tests' stage lists are read from it.
+runner's chapters and the tests' stage lists are read from it, and so is the table of artifact
+contracts below (each stage's files; its build function's docstring says what they hold).
 """
 
 from __future__ import annotations
@@ -1102,3 +1077,17 @@ ANALYSES: dict[str, Stage] = {s.name: s for s in (
 
 #: every stage by its store name
 TABLE: dict[str, Stage] = {**CHAIN, **ANALYSES}
+
+
+def contracts() -> str:
+    """The artifact contracts, from :data:`TABLE`: each stage's files and what they hold (the
+    first sentence of its build function's docstring)."""
+    lines = ["The artifact contracts (from :data:`TABLE`):", ""]
+    for st in TABLE.values():
+        what = " ".join((st.build.__doc__ or "").split()).split(". ")[0].rstrip(".")
+        files = ", ".join(f"``{f}``" for f in st.files)
+        lines.append(f"* ``{st.name}`` ({st.chapter}): {files}. {what}.")
+    return "\n".join(lines)
+
+
+__doc__ = (__doc__ or "") + "\n" + contracts() + "\n"
