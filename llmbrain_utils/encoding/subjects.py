@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_choice, check_int
+from ..devices import resolve_device
 from ._common import _as_subjects, _check_alphas, _check_X
 from .cv import _MODELS, DEFAULT_ALPHAS, contiguous_folds, cv_scores
 from .ols import _t_to_p_z, fit_ols
@@ -115,6 +116,9 @@ def encode_subjects(D: Any, Y: Any, *, intercept: bool = True, cv_model: str | N
     params = dict(intercept=intercept, cv_model=cv_model, scoring=scoring, n_folds=n_folds,
                   trim=trim,
                   alphas=np.asarray(alphas, dtype=float).tolist(), inner_folds=inner_folds,
-                  ridge_library="himalaya.ridge.RidgeCV (per-voxel alpha, inner contiguous CV)")
+                  ridge_library=("llmbrain_utils.encoding.ridge (himalaya RidgeCV's result: "
+                                 "per-voxel alpha, inner contiguous CV)"
+                                 if resolve_device(device) == "cpu" else
+                                 "himalaya.ridge.RidgeCV (per-voxel alpha, inner contiguous CV)"))
     return EncodingResult(beta=beta, t=tt, r2=r2, cv_r=cv_r, cv_r2=cv_r2, cv_alphas=cv_alphas,
                           dof=dof, params=params)
