@@ -111,7 +111,23 @@ FLOPs: {{ enc.flops_method }}; OLS runs in float64, the permutations in float32.
 The $t$ values agree with statsmodels, nilearn and `lstsq` to within {{ enc_agreement }}.{% if enc_ridge %}
 The ridge solver runs in float32: its held-out r are within {{ enc_ridge.r }} of the float64
 solver's, and it chooses another penalty in {{ enc_ridge.alpha }} of the voxels.{% endif %}
+{% if ridge %}
+### The ridge CV kernel (`benchmarks/ridge_cv.py`)
 
+The rows above that name himalaya were measured when `cv_scores` ran himalaya's `RidgeCV`. It
+now runs the project's kernel on the CPU (`llmbrain_utils.encoding.ridge`: per inner split one
+eigen-decomposition of the $k \times k$ Gram matrix, every penalty scored in the rotated space,
+the refit as a per-voxel shrinkage), with himalaya as its reference in the tests. One outer
+fold and one subject's five, one thread, best of {{ ridge.reps }}, T = {{ ridge.T }}, k = {{ ridge.k }},
+{{ ridge.alphas | length }} penalties, {{ ridge.inner_folds }} inner folds. The bound is the fold's necessary
+FLOPs (decompositions, the products with the BOLD, the scoring of every penalty, the refit and
+the predictions) at this machine's single-thread float32 GEMM rate ({{ ridge.gemm_gflops_f32 | num(1) }} GFLOP/s);
+himalaya's own algorithm forms every penalty's predictions, about 9x those FLOPs.
+
+| case | himalaya RidgeCV (s) | kernel (s) | speed-up | kernel / bound | himalaya / bound |
+|---|---|---|---|---|---|
+{% for name, c in ridge.cases.items() %}| {{ name }} | {{ c.best_s.himalaya_f32 | num(3) }} | {{ c.best_s.fast_f32 | num(3) }} | {{ c.speedup_vs_himalaya_f32.fast_f32 | num(1) }}x | {{ c.bound_ratio.fast_f32 | num(2) }} | {{ c.bound_ratio.himalaya_f32 | num(1) }} |
+{% endfor %}{% endif %}
 ## The default run, end to end
 
 {% if e2e and e2e.stages %}Build time of each stage of the default run (`params/default.yaml`), read from its artifact's
@@ -200,6 +216,7 @@ def _share(v, peak):
 
 
 PAPER_SCALE = HERE / "paper_scale_cpu.json"
+RIDGE = HERE / "ridge_cv.json"
 
 
 def _paper_scale_summary(ps: dict) -> tuple[str, str]:
@@ -221,8 +238,9 @@ def _paper_scale_summary(ps: dict) -> tuple[str, str]:
     return story, " ".join(lines)
 
 
-def render(report: dict, paper_scale: dict | None = None) -> str:
-    """The page's markdown for a report (and the CPU paper-scale summary, when given)."""
+def render(report: dict, paper_scale: dict | None = None, ridge: dict | None = None) -> str:
+    """The page's markdown for a report (and the CPU paper-scale summary and the ridge kernel's
+    benchmark, when given)."""
     import jinja2
 
     for section, names in REQUIRED.items():
@@ -278,7 +296,7 @@ def render(report: dict, paper_scale: dict | None = None) -> str:
                                                      "scikit-learn", "himalaya", "nilearn") if k in vv)
     ps_story, ps_summary = _paper_scale_summary(paper_scale) if paper_scale else ("", "")
     text = env.from_string(TEMPLATE).render(
-        ps=paper_scale, ps_story=ps_story, ps_summary=ps_summary,
+        ps=paper_scale, ps_story=ps_story, ps_summary=ps_summary, ridge=ridge,
         r=report, m=report["machine"], p=peak, v={"torch_line": torch_line},
         gemm=list(peak["gemm"].values()), peak32=peak32, peak64=peak64, bw=bw,
         ext_method=ext_method, dict_method=dict_method, dict_summary=dict_summary,
@@ -308,10 +326,14 @@ def main(argv=None) -> int:
     ap.add_argument("--paper-scale", type=Path, default=PAPER_SCALE,
                     help="the CPU paper-scale summary of benchmarks/paper_scale.py --report "
                     "(default benchmarks/paper_scale_cpu.json; left out when missing)")
+    ap.add_argument("--ridge", type=Path, default=RIDGE,
+                    help="the ridge kernel's benchmark (default benchmarks/ridge_cv.json; left "
+                    "out when missing)")
     a = ap.parse_args(argv)
     try:
         ps = json.loads(a.paper_scale.read_text()) if a.paper_scale.exists() else None
-        text = render(json.loads(a.report.read_text()), ps)
+        ridge = json.loads(a.ridge.read_text()) if a.ridge.exists() else None
+        text = render(json.loads(a.report.read_text()), ps, ridge)
     except (OSError, ValueError) as e:
         print(f"error: {a.report}: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "benchmarks" / "report.json"
 PAGE = REPO / "book" / "performance.md"
 PAPER_SCALE = REPO / "benchmarks" / "paper_scale_cpu.json"
+RIDGE = REPO / "benchmarks" / "ridge_cv.json"
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,13 @@ def paper_scale():
     return json.loads(PAPER_SCALE.read_text()) if PAPER_SCALE.exists() else None
 
 
-def test_committed_page_is_the_rendered_report(renderer, report, paper_scale):
-    assert renderer.render(report, paper_scale) == PAGE.read_text(), (
+@pytest.fixture(scope="module")
+def ridge():
+    return json.loads(RIDGE.read_text())
+
+
+def test_committed_page_is_the_rendered_report(renderer, report, paper_scale, ridge):
+    assert renderer.render(report, paper_scale, ridge) == PAGE.read_text(), (
         "book/performance.md differs from the rendering of benchmarks/report.json: run "
         "`.venv/bin/python benchmarks/render_performance.py benchmarks/report.json`")
 
