@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="papermill's progress lines (input, output, kernel) too")
     r.add_argument("--refresh-notebooks", action="store_true",
                    help="copy outputs back into notebooks/ (the nbval references)")
+    r.add_argument("--workers", type=int, metavar="N", help="fan the heavy stages' blocks "
+                   "(subjects, voxel blocks) out to a LocalCluster of N processes; the numbers "
+                   "are those of an in-process run")
+    r.add_argument("--scheduler", metavar="ADDR", help="fan them out to a running Dask "
+                   "scheduler, e.g. tcp://host:8786 (default: $LLMBRAIN_SCHEDULER, else in-process)")
     b = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")
     b.add_argument("--run", metavar="NAME", help="build the book of the run NAME (its notebooks) "
                    "into RUNS/books/NAME/_build/html instead of the published book")
@@ -80,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         if args.cmd == "run":
+            from . import parallel
             from .pipeline import execute
 
-            result = execute(args.params, only=args.only, force=args.force,
-                             refresh_notebooks=args.refresh_notebooks, runs_dir=args.runs_dir,
-                             executed_dir=args.executed_dir, name=args.name,
-                             svg=args.svg)
+            with parallel.serving(args.workers, args.scheduler):
+                result = execute(args.params, only=args.only, force=args.force,
+                                 refresh_notebooks=args.refresh_notebooks, runs_dir=args.runs_dir,
+                                 executed_dir=args.executed_dir, name=args.name,
+                                 svg=args.svg)
             for rec in result.records:
                 print(f"{rec['stage']:12s} {rec['status']:10s} {rec['seconds']:8.1f} s")
             for line in result.summary():

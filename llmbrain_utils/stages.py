@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Callable
 
@@ -237,6 +238,68 @@ def _twin_dataset(cfg: Mapping, stim: Artifact, out_dir: Path, *, snr, preproc: 
                         "manifest": surface.twin_manifest(cfg.space)}
 
 
+# ------------------------------------------------------- the heavy stages' blocks (fan-out)
+VOXEL_BLOCK = 16384
+"""Voxels per block of the heavy stages' fan-out (:func:`parallel.map_blocks`). It is fixed,
+so the numbers do not depend on how many workers run the blocks; the blocks' own inner chunks
+(2,048 voxels of the ISC null, 8,192 of the permutations) divide it, so a stage's numbers are
+those of one pass over all voxels."""
+
+
+def _voxel_blocks(n_voxels: int) -> list[slice]:
+    from .parallel import blocks_of
+
+    return blocks_of(n_voxels, VOXEL_BLOCK)
+
+
+def _isc_block(task: tuple) -> tuple:
+    """ISC and its circular-shift null's p of one block of voxels of ``bold.npy``."""
+    import numpy as np
+
+    from . import fmri
+
+    path, sl, n_perm, seed = task
+    x = np.load(path, mmap_mode="r")[:, :, sl]  # read here: the block is all a worker holds
+    return fmri.isc_loo(x)[0], fmri.isc_null(x, n_perm=n_perm, method="circular", seed=seed)
+
+
+def _encode_block(task: tuple) -> dict:
+    """The encoding of one subject's block of voxels: OLS maps, ridge CV scores and penalties."""
+    import numpy as np
+
+    from . import encoding as enc
+
+    D, path, s, sl, kw = task
+    y = np.load(path, mmap_mode="r")[s, :, sl]
+    res = enc.encode_subjects(D, np.asarray(y), cv_model="ridge", **kw)
+    return {"beta": res.beta[0], "t": res.t[0], "r2": res.r2[0], "cv_r": res.cv_r[0],
+            "cv_alphas": res.cv_alphas[0], "dof": res.dof}
+
+
+def _permutation_block(task: tuple) -> tuple:
+    """One subject's block of voxels: in-sample R2's p against phase surrogates of the atoms
+    (the surrogates depend on the seed only, not on the block)."""
+    import numpy as np
+
+    from . import encoding as enc
+
+    D, path, s, sl, n_perm, seed = task
+    y = np.load(path, mmap_mode="r")[s, :, sl]
+    return enc.permutation_pvalues(D, np.asarray(y), n_perm=n_perm, method="phase",
+                                   statistic="r2_insample", seed=seed, return_n_null=True)
+
+
+def _subject_blocks(fn, path: str, shape: tuple, make, label: str) -> list[list]:
+    """``fn`` over every (subject, voxel block) of ``bold.npy``; results per subject, in order."""
+    from . import parallel
+
+    S, _, V = shape
+    sls = _voxel_blocks(V)
+    tasks = [make(s, sl) for s in range(S) for sl in sls]
+    out = parallel.map_blocks(fn, tasks, label=label, unit="block", progress=_progress())
+    return [out[s * len(sls):(s + 1) * len(sls)] for s in range(S)]
+
+
 def fmri_data(cfg: Mapping) -> Artifact:
     """Every subject's masked BOLD (``bold.npy``, S x T x V), the mask, the ISC ceiling, tSNR.
 
@@ -334,15 +397,21 @@ def fmri_data(cfg: Mapping) -> Artifact:
         else:
             mask.to_filename(out / "mask.nii.gz")
         pd.DataFrame({"subject": subjects}).to_csv(out / "subjects.tsv", sep="\t", index=False)
-        isc, _ = fmri.isc_loo(bold)
-        p = fmri.isc_null(bold, n_perm=cfg.n_perm, method="circular", seed=cfg.seed)
+        shape = bold.shape
+        del bold  # from here on the blocks read bold.npy: memory bounded by a block
+        from . import parallel
+
+        done = parallel.map_blocks(_isc_block, [(str(out / "bold.npy"), sl, cfg.n_perm, cfg.seed)
+                                                for sl in _voxel_blocks(shape[2])],
+                                   label="ISC null", unit="block", progress=_progress())
+        isc = np.concatenate([d[0] for d in done])
+        p = np.concatenate([d[1] for d in done])
         np.save(out / "isc.npy", isc.astype(np.float32))
         np.save(out / "isc_p.npy", p.astype(np.float32))
         keep = fmri.isc_mask(p)
-        info.update(n_subjects=len(subjects), n_trs=int(bold.shape[1]), n_voxels=int(bold.shape[2]),
+        info.update(n_subjects=len(subjects), n_trs=int(shape[1]), n_voxels=int(shape[2]),
                     isc_median=float(np.median(isc)), isc_max=float(np.max(isc)),
                     isc_mask_voxels=int(keep.sum()))
-        del bold
         if mesh:
             info["tsnr"] = {"kind": None, "reason": "no surface series before confound "
                             "regression (Narratives' surface kinds are cleaned; the surface "
@@ -464,9 +533,14 @@ def encoding(cfg: Mapping) -> Artifact:
 
     def build(out: Path) -> dict:
         D = np.load(dic.file("D.npy"))
-        bold = read_bold(data, mmap=False)
-        res = enc.encode_subjects(D, bold, cv_model="ridge", n_folds=cfg.n_folds, trim=cfg.trim,
-                                  progress=_progress())
+        path, shape = str(data.file("bold.npy")), read_bold(data).shape
+        kw = dict(n_folds=cfg.n_folds, trim=cfg.trim)
+        parts = _subject_blocks(_encode_block, path, shape,
+                                lambda s, sl: (D, path, s, sl, kw), "encoding blocks")
+        res = SimpleNamespace(**{name: np.stack([np.concatenate([b[name] for b in subj], axis=-1)
+                                                 for subj in parts])
+                                 for name in ("beta", "t", "r2", "cv_r", "cv_alphas")},
+                              dof=parts[0][0]["dof"])
         np.save(out / "beta.npy", res.beta)
         np.save(out / "t.npy", res.t)
         np.save(out / "r2.npy", res.r2)
@@ -520,18 +594,18 @@ def encoding_tests(cfg: Mapping) -> Artifact:
 
     def build(out: Path) -> dict:
         D = np.load(dic.file("D.npy"))
-        bold = read_bold(data, mmap=False)
+        bold = read_bold(data)  # a memory map: the blocks and the group test read what they need
+        path = str(data.file("bold.npy"))
         # phase-randomised surrogates of the atoms (the same phases for every atom: their
         # spectra and cross-spectra kept): independent draws, so n_perm really gives n_perm null
         # values and p down to 1 / (1 + n_perm); circular shifts (T = 326: 261 distinct shifts,
         # p >= 1/262) are too coarse for BH over thousands of voxels
         p_null = "phase"
-        draws = [enc.permutation_pvalues(D, bold[s], n_perm=cfg.n_perm, method=p_null,
-                                         statistic="r2_insample", seed=cfg.seed + s,
-                                         return_n_null=True)
-                 for s in bar(range(bold.shape[0]), "permutation tests", unit="subject")]
-        p = np.stack([d[0] for d in draws]).astype(np.float32)
-        n_null = sorted({int(d[1]) for d in draws})
+        parts = _subject_blocks(_permutation_block, path, bold.shape,
+                                lambda s, sl: (D, path, s, sl, cfg.n_perm, cfg.seed + s),
+                                "permutation tests")
+        p = np.stack([np.concatenate([b[0] for b in subj]) for subj in parts]).astype(np.float32)
+        n_null = sorted({int(b[1]) for subj in parts for b in subj})
         np.save(out / "p_r2.npy", p)
         sig = np.stack([enc.fdr(p[s], cfg.alpha)[0] for s in range(p.shape[0])])
         isc_keep = read_isc_mask(data, cfg.alpha)

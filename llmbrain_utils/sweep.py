@@ -315,20 +315,10 @@ def run_stage_task(stage: str, cfg: config.Params, *upstream: dict) -> dict:
 
 
 def local_cluster(n_workers: int | None = None, **kwargs):
-    """A LocalCluster of ``n_workers`` processes (default: the CPU count), one thread each,
-    single-threaded BLAS, so parallel tasks do not oversubscribe the cores."""
-    from distributed import LocalCluster
+    """A LocalCluster of ``n_workers`` single-threaded processes (:func:`parallel.local_cluster`)."""
+    from . import parallel
 
-    n = n_workers or os.cpu_count() or 1
-    env = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    env["TQDM_DISABLE"] = "1"  # workers draw no bars (a first GGUF conversion draws one per tensor)
-    env.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONHASHSEED",
-                                           "LLMBRAIN_RUNS", "LLMBRAIN_DATA", "LLMBRAIN_CACHE",
-                                           "LLMBRAIN_ATLAS_DIR") if k in os.environ})
-    kw = dict(n_workers=n, threads_per_worker=1, processes=True, env=env, dashboard_address=None,
-              silence_logs=logging.WARNING)
-    kw.update(kwargs)
-    return LocalCluster(**kw)
+    return parallel.local_cluster(n_workers, **kwargs)
 
 
 def _error_text(exc: BaseException) -> str:

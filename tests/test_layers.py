@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "llmbrain_utils"
 
 #: lowest first; a module may import modules of its own layer (without a cycle) or lower ones
 LAYERS = {
-    "foundation": ("errors", "_io", "_validation", "stats", "devices", "progress", "store"),
+    "foundation": ("errors", "_io", "_validation", "stats", "devices", "progress", "parallel", "store"),
     "science": ("fetch", "stimuli", "models", "layerwise", "extract", "dictionary", "encoding",
                 "fmri", "surface", "fbn", "compare", "netsignal", "explorer", "plotting"),
     "parameters": ("config",),

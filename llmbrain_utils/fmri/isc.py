@@ -19,9 +19,13 @@ def _check_data(data, name: str = "data", min_subjects: int = 2) -> np.ndarray:
         raise ParameterError(name, f"{x.shape[0]} subject(s)", expected=f">= {min_subjects} subjects")
     if x.shape[1] < 3:
         raise ParameterError(name, f"{x.shape[1]} TRs", expected=">= 3 TRs")
-    if not np.isfinite(x).all():
-        raise ParameterError(name, "holds NaN or inf", expected="finite values")
+    for v0 in range(0, x.shape[2], _CHECK_BLOCK):  # in blocks: x may be a memory map
+        if not np.isfinite(x[:, :, v0:v0 + _CHECK_BLOCK]).all():
+            raise ParameterError(name, "holds NaN or inf", expected="finite values")
     return x
+
+
+_CHECK_BLOCK = 4096   # voxels per block of the checks and of isc_loo (memory ~ S T 4096 x 8 B x 4)
 
 
 def _zscore_t(x: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -65,7 +69,9 @@ def isc_loo(data, *, summary: str = "mean") -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-subject-out inter-subject correlation per voxel.
 
     Each subject's time series is correlated with the average of the other subjects'
-    (z-scored) series; a constant voxel gives 0.
+    (z-scored) series; a constant voxel gives 0. The voxels are taken in blocks of 4,096, so
+    the memory beside ``data`` (which may be a memory map) is ~ 32 S T x 4,096 bytes, not a
+    float64 copy of the whole array.
 
     Parameters
     ----------
@@ -83,7 +89,10 @@ def isc_loo(data, *, summary: str = "mean") -> tuple[np.ndarray, np.ndarray]:
     """
     x = _check_data(data)
     _summarize(np.zeros((1, 1)), summary)
-    r = _loo_from_z(_zscore_t(x))
+    r = np.empty((x.shape[0], x.shape[2]))
+    for v0 in range(0, x.shape[2], _CHECK_BLOCK):  # per voxel: the same numbers as in one pass
+        sl = slice(v0, v0 + _CHECK_BLOCK)
+        r[:, sl] = _loo_from_z(_zscore_t(x[:, :, sl]))
     return _summarize(r, summary), r
 
 
