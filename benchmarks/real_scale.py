@@ -43,6 +43,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -59,6 +60,8 @@ sys.path.insert(0, str(REPO))
 STAGES = (("stimulus", "stimulus"), ("extraction", "extraction"), ("dictionary", "dictionary"),
           ("fmri_data", "fmri"), ("encoding", "encoding"), ("encoding_tests", "encoding_tests"),
           ("fbn_mapping", "fbn"))
+#: the stages from the BOLD to the couplings (the target's chain)
+CHAIN_STAGES = ("fmri_data", "encoding", "encoding_tests", "fbn_mapping")
 #: the stages whose work grows with the number of subjects (scaled in the extrapolation)
 SUBJECT_STAGES = ("fmri_data", "encoding", "encoding_tests")
 #: Narratives' subjects over all stories (the extrapolation's target)
@@ -66,9 +69,6 @@ NARRATIVES_SUBJECTS = 345
 #: the machines of the extrapolation: name -> cores (one subject per core at most)
 FANOUT = {"16_cores": 16, "cluster_10x16_cores": 160}
 GIB = 2 ** 30
-#: isc_loo's float64 z-scoring of S x T x V (fmri.isc._zscore_t): its peak over the float32
-#: BOLD, in multiples of the BOLD's bytes (the float64 copy, x - mu and the quotient)
-ISC_LOO_FACTOR = 6
 
 
 class Peaks:
@@ -80,6 +80,7 @@ class Peaks:
 
         self.proc, self.interval = psutil.Process(), interval_s
         self.stage_peak = self.run_peak = self.proc.memory_info().rss
+        self.total_peak = self.stage_total_peak = self.stage_peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -87,9 +88,25 @@ class Peaks:
     def rss(self) -> int:
         return self.proc.memory_info().rss
 
+    def rss_all(self) -> tuple[int, int]:
+        """(largest RSS of one process, sum of RSS) over this process and its children (the
+        LocalCluster's nannies and workers)."""
+        import psutil
+
+        sizes = [self.rss()]
+        for child in self.proc.children(recursive=True):
+            try:
+                sizes.append(child.memory_info().rss)
+            except psutil.Error:
+                pass
+        return max(sizes), sum(sizes)
+
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self._note(self.rss())
+            one, total = self.rss_all()
+            self._note(one)
+            self.total_peak = max(self.total_peak, total)
+            self.stage_total_peak = max(self.stage_total_peak, total)
             time.sleep(self.interval)
 
     def _note(self, rss: int) -> None:
@@ -97,8 +114,8 @@ class Peaks:
         self.run_peak = max(self.run_peak, rss)
 
     def start_stage(self) -> int:
-        rss = self.rss()
-        self.stage_peak = rss
+        rss, total = self.rss_all()
+        self.stage_peak, self.stage_total_peak = rss, total
         self._note(rss)
         return rss
 
@@ -164,12 +181,22 @@ def ridge_bound_ratio(path: Path) -> dict:
         return {}
 
 
+def kernel_bound_ratios(path: Path) -> dict:
+    """``{kernel: bound ratio}`` at the real size (70,000 voxels) from ``benchmarks/kernels.json``
+    (the other heavy kernels' benchmark), or ``{}`` when it is absent or has no real size."""
+    try:
+        real = json.loads(path.read_text())["sizes"]["real"]["kernels"]
+        return {name: e["bound_ratio"] for name, e in real.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def artifact_dirs(runs_dir: Path) -> set[str]:
     """Every artifact folder of the store now (to tell a stage's new artifact from a cache hit)."""
     return {str(p) for p in runs_dir.glob("*/*") if p.is_dir() and not p.name.startswith(".")}
 
 
-def extrapolate(stages: list[dict], subjects: int, sizes: dict) -> dict:
+def extrapolate(stages: list[dict], subjects: int, sizes: dict, workers: int = 1) -> dict:
     """The measured per-stage times scaled to Narratives' subjects (basis stated in the entry)."""
     walls = {s["stage"]: s["wall_s"] for s in stages}
     grow = [s for s in SUBJECT_STAGES if s in walls]
@@ -177,7 +204,7 @@ def extrapolate(stages: list[dict], subjects: int, sizes: dict) -> dict:
     grow_s = sum(walls[s] for s in grow)
     fixed_s = sum(walls[s] for s in fixed)
     factor = NARRATIVES_SUBJECTS / subjects
-    serial = grow_s * factor
+    serial = grow_s * workers * factor  # core-seconds: the measured wall times the workers
 
     def total(cores: int) -> dict:
         workers = min(cores, NARRATIVES_SUBJECTS)
@@ -185,15 +212,19 @@ def extrapolate(stages: list[dict], subjects: int, sizes: dict) -> dict:
         return {"cores": cores, "workers": workers, "wall_s": round(s, 1), "wall_h": round(s / 3600, 2)}
 
     out = {
-        "basis": (f"measured wall seconds of this run's stages; the stages whose cost grows with "
-                  f"subjects ({', '.join(grow) or 'none run'}) scaled linearly from {subjects} to "
-                  f"{NARRATIVES_SUBJECTS} subjects (Narratives' total), the rest "
-                  f"({', '.join(fixed)}: fixed size; the mapping reads one group map) unchanged. "
-                  "one_process: this machine, the stages as they run now (one process). "
-                  "16_cores and cluster_10x16_cores: IF the per-subject work were fanned out over "
-                  "subjects (one subject per core, this machine's per-core speed, perfectly "
-                  "parallel, no I/O or gather cost): an upper bound on the speed-up, not a "
-                  "measurement; no such fan-out exists in the stages yet"),
+        "basis": (f"measured wall seconds of this run's stages on {workers} worker "
+                  f"process(es); the stages whose cost grows with subjects "
+                  f"({', '.join(grow) or 'none run'}) turned into core-seconds (wall x workers: "
+                  "an upper bound on their work, as if every worker were busy throughout) and "
+                  f"scaled linearly from {subjects} to {NARRATIVES_SUBJECTS} subjects "
+                  f"(Narratives' total), the rest ({', '.join(fixed)}: fixed size; the mapping "
+                  "reads one group map) unchanged. one_process: one core. 16_cores and "
+                  "cluster_10x16_cores: those core-seconds spread evenly over the cores (the "
+                  "stages fan out per subject and block of 16,384 voxels: 345 x 5 blocks at "
+                  "70,000 voxels, more than the cores), this machine's per-core speed, no I/O, "
+                  "scheduling or gather cost, and the parts that are one task (the twin, the "
+                  "loader, the group test) counted as if they spread too: a lower bound on the "
+                  "wall time, not a measurement"),
         "target_subjects": NARRATIVES_SUBJECTS, "measured_subjects": subjects,
         "scale_factor": round(factor, 3),
         "subject_stages": grow, "subject_stages_wall_s": round(grow_s, 3),
@@ -208,55 +239,59 @@ def extrapolate(stages: list[dict], subjects: int, sizes: dict) -> dict:
         out["bold_array_gib"] = {
             "measured": round(subjects * b / GIB, 3),
             f"at_{NARRATIVES_SUBJECTS}_subjects": round(NARRATIVES_SUBJECTS * b / GIB, 2),
-            "basis": "S x T x V float32 (bold.npy), which the fMRI, encoding and encoding-test "
-                     "stages hold whole in memory (stages.read_bold(mmap=False))"}
+            "basis": "S x T x V float32 (bold.npy), which fmri_data holds whole once (as the "
+                     "loader returns it); the later stages read blocks of it from a memory map"}
     return out
 
 
 def notes(args, sizes: dict, bound: dict) -> list[str]:
     out = [
-        "workers = 1: every stage runs in this one process, one after another; fan-out inside "
-        "the stages (over subjects, voxel chunks or null draws) is not built yet. The one "
-        "exception: the synthetic twin's writer (fmri.make_synthetic_dataset) makes subjects "
-        "in up to min(4, cores) threads of this process.",
-        f"threads: BLAS / OpenMP / torch limited to {args.threads} (OMP_NUM_THREADS etc. set "
-        "to 1 before numpy and torch are imported; --threads raises the limit through "
+        (f"workers = {args.workers}: the heavy stages' blocks (fmri_data's ISC and its null per "
+         "block of 16,384 voxels; encoding and encoding_tests per subject and voxel block) ran "
+         f"as Dask tasks on a LocalCluster of {args.workers} single-threaded processes "
+         "(llmbrain_utils.parallel); the rest of each stage in this process."
+         if args.workers > 1 else
+         "workers = 1: every stage ran in this one process, its blocks one after another "
+         "(llmbrain_utils.parallel in-process)."),
+        "not fanned out (one task): the twin's writer (fmri.make_synthetic_dataset, up to "
+        "min(4, cores) threads of this process), the loader of the BOLD (fmri.load_dataset), "
+        "the group test of held-out r on the subjects' average BOLD (encoding_tests) and the "
+        "mapping's null (fbn_mapping).",
+        f"threads: BLAS / OpenMP / torch limited to {args.threads} per process (OMP_NUM_THREADS "
+        "etc. set to 1 before numpy and torch are imported; --threads raises the limit through "
         "threadpoolctl).",
         "stage wall_s is the stage function's call: its upstream stages are cache hits "
         "(included; the first hit of a new artifact hashes its files once, SHA-256, which is "
         "part of the next stage's time); build_s is the store's sidecar record of the "
         "artifact's own build.",
-        "peak_rss_gib: resident memory of this process (psutil, sampled every 20 ms; a peak "
+        "peak_rss_gib: the largest resident memory of one process (this one or a worker), "
+        "peak_rss_total_gib: of all of them together (psutil, sampled every 20 ms; a peak "
         "shorter than that can be missed), per stage and over the run.",
         "stimulus, extraction and dictionary are the default run's (the story's words, "
         "all-MiniLM-L6-v2, k = 64); their cost does not depend on the fMRI size.",
-        "bound_ratio: only the ridge CV kernel's bound is measured "
-        "(benchmarks/ridge_cv.json, fast_f32 at 70,000 voxels, 5 outer folds); the other "
-        "kernels' bounds (twin writer, ISC null, permutation tests, group test, surrogate "
-        "null of the mapping) are not measured." if bound else
-        "bound_ratio: benchmarks/ridge_cv.json not found; no kernel's bound is measured here.",
+        ("bound_ratio: time over the kernel's necessary arithmetic at this machine's "
+         "single-thread GEMM rate, from benchmarks/ridge_cv.json and benchmarks/kernels.json "
+         "(their own runs, at 70,000 voxels)." if bound else
+         "bound_ratio: benchmarks/ridge_cv.json and kernels.json not found; no bound here."),
         "the extrapolation scales linearly in subjects; the ISC null (circular, in fmri_data) "
         "costs S(S-1)/2 subject pairs per surrogate, so it grows faster than linearly, and the "
         "group test in encoding_tests works on the subjects' average BOLD, nearly constant in "
         "S: the linear rule is a first-order estimate.",
-        "memory at size (read from the stages): fmri_data holds the S x T x V float32 BOLD "
-        "and, in fmri.isc_loo, z-scores all of it at once in float64 (_zscore_t: the float64 "
-        "copy, x - mu and the quotient alive together, ~6x the float32 array at its peak); "
-        "encoding and encoding_tests read bold.npy whole (mmap=False). The artifact store "
-        "also keeps the twin's NIfTI files (clean and preproc, every subject) besides bold.npy.",
+        "memory (read from the stages): fmri_data holds the S x T x V float32 BOLD that the "
+        "loader returns until bold.npy is written; from there every block reads its part of "
+        "bold.npy through a memory map (isc_loo in blocks of 256 voxels, the blocks of "
+        "16,384), so the later stages hold one subject's block, not the BOLD. The store also "
+        "keeps the twin's NIfTI files (clean and preproc, every subject) besides bold.npy.",
     ]
     if sizes.get("subjects") and sizes.get("trs") and sizes.get("voxels"):
         b = 4 * sizes["subjects"] * sizes["trs"] * sizes["voxels"]
-        out.append(f"this run's BOLD: {b / GIB:.3f} GiB float32; isc_loo's float64 z-scoring "
-                   f"peaks near {b * ISC_LOO_FACTOR / GIB:.2f} GiB on top of it ({ISC_LOO_FACTOR}x "
-                   "the float32 array: measured with tracemalloc on a 4 x 326 x 50,000 array, "
-                   "6.02x).")
+        out.append(f"this run's BOLD: {b / GIB:.3f} GiB float32.")
     return out
 
 
 def preflight(cfg: dict, n_trs: int) -> dict:
-    """Before the fMRI stage: the BOLD array's size from the brain mask and the story's TRs, the
-    peak that isc_loo's float64 z-scoring adds, and the memory available now."""
+    """Before the fMRI stage: the BOLD array's size from the brain mask and the story's TRs
+    (fmri_data holds it whole once, as the loader returns it), and the memory available now."""
     import numpy as np
     import psutil
 
@@ -264,7 +299,7 @@ def preflight(cfg: dict, n_trs: int) -> dict:
 
     V = int(np.asarray(fmri.brain_mask(cfg["resolution_mm"]).dataobj).sum())
     b = 4 * cfg["n_subjects"] * n_trs * V
-    need = b * (1 + ISC_LOO_FACTOR)
+    need = b + GIB  # the array, and a GiB for the loader's volumes and the blocks
     avail = psutil.virtual_memory().available
     return {"voxels": V, "bold_gib": round(b / GIB, 3),
             "fmri_data_peak_estimate_gib": round(need / GIB, 2),
@@ -285,6 +320,17 @@ def run(args) -> dict:
     fns = {"stimulus": st.stimulus, "extraction": st.extraction, "dictionary": st.dictionary,
            "fmri_data": st.fmri_data, "encoding": st.encoding,
            "encoding_tests": st.encoding_tests, "fbn_mapping": st.fbn_mapping}
+    twin_s: list[float] = []
+    write_twin = st._twin_dataset
+
+    def timed_twin(*a, **kw):  # the twin's writer is the data's stand-in, not the analysis
+        t0 = time.perf_counter()
+        try:
+            return write_twin(*a, **kw)
+        finally:
+            twin_s.append(time.perf_counter() - t0)
+
+    st._twin_dataset = timed_twin
     peaks = Peaks()
     records: list[dict] = []
     sizes: dict = {}
@@ -296,7 +342,7 @@ def run(args) -> dict:
                 check = preflight(cfg, sizes["trs"])
                 if not check["fits"]:
                     print(f"[real_scale] warning: fmri_data may need ~{check['fmri_data_peak_estimate_gib']} "
-                          f"GiB (BOLD {check['bold_gib']} GiB + isc_loo's float64 z-scoring), "
+                          f"GiB (BOLD {check['bold_gib']} GiB + the loader's volumes), "
                           f"{check['available_gib']} GiB available", file=sys.stderr, flush=True)
             before = artifact_dirs(runs_dir)
             rss0 = peaks.start_stage()
@@ -305,6 +351,7 @@ def run(args) -> dict:
             wall = time.perf_counter() - t0
             peak = peaks.end_stage()
             rec = {"stage": name, "wall_s": round(wall, 3), "peak_rss_gib": round(peak / GIB, 3),
+                   "peak_rss_total_gib": round(peaks.stage_total_peak / GIB, 3),
                    "rss_start_gib": round(rss0 / GIB, 3),
                    "built": str(art.path) not in before,
                    "build_s": art.meta.get("timing", {}).get("build_s"),
@@ -322,6 +369,7 @@ def run(args) -> dict:
 
                 S, T, V = np.load(art.file("bold.npy"), mmap_mode="r").shape
                 sizes.update(subjects=int(S), trs=int(T), voxels=int(V))
+                rec["twin_write_s"] = round(sum(twin_s), 3)
                 rec["isc_mask_voxels"] = art.info.get("isc_mask_voxels")
             elif name == "encoding":
                 rec["group_significant_cv_voxels"] = art.info.get("group_significant_cv_voxels")
@@ -335,20 +383,33 @@ def run(args) -> dict:
             print(f"[real_scale] {name}: {rec['wall_s']:.1f} s, peak RSS {rec['peak_rss_gib']:.2f} GiB",
                   file=sys.stderr, flush=True)
     finally:
+        st._twin_dataset = write_twin
         total = time.perf_counter() - t_all
         peaks.close()
         store_gib = sum(p.stat().st_size for p in runs_dir.rglob("*") if p.is_file()) / GIB
         removed = created and not args.keep
         if removed:
             shutil.rmtree(runs_dir, ignore_errors=True)
-    bound = ridge_bound_ratio(REPO / "benchmarks" / "ridge_cv.json")
+    bound = {**ridge_bound_ratio(REPO / "benchmarks" / "ridge_cv.json"),
+             **kernel_bound_ratios(REPO / "benchmarks" / "kernels.json")}
+    chain = [r for r in records if r["stage"] in CHAIN_STAGES]
+    chain_s = sum(r["wall_s"] for r in chain) - sum(twin_s)
     return {
         "subjects": sizes.get("subjects"), "voxels": sizes.get("voxels"), "trs": sizes.get("trs"),
         "k": sizes.get("k"), "sizes": sizes,
         "wall_s": round(total, 3), "peak_rss_gib": round(peaks.run_peak / GIB, 3),
-        "workers": 1, "threads": args.threads, "bound_ratio": bound,
+        "peak_rss_total_gib": round(peaks.total_peak / GIB, 3),
+        "chain_wall_s": round(chain_s, 3) if chain else None,
+        "chain": {"stages": [r["stage"] for r in chain], "twin_write_s": round(sum(twin_s), 3),
+                  "basis": "from BOLD to couplings: the wall seconds of the stages that read the "
+                           "BOLD (fmri_data's ISC and its null, encoding, encoding_tests, "
+                           "fbn_mapping) less the synthetic twin's writing inside fmri_data (the "
+                           "NIfTI files that stand in for the data set; reading them back through "
+                           "the real loader is counted)"},
+        "workers": args.workers, "threads": args.threads, "bound_ratio": bound,
         "stages": records, "memory_preflight": check,
-        "extrapolation": extrapolate(records, sizes.get("subjects") or args.subjects, sizes),
+        "extrapolation": extrapolate(records, sizes.get("subjects") or args.subjects, sizes,
+                                     args.workers),
         "machine": machine(),
         "parameters": {"asked": {"subjects": args.subjects, "resolution_mm": args.resolution_mm,
                                  "n_perm": args.n_perm, "group_perm": args.group_perm,
@@ -382,11 +443,16 @@ def parse(argv=None):
     ap.add_argument("--reuse-store", action="store_true",
                     help="allow a non-empty --runs-dir (its cache hits are timed as they come)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS / OpenMP / torch threads (default 1)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="the stages' blocks on a LocalCluster of N single-threaded processes "
+                         "(llmbrain_utils.parallel; default 1: in this process)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "real_scale.json"),
                     help="write the JSON report here (default benchmarks/real_scale.json)")
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error("--threads must be >= 1")
+    if args.workers < 1:
+        ap.error("--workers must be >= 1")
     return args
 
 
@@ -397,7 +463,14 @@ def main(argv=None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    with threadpool_limits(limits=args.threads):
+    from llmbrain_utils import parallel
+
+    with threadpool_limits(limits=args.threads), contextlib.ExitStack() as stack:
+        if args.workers > 1:
+            from distributed import Client
+
+            cluster = stack.enter_context(parallel.local_cluster(args.workers))
+            stack.enter_context(parallel.using(stack.enter_context(Client(cluster))))
         res = run(args)
     text = json.dumps(res, indent=1, default=str)
     print(text)

@@ -127,6 +127,54 @@ himalaya's own algorithm forms every penalty's predictions, about 9x those FLOPs
 | case | himalaya RidgeCV (s) | kernel (s) | speed-up | kernel / bound | himalaya / bound |
 |---|---|---|---|---|---|
 {% for name, c in ridge.cases.items() %}| {{ name }} | {{ c.best_s.himalaya_f32 | num(3) }} | {{ c.best_s.fast_f32 | num(3) }} | {{ c.speedup_vs_himalaya_f32.fast_f32 | num(1) }}x | {{ c.bound_ratio.fast_f32 | num(2) }} | {{ c.bound_ratio.himalaya_f32 | num(1) }} |
+{% endfor %}{% endif %}{% if kernels %}
+## Other heavy kernels against their bounds (`benchmarks/kernels.py`)
+
+The project's other heavy kernels on random data (AR(1) BOLD with a shared component, smooth
+random regressors), one thread, best of {{ kernels.reps }}, at the default run's size and the real data
+set's, with the default run's draws (1,000 permutations and ISC surrogates, 100 group
+surrogates). The bound is the kernel's necessary work (counted in the script's docstring) at
+this machine's single-thread rates, measured in the same run: FLOPs at the float32 GEMM rate
+(float64 for `fit_ols`, which computes in float64) or, for the ISC, the data read once at the
+read bandwidth (`x.sum()` over the S x T x V float32 data), whichever is longer. A time marked *
+was measured on fewer draws and extrapolated linearly (at the measured ratio to the bound).
+
+{% for size, b in kernels.sizes.items() %}- {{ size }}: T = {{ b.T }}, k = {{ b.k }}, V = {{ b.V | int_ }}, S = {{ b.S }}; float32 GEMM {{ b.gemm_gflops_f32 | num(1) }} GFLOP/s, float64 {{ b.gemm_gflops_f64 | num(1) }} GFLOP/s, read {{ b.read_gbs | num(1) }} GB/s; load average {{ b.load_average_start[0] | num(1) }} at the start, {{ b.load_average_end[0] | num(1) }} at the end.
+{% endfor %}
+| kernel | size | time (s) | necessary work | bound (s) | time / bound | note |
+|---|---|---|---|---|---|---|
+{% for row in kernel_rows %}| `{{ row.kernel }}` | {{ row.size }} | {{ row.time }} | {{ row.work }} | {{ row.bound }} | {{ row.ratio }} | {{ row.note }} |
+{% endfor %}{% endif %}
+{% if rs %}
+## One story at the real data set's size (`benchmarks/real_scale.py`)
+
+The whole chain on the synthetic twin at the real data set's size: {{ rs.subjects }} subjects,
+{{ rs.trs }} TRs, {{ rs.voxels | int_ }} voxels (a {{ rs.parameters.asked.resolution_mm }} mm grid), k = {{ rs.k }} atoms, {{ rs.parameters.asked.n_perm | int_ }}
+permutations (ISC null, per-subject tests), {{ rs.parameters.asked.group_perm }} group surrogates, {{ rs.parameters.asked.fbn_perm | int_ }}
+draws of the mapping's null; {{ rs.workers }} worker process(es) of one thread each
+(`llmbrain_utils.parallel`) on this machine ({{ rs.machine.cpu_model }}, {{ rs.machine.cores }} cores,
+{{ rs.machine.memory_gib | num(0) }} GiB; load average {{ rs.machine.load_average_at_start[0] | num(1) }} at the start). One measurement.
+
+| stage | wall (s) | peak RSS of one process (GiB) | all processes (GiB) | note |
+|---|---|---|---|---|
+{% for row in rs.stages %}| {{ row.stage }} | {{ row.wall_s | num(1) }} | {{ row.peak_rss_gib | num(2) }} | {{ row.peak_rss_total_gib | num(2) if row.peak_rss_total_gib is defined else "" }} | {{ ("of which writing the twin's files " ~ (row.twin_write_s | num(1)) ~ " s") if row.twin_write_s is defined else "" }} |
+{% endfor %}| the run | {{ rs.wall_s | num(1) }} | {{ rs.peak_rss_gib | num(2) }} | {{ rs.peak_rss_total_gib | num(2) if rs.peak_rss_total_gib is defined else "" }} | |
+
+From the BOLD to the couplings (the stages that read the BOLD, less the twin's writing):
+**{{ (rs.chain_wall_s / 60) | num(1) }} min** against the target of 20 min; the largest process peaked at
+{{ rs.peak_rss_gib | num(2) }} GiB against the target of 8 GiB. A worker's RSS counts the pages of `bold.npy` it has
+mapped (file pages the kernel can drop), not only its own allocations.
+Extrapolated to Narratives' {{ rs.extrapolation.target_subjects }} subjects ({{ rs.extrapolation.basis }}):
+one core {{ rs.extrapolation.one_process.wall_h | num(1) }} h, 16 cores {{ rs.extrapolation["16_cores"].wall_h | num(2) }} h,
+a cluster of 10 x 16 cores {{ rs.extrapolation.cluster_10x16_cores.wall_h | num(2) }} h.
+{% if rs.speedup_with_workers is defined %}
+With workers: the encoding's blocks took {{ rs.speedup_with_workers.encoding.in_process_s | num(1) }} s in-process and {{ rs.speedup_with_workers.encoding.workers_2_s | num(1) }} s on 2 workers
+(x{{ rs.speedup_with_workers.encoding.speedup | num(2) }}), the permutation tests' {{ rs.speedup_with_workers.permutation_100.in_process_s | num(1) }} s and {{ rs.speedup_with_workers.permutation_100.workers_2_s | num(1) }} s
+(x{{ rs.speedup_with_workers.permutation_100.speedup | num(2) }}), the same numbers bit for bit ({{ rs.speedup_with_workers.basis }}).
+{% endif %}
+The run's notes (`benchmarks/real_scale.json`):
+
+{% for n in rs.notes %}- {{ n }}
 {% endfor %}{% endif %}
 ## The default run, end to end
 
@@ -217,6 +265,8 @@ def _share(v, peak):
 
 PAPER_SCALE = HERE / "paper_scale_cpu.json"
 RIDGE = HERE / "ridge_cv.json"
+KERNELS = HERE / "kernels.json"
+REAL_SCALE = HERE / "real_scale.json"
 
 
 def _paper_scale_summary(ps: dict) -> tuple[str, str]:
@@ -238,9 +288,39 @@ def _paper_scale_summary(ps: dict) -> tuple[str, str]:
     return story, " ".join(lines)
 
 
-def render(report: dict, paper_scale: dict | None = None, ridge: dict | None = None) -> str:
-    """The page's markdown for a report (and the CPU paper-scale summary and the ridge kernel's
-    benchmark, when given)."""
+_BOUND_NAMES = {"flops_f32": "float32 GEMM", "flops_f64": "float64 GEMM", "bytes_read": "one read"}
+
+
+def _kernel_rows(kernels: dict) -> list[dict]:
+    """One row per size and kernel of benchmarks/kernels.json, formatted."""
+    rows = []
+    for size, b in kernels["sizes"].items():
+        for name, e in b["kernels"].items():
+            work = f"{_sig(e['flops_necessary'] / 1e9)} GFLOP"
+            if "bytes_necessary" in e:
+                work += f", {_sig(e['bytes_necessary'] / 1e6)} MB read"
+            notes = []
+            if e.get("n_draws") is not None:
+                notes.append(f"{e['n_draws']:,} draws" + (
+                    f" (timed: {e['n_draws_timed']:,})" if e["extrapolated"] else ""))
+            if "bound_ratio_fft" in e:
+                notes.append(f"FFT form of the surrogates: {_sig(e['flops_necessary_fft'] / 1e9)} "
+                             f"GFLOP, time / bound {_sig(e['bound_ratio_fft'])}")
+            if "time_t_to_p_z_s" in e:
+                notes.append(f"p and z: {_sig(e['time_t_to_p_z_s'])} s; without them time / bound "
+                             f"{_sig(e['bound_ratio_without_p_z'])}")
+            rows.append({"kernel": name, "size": f"{size} (V = {b['V']:,})",
+                         "time": _sig(e["time_s"]) + ("*" if e["extrapolated"] else ""),
+                         "work": work,
+                         "bound": f"{_sig(e['bound_s'])} ({_BOUND_NAMES.get(e['bound_kind'], e['bound_kind'])})",
+                         "ratio": _sig(e["bound_ratio"]), "note": "; ".join(notes)})
+    return rows
+
+
+def render(report: dict, paper_scale: dict | None = None, ridge: dict | None = None,
+           kernels: dict | None = None, real_scale: dict | None = None) -> str:
+    """The page's markdown for a report (and the CPU paper-scale summary, the ridge kernel's
+    benchmark and the other kernels' benchmark (benchmarks/kernels.json), when given)."""
     import jinja2
 
     for section, names in REQUIRED.items():
@@ -297,6 +377,7 @@ def render(report: dict, paper_scale: dict | None = None, ridge: dict | None = N
     ps_story, ps_summary = _paper_scale_summary(paper_scale) if paper_scale else ("", "")
     text = env.from_string(TEMPLATE).render(
         ps=paper_scale, ps_story=ps_story, ps_summary=ps_summary, ridge=ridge,
+        kernels=kernels, kernel_rows=_kernel_rows(kernels) if kernels else [], rs=real_scale,
         r=report, m=report["machine"], p=peak, v={"torch_line": torch_line},
         gemm=list(peak["gemm"].values()), peak32=peak32, peak64=peak64, bw=bw,
         ext_method=ext_method, dict_method=dict_method, dict_summary=dict_summary,
@@ -329,11 +410,19 @@ def main(argv=None) -> int:
     ap.add_argument("--ridge", type=Path, default=RIDGE,
                     help="the ridge kernel's benchmark (default benchmarks/ridge_cv.json; left "
                     "out when missing)")
+    ap.add_argument("--kernels", type=Path, default=KERNELS,
+                    help="the other kernels' benchmark (default benchmarks/kernels.json; left "
+                    "out when missing)")
+    ap.add_argument("--real-scale", type=Path, default=REAL_SCALE,
+                    help="one story at the real size (default benchmarks/real_scale.json; left "
+                    "out when missing)")
     a = ap.parse_args(argv)
     try:
         ps = json.loads(a.paper_scale.read_text()) if a.paper_scale.exists() else None
         ridge = json.loads(a.ridge.read_text()) if a.ridge.exists() else None
-        text = render(json.loads(a.report.read_text()), ps, ridge)
+        kernels = json.loads(a.kernels.read_text()) if a.kernels.exists() else None
+        rs = json.loads(a.real_scale.read_text()) if a.real_scale.exists() else None
+        text = render(json.loads(a.report.read_text()), ps, ridge, kernels, rs)
     except (OSError, ValueError) as e:
         print(f"error: {a.report}: {e}", file=sys.stderr)
         return 2

@@ -389,7 +389,7 @@ def fmri_data(cfg: Mapping) -> Artifact:
                        if mesh else {"mask_img": mask, "resample": True})
         bold, subjects = fmri.load_dataset(root, cfg.story, subjects, tr_s=cfg.tr_s,
                                            start_tr=start_tr, n_trs=n_trs, **load_kw)
-        np.save(out / "bold.npy", bold.astype(np.float32))
+        np.save(out / "bold.npy", bold.astype(np.float32, copy=False))
         if mesh:
             info["mesh"] = {"name": mesh, "n_vertices": int(bold.shape[2]),
                             "columns": "cortex vertices (no medial wall), left then right, as "

@@ -11,6 +11,8 @@ REPORT = REPO / "benchmarks" / "report.json"
 PAGE = REPO / "book" / "performance.md"
 PAPER_SCALE = REPO / "benchmarks" / "paper_scale_cpu.json"
 RIDGE = REPO / "benchmarks" / "ridge_cv.json"
+KERNELS = REPO / "benchmarks" / "kernels.json"
+REAL_SCALE = REPO / "benchmarks" / "real_scale.json"
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,13 @@ def ridge():
     return json.loads(RIDGE.read_text())
 
 
+def _optional(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def test_committed_page_is_the_rendered_report(renderer, report, paper_scale, ridge):
-    assert renderer.render(report, paper_scale, ridge) == PAGE.read_text(), (
+    rendered = renderer.render(report, paper_scale, ridge, _optional(KERNELS), _optional(REAL_SCALE))
+    assert rendered == PAGE.read_text(), (
         "book/performance.md differs from the rendering of benchmarks/report.json: run "
         "`.venv/bin/python benchmarks/render_performance.py benchmarks/report.json`")
 
@@ -104,3 +111,18 @@ def test_the_paper_scale_table_lists_every_stage_of_every_model(renderer, report
     assert "llama2-7b: extraction 11.7 min (no plain pass in this run)" in text
     assert "slumlordreach, 5,344 words, 1,202 TRs" in text
     assert "paper's systems" not in renderer.render(report)  # no summary, no section
+
+
+def test_the_real_scale_report_has_the_issue_s_fields():
+    """benchmarks/real_scale.json, when committed, is a run at the real size with the fields the
+    page and the issue name (a toy-size file must not pass for it)."""
+    rs = _optional(REAL_SCALE)
+    if rs is None:
+        pytest.skip("benchmarks/real_scale.json not committed")
+    for name in ("subjects", "voxels", "trs", "wall_s", "peak_rss_gib", "workers", "bound_ratio"):
+        assert name in rs, name
+    assert rs["subjects"] >= 40 and rs["voxels"] >= 60_000 and rs["trs"] >= 300
+    assert rs["parameters"]["asked"]["n_perm"] >= 1000
+    assert rs["workers"] >= 1 and rs["wall_s"] > 0 and rs["peak_rss_gib"] > 0
+    assert all(r > 0 for r in rs["bound_ratio"].values()) and "ridge_cv" in rs["bound_ratio"]
+    assert [s["stage"] for s in rs["stages"]][-1] == "fbn_mapping"  # the whole chain ran

@@ -103,7 +103,7 @@ def encode_subjects(D: Any, Y: Any, *, intercept: bool = True, cv_model: str | N
         it = bar(it, "encoding subjects", unit="subject", show=True)
     dof = T - k - int(intercept)
     for s in it:
-        ols = fit_ols(D, subjects[s], intercept=intercept, device=device)
+        ols = fit_ols(D, subjects[s], intercept=intercept, device=device, pvalues=False)
         beta[s], tt[s], r2[s], dof = ols.beta, ols.t, ols.r2, ols.dof
         if cv_model is not None:
             cv = cv_scores(D, subjects[s], model=cv_model, trim=trim, alphas=alphas,

@@ -25,7 +25,7 @@ def _check_data(data, name: str = "data", min_subjects: int = 2) -> np.ndarray:
     return x
 
 
-_CHECK_BLOCK = 4096   # voxels per block of the checks and of isc_loo (memory ~ S T 4096 x 8 B x 4)
+_CHECK_BLOCK = 256   # voxels per block of the checks and of isc_loo: the block's z-scores stay in cache
 
 
 def _zscore_t(x: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -69,9 +69,9 @@ def isc_loo(data, *, summary: str = "mean") -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-subject-out inter-subject correlation per voxel.
 
     Each subject's time series is correlated with the average of the other subjects'
-    (z-scored) series; a constant voxel gives 0. The voxels are taken in blocks of 4,096, so
-    the memory beside ``data`` (which may be a memory map) is ~ 32 S T x 4,096 bytes, not a
-    float64 copy of the whole array.
+    (z-scored) series; a constant voxel gives 0. The voxels are taken in blocks of 256, so
+    the memory beside ``data`` (which may be a memory map) is a few ``S x T x 256`` float64
+    arrays, not a float64 copy of the whole array, and the block's passes stay in cache.
 
     Parameters
     ----------
