@@ -21,6 +21,9 @@ read ``OPENBLAS_CORETYPE``, and the extraction does not depend on the seed for t
 
     python benchmarks/kernel_spread.py                      # two kernels x seeds 0, 1, 2
     python benchmarks/kernel_spread.py --include-default    # reuse ./runs for this machine's kernel, seed 0
+    # add a finished default run made under another kernel (e.g. SkylakeX, on a machine with
+    # AVX-512: OpenBLAS's own choice there) to the committed spread, seed 0, every chapter
+    python benchmarks/kernel_spread.py --add-run SkylakeX 0 /path/to/its/runs
 """
 
 from __future__ import annotations
@@ -130,6 +133,36 @@ def spreads(values: dict[tuple[str, int], float | None]) -> tuple[float | None, 
     return (max(kd) if kd else None), (max(sd) if sd else None)
 
 
+def add_run(report: dict, kernel: str, seed: int, runs: str, note: str = "") -> dict:
+    """``report`` (this script's JSON) with a finished default run's figures added as
+    ``kernel/seedN`` and their spreads recomputed; a figure the report lacks is an error (the
+    run's notebooks are not the measured ones), figures the run lacks (those of other seeds'
+    runs) are left as they are."""
+    from llmbrain_utils import headlines
+
+    figs = {f["name"]: f for f in report["figures"]}
+    run = headlines.read_run(runs)
+    new = {f"{nb}:{name}": f["value"] for nb, fs in run.items() for name, f in fs.items()}
+    unknown = sorted(set(new) - set(figs))
+    if unknown:
+        raise SystemExit(f"{runs}: {len(unknown)} figure(s) not in the spread, e.g. {unknown[:3]}")
+    for name, f in figs.items():  # a figure of another seed's run only keeps its spreads
+        if name not in new:
+            continue
+        f["values"][f"{kernel}/seed{seed}"] = new[name]
+        vals = {}
+        for key, v in f["values"].items():
+            k, s = key.split("/")
+            vals[(k, int(s[len("seed"):]))] = v
+        f["kernel_spread"], f["seed_spread"] = spreads(vals)
+    if kernel not in report["kernels"]:
+        report["kernels"] = report["kernels"] + [kernel]
+        report["n_kernels"] = len(report["kernels"])
+    report["runs"].append({"kernel": kernel, "seed": seed, "full": True, "seconds": None,
+                           "note": note or f"added with --add-run from {runs}"})
+    return report
+
+
 def main(argv=None) -> int:
     from llmbrain_utils import headlines
 
@@ -148,7 +181,18 @@ def main(argv=None) -> int:
     ap.add_argument("--collect-only", action="store_true",
                     help="run nothing: gather the figures of the runs already in --work")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "kernel_spread.json"))
+    ap.add_argument("--add-run", nargs=3, metavar=("KERNEL", "SEED", "RUNS_DIR"),
+                    help="add a finished default run (its store) made under KERNEL to --out, "
+                         "recompute the spreads, and run nothing")
+    ap.add_argument("--note", default="", help="with --add-run: how the run was made")
     args = ap.parse_args(argv)
+    if args.add_run:
+        kernel, seed, runs = args.add_run
+        report = add_run(json.loads(Path(args.out).read_text()), kernel, int(seed), runs, args.note)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        moved = sum(1 for f in report["figures"] if (f["kernel_spread"] or 0) > 0)
+        print(f"{len(report['figures'])} figures; {moved} move with the kernel -> {args.out}")
+        return 0
 
     if args.kernels is None:
         args.kernels = supported_kernels()[:2]
