@@ -283,10 +283,11 @@ def _permutation_block(task: tuple) -> tuple:
 
     from . import encoding as enc
 
-    D, path, s, sl, n_perm, seed = task
+    D, path, s, sl, n_perm, seed, stop = task
     y = np.load(path, mmap_mode="r")[s, :, sl]
     return enc.permutation_pvalues(D, np.asarray(y), n_perm=n_perm, method="phase",
-                                   statistic="r2_insample", seed=seed, return_n_null=True)
+                                   statistic="r2_insample", seed=seed, return_n_null=True,
+                                   stop_after=stop, return_draws=True)
 
 
 def _subject_blocks(fn, path: str, shape: tuple, make, label: str) -> list[list]:
@@ -584,7 +585,12 @@ def encoding_tests(cfg: Mapping) -> Artifact:
     R2 against phase-randomised surrogates of the atoms), and the group test of held-out r with one null for
     all subjects: ``group_avg_r.npy``, ``group_avg_alphas.npy`` (folds x V: the geometric mean of
     the subjects' penalties), ``p_group_avg.npy``, ``p_group_avg_isc.npy`` (V),
-    ``group_avg_sig.npy`` / ``group_avg_sig_isc.npy`` (V bool, FDR)."""
+    ``group_avg_sig.npy`` / ``group_avg_sig_isc.npy`` (V bool, FDR).
+
+    ``perm_stop`` (h) makes the per-subject test sequential (Besag & Clifford 1991): a voxel's
+    surrogates stop once h of them reach its R2, p = h / draws; every voxel with p below
+    (h + 1) / (n_perm + 1) keeps the fixed test's p, and ``info["p_r2_null"]`` says how many
+    draws were used."""
     import numpy as np
 
     from . import encoding as enc
@@ -602,10 +608,11 @@ def encoding_tests(cfg: Mapping) -> Artifact:
         # p >= 1/262) are too coarse for BH over thousands of voxels
         p_null = "phase"
         parts = _subject_blocks(_permutation_block, path, bold.shape,
-                                lambda s, sl: (D, path, s, sl, cfg.n_perm, cfg.seed + s),
-                                "permutation tests")
+                                lambda s, sl: (D, path, s, sl, cfg.n_perm, cfg.seed + s,
+                                               cfg.perm_stop), "permutation tests")
         p = np.stack([np.concatenate([b[0] for b in subj]) for subj in parts]).astype(np.float32)
         n_null = sorted({int(b[1]) for subj in parts for b in subj})
+        draws = np.stack([np.concatenate([b[2] for b in subj]) for subj in parts])
         np.save(out / "p_r2.npy", p)
         sig = np.stack([enc.fdr(p[s], cfg.alpha)[0] for s in range(p.shape[0])])
         isc_keep = read_isc_mask(data, cfg.alpha)
@@ -631,7 +638,10 @@ def encoding_tests(cfg: Mapping) -> Artifact:
                               "description": "phase-randomised surrogates of the atoms (the same "
                                              "random phases for all atoms), per subject",
                               "n_null": n_null[0] if len(n_null) == 1 else n_null,
-                              "min_p": 1.0 / (1 + min(n_null))},
+                              "min_p": 1.0 / (1 + min(n_null)),
+                              "stop_after": cfg.perm_stop,
+                              "mean_draws": float(draws.mean()),
+                              "share_stopped_early": float((draws < max(n_null)).mean())},
                 "group_test": {"statistic": "held-out r of the subjects' average BOLD",
                                "null": f"{gt.n_null} phase surrogates of the BOLD, the same for "
                                        "every subject and voxel", "tail": gt.tail,
@@ -639,7 +649,10 @@ def encoding_tests(cfg: Mapping) -> Artifact:
                                "significant_voxels_isc_mask": int(gsig_isc.sum()),
                                "isc_mask_voxels": int(isc_keep.sum())}}
 
-    return _store(cfg).get_or_create("encoding_tests", _pick(cfg, ENCODING_TEST_PARAMS), build,
+    params = _pick(cfg, ENCODING_TEST_PARAMS)
+    if cfg.perm_stop is not None:  # the fixed test's key is as before the parameter existed
+        params["perm_stop"] = cfg.perm_stop
+    return _store(cfg).get_or_create("encoding_tests", params, build,
                                      inputs=[enc_art, dic, data],
                                      packages=("llmbrain_utils", "numpy", "scipy", "himalaya"))
 

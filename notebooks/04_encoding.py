@@ -58,6 +58,7 @@ n_perm = 1000
 alpha = 0.05
 n_folds = 5
 trim = 5
+perm_stop = None
 group_perm = 100
 recovery_snrs = [0.2, 0.6]
 
