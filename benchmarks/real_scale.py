@@ -81,6 +81,9 @@ class Peaks:
         self.proc, self.interval = psutil.Process(), interval_s
         self.stage_peak = self.run_peak = self.proc.memory_info().rss
         self.total_peak = self.stage_total_peak = self.stage_peak
+        # anonymous memory (RSS less file-backed and shared pages: what a process really
+        # holds; mapped pages of bold.npy are file pages the kernel can drop)
+        self.anon_peak = self.stage_anon_peak = self.anon_total_peak = self.stage_anon_total_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -91,22 +94,33 @@ class Peaks:
     def rss_all(self) -> tuple[int, int]:
         """(largest RSS of one process, sum of RSS) over this process and its children (the
         LocalCluster's nannies and workers)."""
+        return self._all()[:2]
+
+    def _all(self) -> tuple[int, int, int, int]:
+        """RSS (largest, sum) and anonymous memory (largest, sum: RSS less the shared and
+        file-backed pages, psutil's ``rss - shared``) over this process and its children."""
         import psutil
 
-        sizes = [self.rss()]
-        for child in self.proc.children(recursive=True):
+        rss, anon = [], []
+        for proc in [self.proc, *self.proc.children(recursive=True)]:
             try:
-                sizes.append(child.memory_info().rss)
+                m = proc.memory_info()
             except psutil.Error:
-                pass
-        return max(sizes), sum(sizes)
+                continue
+            rss.append(m.rss)
+            anon.append(m.rss - getattr(m, "shared", 0))
+        return max(rss), sum(rss), max(anon), sum(anon)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            one, total = self.rss_all()
+            one, total, one_anon, total_anon = self._all()
             self._note(one)
             self.total_peak = max(self.total_peak, total)
             self.stage_total_peak = max(self.stage_total_peak, total)
+            self.anon_peak = max(self.anon_peak, one_anon)
+            self.stage_anon_peak = max(self.stage_anon_peak, one_anon)
+            self.anon_total_peak = max(self.anon_total_peak, total_anon)
+            self.stage_anon_total_peak = max(self.stage_anon_total_peak, total_anon)
             time.sleep(self.interval)
 
     def _note(self, rss: int) -> None:
@@ -114,8 +128,9 @@ class Peaks:
         self.run_peak = max(self.run_peak, rss)
 
     def start_stage(self) -> int:
-        rss, total = self.rss_all()
+        rss, total, anon, anon_total = self._all()
         self.stage_peak, self.stage_total_peak = rss, total
+        self.stage_anon_peak, self.stage_anon_total_peak = anon, anon_total
         self._note(rss)
         return rss
 
@@ -163,7 +178,8 @@ def base_params(args, runs_dir: Path) -> dict:
         if section != "common":
             cfg.update(values or {})
     cfg.update(runs_dir=str(runs_dir), n_subjects=args.subjects, resolution_mm=args.resolution_mm,
-               n_perm=args.n_perm, group_perm=args.group_perm, fbn_perm=args.fbn_perm)
+               n_perm=args.n_perm, group_perm=args.group_perm, fbn_perm=args.fbn_perm,
+               perm_stop=args.perm_stop)
     if args.story:
         cfg["story"] = args.story
     if args.narratives_dir:
@@ -306,6 +322,70 @@ def preflight(cfg: dict, n_trs: int) -> dict:
             "available_gib": round(avail / GIB, 2), "fits": bool(need < avail)}
 
 
+def block_timings(fmri_art, dic_art, cfg: dict, n_subjects: int, stop: int | None) -> dict:
+    """After the run, on its ``bold.npy`` (the first ``n_subjects``, every voxel): the wall
+    seconds of the encoding's and the permutation tests' blocks (the stages' own block
+    functions) in this process and on the cluster in use (when there is one), and the fixed
+    permutation test against the sequential one (``stop``, default 10). One sitting,
+    interleaved; every pair of results is compared."""
+    import numpy as np
+
+    from llmbrain_utils import parallel, stages as st
+
+    path = str(fmri_art.file("bold.npy"))
+    shape = np.load(path, mmap_mode="r").shape
+    S = min(n_subjects, shape[0])
+    D = np.load(dic_art.file("D.npy"))
+    sls = st._voxel_blocks(shape[2])
+    enc_kw = dict(n_folds=cfg["n_folds"], trim=cfg["trim"])
+    h = stop or 10
+    jobs = {"encoding": (st._encode_block, [(D, path, s, sl, enc_kw) for s in range(S) for sl in sls]),
+            "permutation_fixed": (st._permutation_block, [(D, path, s, sl, cfg["n_perm"], cfg["seed"] + s,
+                                                           None) for s in range(S) for sl in sls]),
+            "permutation_sequential": (st._permutation_block, [
+                (D, path, s, sl, cfg["n_perm"], cfg["seed"] + s, h) for s in range(S) for sl in sls])}
+    client = parallel.current()
+    where = {"in_process": None} | ({"workers": client} if client is not None else {})
+    out: dict = {"subjects": S, "voxels": int(shape[2]), "blocks": len(jobs["encoding"][1]),
+                 "n_perm": cfg["n_perm"], "stop_after": h}
+    results: dict = {}
+    for name, (fn, tasks) in jobs.items():
+        for label, cl in where.items():
+            with parallel.using(cl):
+                t0 = time.perf_counter()
+                results[name, label] = parallel.map_blocks(fn, tasks)
+                out.setdefault(name, {})[f"{label}_s"] = round(time.perf_counter() - t0, 3)
+            print(f"[real_scale] blocks of {S} subjects: {name} {label} "
+                  f"{out[name][f'{label}_s']:.1f} s", file=sys.stderr, flush=True)
+
+    def same(a, b) -> bool:
+        return all(np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
+                   for ra, rb in zip(a, b)
+                   for x, y in (zip(ra.values(), rb.values()) if isinstance(ra, dict) else zip(ra, rb)))
+    if client is not None:
+        for name in jobs:
+            o = out[name]
+            o["speedup"] = round(o["in_process_s"] / o["workers_s"], 3)
+            o["identical_bit_for_bit"] = same(results[name, "in_process"], results[name, "workers"])
+    pf = np.concatenate([b[0] for b in results["permutation_fixed", "in_process"]])
+    ps = np.concatenate([b[0] for b in results["permutation_sequential", "in_process"]])
+    dr = np.concatenate([b[2] for b in results["permutation_sequential", "in_process"]])
+    low = pf < (1 + h) / (1 + cfg["n_perm"])
+    per_subject = np.split(np.arange(pf.size), S)
+    from llmbrain_utils.encoding import fdr
+    fdr_same = [bool(np.array_equal(fdr(pf[i], cfg["alpha"])[0], fdr(ps[i], cfg["alpha"])[0]))
+                for i in per_subject]
+    out["sequential_vs_fixed"] = {
+        "speedup_in_process": round(out["permutation_fixed"]["in_process_s"]
+                                    / out["permutation_sequential"]["in_process_s"], 3),
+        "mean_draws": round(float(dr.mean()), 2),
+        "share_stopped_early": round(float((dr < cfg["n_perm"]).mean()), 4),
+        "voxels_below_(h+1)/(n_perm+1)": int(low.sum()),
+        "their_p_identical": bool(np.array_equal(pf[low], ps[low])),
+        "fdr_verdicts_identical_per_subject": sum(fdr_same), "of_subjects": S}
+    return out
+
+
 def run(args) -> dict:
     from llmbrain_utils import stages as st
 
@@ -333,6 +413,8 @@ def run(args) -> dict:
     st._twin_dataset = timed_twin
     peaks = Peaks()
     records: list[dict] = []
+    arts: dict = {}
+    blocks: dict | None = None
     sizes: dict = {}
     check: dict | None = None
     t_all = time.perf_counter()
@@ -347,11 +429,13 @@ def run(args) -> dict:
             before = artifact_dirs(runs_dir)
             rss0 = peaks.start_stage()
             t0 = time.perf_counter()
-            art = fns[name](cfg)
+            art = arts[name] = fns[name](cfg)
             wall = time.perf_counter() - t0
             peak = peaks.end_stage()
             rec = {"stage": name, "wall_s": round(wall, 3), "peak_rss_gib": round(peak / GIB, 3),
                    "peak_rss_total_gib": round(peaks.stage_total_peak / GIB, 3),
+                   "peak_anon_gib": round(peaks.stage_anon_peak / GIB, 3),
+                   "peak_anon_total_gib": round(peaks.stage_anon_total_peak / GIB, 3),
                    "rss_start_gib": round(rss0 / GIB, 3),
                    "built": str(art.path) not in before,
                    "build_s": art.meta.get("timing", {}).get("build_s"),
@@ -382,6 +466,9 @@ def run(args) -> dict:
             records.append(rec)
             print(f"[real_scale] {name}: {rec['wall_s']:.1f} s, peak RSS {rec['peak_rss_gib']:.2f} GiB",
                   file=sys.stderr, flush=True)
+        if args.block_subjects and "encoding" in arts:
+            blocks = block_timings(arts["fmri_data"], arts["dictionary"], cfg, args.block_subjects,
+                                   args.perm_stop)
     finally:
         st._twin_dataset = write_twin
         total = time.perf_counter() - t_all
@@ -399,6 +486,8 @@ def run(args) -> dict:
         "k": sizes.get("k"), "sizes": sizes,
         "wall_s": round(total, 3), "peak_rss_gib": round(peaks.run_peak / GIB, 3),
         "peak_rss_total_gib": round(peaks.total_peak / GIB, 3),
+        "peak_anon_gib": round(peaks.anon_peak / GIB, 3),
+        "peak_anon_total_gib": round(peaks.anon_total_peak / GIB, 3),
         "chain_wall_s": round(chain_s, 3) if chain else None,
         "chain": {"stages": [r["stage"] for r in chain], "twin_write_s": round(sum(twin_s), 3),
                   "basis": "from BOLD to couplings: the wall seconds of the stages that read the "
@@ -407,13 +496,14 @@ def run(args) -> dict:
                            "NIfTI files that stand in for the data set; reading them back through "
                            "the real loader is counted)"},
         "workers": args.workers, "threads": args.threads, "bound_ratio": bound,
-        "stages": records, "memory_preflight": check,
+        "stages": records, "memory_preflight": check, "block_timings": blocks,
         "extrapolation": extrapolate(records, sizes.get("subjects") or args.subjects, sizes,
                                      args.workers),
         "machine": machine(),
         "parameters": {"asked": {"subjects": args.subjects, "resolution_mm": args.resolution_mm,
                                  "n_perm": args.n_perm, "group_perm": args.group_perm,
-                                 "fbn_perm": args.fbn_perm, "story": cfg["story"],
+                                 "fbn_perm": args.fbn_perm, "perm_stop": args.perm_stop,
+                                 "story": cfg["story"],
                                  "until": args.until},
                        "run": {k: v for k, v in cfg.items() if k not in ("variants",)}},
         "store": {"runs_dir": str(runs_dir), "size_gib": round(store_gib, 3),
@@ -432,6 +522,13 @@ def parse(argv=None):
     ap.add_argument("--group-perm", type=int, default=100,
                     help="phase surrogates of the group test of held-out r (default 100)")
     ap.add_argument("--fbn-perm", type=int, default=1000, help="the mapping's null draws (default 1000)")
+    ap.add_argument("--perm-stop", type=int, default=None, metavar="H",
+                    help="sequential per-subject permutation tests: a voxel's surrogates stop once "
+                         "H null values reach its own (run parameter perm_stop; default: all)")
+    ap.add_argument("--block-subjects", type=int, default=8, metavar="N",
+                    help="after the run, time the encoding's and the permutation tests' blocks of N "
+                         "subjects in-process and on the workers, and the fixed against the "
+                         "sequential test (default 8; 0: skip)")
     ap.add_argument("--story", default=None, help="story (default: the default run's)")
     ap.add_argument("--narratives-dir", default=None, help="Narratives stimuli folder, for a Narratives story")
     ap.add_argument("--until", choices=[name for name, _ in STAGES], default="fbn_mapping",
