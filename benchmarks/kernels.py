@@ -62,7 +62,8 @@ a complex one; T = 326 = 2 x 163 is slower than that in practice).
                                           difference, |tot|^2, LOO r, mean, comparison
    and the data read once (4 S T V bytes); bound = max(bytes / read bandwidth, FLOPs / float32
    GEMM rate). ``bytes_gathers``: P n_pairs V 4, what the gathers read if C does not stay in
-   cache (C of a 2,048-voxel chunk is n_pairs T 2048 4 bytes, 75 MB for S = 8).
+   cache (the kernel keeps one subject's pairs of a block of voxels, ~2 MB, in cache: 110
+   voxels for S = 8, 19 for S = 40).
 5. ``encoding.fit_ols(X, Y)`` (one subject, computations in float64 as fit_ols does them),
    with p = k + 1 columns (the intercept):
      projections     2 p T V      Q' Y

@@ -155,19 +155,34 @@ draws of the mapping's null; {{ rs.workers }} worker process(es) of one thread e
 (`llmbrain_utils.parallel`) on this machine ({{ rs.machine.cpu_model }}, {{ rs.machine.cores }} cores,
 {{ rs.machine.memory_gib | num(0) }} GiB; load average {{ rs.machine.load_average_at_start[0] | num(1) }} at the start). One measurement.
 
-| stage | wall (s) | peak RSS of one process (GiB) | all processes (GiB) | note |
-|---|---|---|---|---|
-{% for row in rs.stages %}| {{ row.stage }} | {{ row.wall_s | num(1) }} | {{ row.peak_rss_gib | num(2) }} | {{ row.peak_rss_total_gib | num(2) if row.peak_rss_total_gib is defined else "" }} | {{ ("of which writing the twin's files " ~ (row.twin_write_s | num(1)) ~ " s") if row.twin_write_s is defined else "" }} |
-{% endfor %}| the run | {{ rs.wall_s | num(1) }} | {{ rs.peak_rss_gib | num(2) }} | {{ rs.peak_rss_total_gib | num(2) if rs.peak_rss_total_gib is defined else "" }} | |
+| stage | wall (s) | peak RSS of one process (GiB) | all processes (GiB) | anonymous memory of one process (GiB) | note |
+|---|---|---|---|---|---|
+{% for row in rs.stages %}| {{ row.stage }} | {{ row.wall_s | num(1) }} | {{ row.peak_rss_gib | num(2) }} | {{ row.peak_rss_total_gib | num(2) if row.peak_rss_total_gib is defined else "" }} | {{ row.peak_anon_gib | num(2) if row.peak_anon_gib is defined else "" }} | {{ ("of which writing the twin's files " ~ (row.twin_write_s | num(1)) ~ " s") if row.twin_write_s is defined else "" }} |
+{% endfor %}| the run | {{ rs.wall_s | num(1) }} | {{ rs.peak_rss_gib | num(2) }} | {{ rs.peak_rss_total_gib | num(2) if rs.peak_rss_total_gib is defined else "" }} | {{ rs.peak_anon_gib | num(2) if rs.peak_anon_gib is defined else "" }} | |
 
 From the BOLD to the couplings (the stages that read the BOLD, less the twin's writing):
 **{{ (rs.chain_wall_s / 60) | num(1) }} min** against the target of 20 min; the largest process peaked at
 {{ rs.peak_rss_gib | num(2) }} GiB against the target of 8 GiB. A worker's RSS counts the pages of `bold.npy` it has
-mapped (file pages the kernel can drop), not only its own allocations.
+mapped (file pages the kernel can drop), not only its own allocations{% if rs.peak_anon_gib is defined %}; its anonymous memory (RSS less
+file-backed and shared pages) peaked at {{ rs.peak_anon_gib | num(2) }} GiB{% endif %}.{% if rs.parameters.asked.perm_stop %} The per-subject permutation tests ran
+sequentially (`perm_stop` = {{ rs.parameters.asked.perm_stop }}: up to {{ rs.parameters.asked.n_perm | int_ }} surrogates per voxel, see below).{% endif %}
 Extrapolated to Narratives' {{ rs.extrapolation.target_subjects }} subjects ({{ rs.extrapolation.basis }}):
 one core {{ rs.extrapolation.one_process.wall_h | num(1) }} h, 16 cores {{ rs.extrapolation["16_cores"].wall_h | num(2) }} h,
 a cluster of 10 x 16 cores {{ rs.extrapolation.cluster_10x16_cores.wall_h | num(2) }} h.
-{% if rs.speedup_with_workers is defined %}
+{% if rs.block_timings %}{% set bt = rs.block_timings %}
+Measured after the run on its `bold.npy` ({{ bt.subjects }} of the subjects, every voxel, {{ bt.blocks }} blocks; the
+stages' own block functions, one sitting):
+
+| blocks | in this process (s) | on {{ rs.workers }} workers (s) | speed-up | same numbers bit for bit |
+|---|---|---|---|---|
+{% for name in ("encoding", "permutation_fixed", "permutation_sequential") %}{% set b = bt[name] %}| {{ name | replace("_", " ") }} | {{ b.in_process_s | num(1) }} | {{ b.workers_s | num(1) if b.workers_s is defined else "" }} | {{ ("x" ~ (b.speedup | num(2))) if b.speedup is defined else "" }} | {{ ("yes" if b.identical_bit_for_bit else "no") if b.identical_bit_for_bit is defined else "" }} |
+{% endfor %}
+{% set sv = bt.sequential_vs_fixed %}The sequential test (stop after h = {{ bt.stop_after }} null values reach the observed R2, Besag &
+Clifford 1991) against the fixed one of {{ bt.n_perm | int_ }} surrogates on the same blocks: x{{ sv.speedup_in_process | num(1) }} in this
+process, {{ sv.mean_draws | num(0) }} draws per voxel on average ({{ (100 * sv.share_stopped_early) | num(1) }} % of the voxels stopped early); the
+{{ sv["voxels_below_(h+1)/(n_perm+1)"] | int_ }} voxels whose fixed p is below (h + 1) / (n_perm + 1) have {{ "the same p" if sv.their_p_identical else "p that differ" }},
+and the FDR verdicts (5 %) are the same for {{ sv.fdr_verdicts_identical_per_subject }} of {{ sv.of_subjects }} subjects.
+{% elif rs.speedup_with_workers is defined %}
 With workers: the encoding's blocks took {{ rs.speedup_with_workers.encoding.in_process_s | num(1) }} s in-process and {{ rs.speedup_with_workers.encoding.workers_2_s | num(1) }} s on 2 workers
 (x{{ rs.speedup_with_workers.encoding.speedup | num(2) }}), the permutation tests' {{ rs.speedup_with_workers.permutation_100.in_process_s | num(1) }} s and {{ rs.speedup_with_workers.permutation_100.workers_2_s | num(1) }} s
 (x{{ rs.speedup_with_workers.permutation_100.speedup | num(2) }}), the same numbers bit for bit ({{ rs.speedup_with_workers.basis }}).

@@ -7,7 +7,22 @@ class LLMBrainError(Exception):
     """Base class of every error the package raises on purpose."""
 
 
-class InputError(LLMBrainError, ValueError):
+def _restore(cls, args: tuple, state: dict):
+    """Unpickle an error whose constructor takes other arguments than its message."""
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class _Picklable:
+    """Errors raised inside a Dask worker travel back pickled: keep their type and fields."""
+
+    def __reduce__(self):
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
+
+class InputError(_Picklable, LLMBrainError, ValueError):
     """A bad input: names the source (file or parameter), the place (line, field) and the problem.
 
     >>> raise InputError("story.csv", "offset before onset", line=12, field="offset")
@@ -63,7 +78,7 @@ class StoreError(ArtifactError, OSError):
         return self.message
 
 
-class StageError(LLMBrainError):
+class StageError(_Picklable, LLMBrainError):
     """A stage's notebook stopped on one of the package's errors (a bad input, a parameter, the
     store): its type and message, the stage and notebook, and where the failed copy lies."""
 

@@ -301,6 +301,79 @@ def _subject_blocks(fn, path: str, shape: tuple, make, label: str) -> list[list]
     return [out[s * len(sls):(s + 1) * len(sls)] for s in range(S)]
 
 
+def _scan_block(task: tuple):
+    """One subject's scan of ``fmri_data``: written into its row of ``bold.npy`` (one
+    ``os.pwrite`` of the row's bytes, not a shared memory map: blocks on other hosts of a
+    shared file system write only their own bytes, never a page they share with a
+    neighbouring row), or, with no ``bold.npy`` named, its tSNR (float32, V) returned. The
+    load options come from a pickle that the stage wrote beside: a mask image or a mesh's
+    columns are too big to send with every block."""
+    import os
+    import pickle
+
+    import numpy as np
+
+    from . import fmri
+
+    options_file, scans, row, first, bold = task
+    with open(options_file, "rb") as f:
+        options = pickle.load(f)
+    x = fmri.io.load_scan(scans, **options)
+    if bold is None:
+        return fmri.tsnr(x).astype(np.float32)
+    rows = np.load(bold, mmap_mode="r")  # the header: the rows' shape and where they start
+    fmri.io.check_row(rows.shape, x, Path(scans[0]), first)
+    data = memoryview(np.ascontiguousarray(x, dtype=rows.dtype)).cast("B")
+    fd = os.open(bold, os.O_WRONLY)
+    try:  # close() flushes to a shared file system (close-to-open consistency)
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], rows.offset + row * len(data) + done)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _scan_blocks(out: Path, tasks: list[tuple], options: dict, label: str) -> list:
+    """``_scan_block`` over ``(scans, row, first, bold)`` tasks, as blocks
+    (:func:`parallel.map_blocks`), with ``options`` shipped in a file of the build folder
+    (removed after)."""
+    import pickle
+
+    from . import parallel
+
+    options_file = out / f".{label.replace(' ', '_')}_options.pkl"
+    options_file.write_bytes(pickle.dumps(options, protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        return parallel.map_blocks(_scan_block, [(str(options_file), [str(q) for q in scans], row,
+                                                  first, bold) for scans, row, first, bold in tasks],
+                                   label=label, unit="subject", progress=_progress())
+    finally:
+        options_file.unlink(missing_ok=True)
+
+
+def _write_bold(out: Path, scans: dict, options: dict) -> tuple:
+    """Every subject's scan into its row of ``out/bold.npy`` (S x T x V float32), never more
+    than a subject in memory: the first subject here (its T x V sizes the file, a memory map),
+    the others one block each. An error (a subject of another T x V names its file) leaves a
+    half-written file in the build folder, which the store removes: no artifact."""
+    import numpy as np
+
+    from . import fmri
+
+    subs = list(scans)
+    x = fmri.io.load_scan(scans[subs[0]], **options)
+    path = out / "bold.npy"
+    bold = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(subs), *x.shape))
+    bold[0] = x
+    bold.flush()
+    shape = bold.shape
+    del bold, x
+    _scan_blocks(out, [(scans[s], i, subs[0], str(path)) for i, s in enumerate(subs) if i], options,
+                 "BOLD")
+    return shape
+
+
 def fmri_data(cfg: Mapping) -> Artifact:
     """Every subject's masked BOLD (``bold.npy``, S x T x V), the mask, the ISC ceiling, tSNR.
 
@@ -388,18 +461,18 @@ def fmri_data(cfg: Mapping) -> Artifact:
             load_kw = ({"kind": "fsaverage6",
                         "columns": surface.mesh_columns(mesh, surface.HEMI_VERTICES["fsaverage6"])}
                        if mesh else {"mask_img": mask, "resample": True})
-        bold, subjects = fmri.load_dataset(root, cfg.story, subjects, tr_s=cfg.tr_s,
-                                           start_tr=start_tr, n_trs=n_trs, **load_kw)
-        np.save(out / "bold.npy", bold.astype(np.float32, copy=False))
+        scans, options = fmri.io.dataset_scans(root, cfg.story, subjects, tr_s=cfg.tr_s,
+                                               start_tr=start_tr, n_trs=n_trs, **load_kw)
+        subjects = list(scans)
+        shape = _write_bold(out, scans, options)  # a subject in memory at a time
         if mesh:
-            info["mesh"] = {"name": mesh, "n_vertices": int(bold.shape[2]),
+            info["mesh"] = {"name": mesh, "n_vertices": int(shape[2]),
                             "columns": "cortex vertices (no medial wall), left then right, as "
                                        "llmbrain_utils.surface's maps"}
         else:
             mask.to_filename(out / "mask.nii.gz")
         pd.DataFrame({"subject": subjects}).to_csv(out / "subjects.tsv", sep="\t", index=False)
-        shape = bold.shape
-        del bold  # from here on the blocks read bold.npy: memory bounded by a block
+        # from here on the blocks read bold.npy: memory bounded by a block
         from . import parallel
 
         done = parallel.map_blocks(_isc_block, [(str(out / "bold.npy"), sl, cfg.n_perm, cfg.seed)
@@ -425,9 +498,11 @@ def fmri_data(cfg: Mapping) -> Artifact:
             info["tsnr"] = {"kind": None, "reason": f"{len(missing)} of {len(subjects)} preproc "
                             f"scan(s) not at hand (first: {missing[0]}); fetch them with --kind preproc"}
         else:
-            ts = np.stack([fmri.tsnr(fmri.load_dataset(  # one subject at a time (memory)
-                root, cfg.story, [sub], mask, kind="preproc", tr_s=cfg.tr_s, start_tr=start_tr,
-                n_trs=n_trs, zscore=False, resample=True)[0][0]) for sub in subjects]).astype(np.float32)
+            raw_scans, raw_options = fmri.io.dataset_scans(
+                root, cfg.story, subjects, mask, kind="preproc", tr_s=cfg.tr_s, start_tr=start_tr,
+                n_trs=n_trs, zscore=False, resample=True)
+            ts = np.stack(_scan_blocks(out, [(raw_scans[sub], None, None, None) for sub in subjects],
+                                       raw_options, "tSNR"))  # a subject per block (memory)
             np.save(out / "tsnr.npy", ts)
             brain = ts.mean(axis=0)
             info["tsnr"] = {"kind": "preproc", "file": "tsnr.npy", "shape": list(ts.shape),

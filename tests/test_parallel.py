@@ -179,3 +179,16 @@ def test_serving_points_the_kernels_at_a_cluster_and_restores_the_environment(mo
     with pytest.raises(Exception, match="either --workers N or --scheduler ADDR"):
         with parallel.serving(workers=2, scheduler="tcp://nowhere:1"):
             pass
+
+
+def test_the_package_errors_travel_back_from_a_worker_whole():
+    """A block's InputError (a bad scan) reaches the caller pickled: its type, message and fields."""
+    import pickle
+
+    from llmbrain_utils.errors import ParameterError, StageError
+
+    for err in (InputError("sub-002.nii.gz", "250 TRs x 10 voxels", field="volumes", expected="326"),
+                ParameterError("n_perm", "5", expected="an int >= 10"),
+                StageError("fmri", "02_fmri.ipynb", "InputError", "bad")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err) and back.__dict__ == err.__dict__

@@ -1,6 +1,7 @@
 """Loaders of the real Narratives layout: one NIfTI scan inside a mask (:func:`load_bold`),
 surface GIfTI (:func:`load_gifti`), the paths of a story's scans (:func:`dataset_paths`) and a
-story's scans of several subjects (:func:`load_dataset`)."""
+story's scans of several subjects (:func:`load_dataset`, in memory or into the rows of a memory
+map; :func:`dataset_scans` and :func:`load_scan` for a caller that loads them one at a time)."""
 
 from __future__ import annotations
 
@@ -57,12 +58,15 @@ def _standardize(x: np.ndarray, source, *, detrend: bool, zscore: bool) -> tuple
     if detrend:
         x = sp_detrend(x, axis=0, type="linear").astype(np.float32)
     sd = x.std(axis=0)
-    const = np.flatnonzero(sd <= 1e-8 * max(1.0, float(np.abs(x).max(initial=0.0))))
+    # max |x| (x is finite here) without an |x| copy: the same number as np.abs(x).max()
+    big = max(0.0, float(-x.min(initial=0.0)), float(x.max(initial=0.0)))
+    const = np.flatnonzero(sd <= 1e-8 * max(1.0, big))
     if const.size:
         log.warning("%s: %d constant voxel(s) (set to 0 when z-scoring)", source, const.size)
     if zscore:
         sd_safe = np.where(sd > 0, sd, 1.0)
-        x = (x - x.mean(axis=0)) / sd_safe
+        x = x - x.mean(axis=0)  # a new array (never the caller's), then in place: same numbers
+        x /= sd_safe
         x[:, const] = 0.0
     return x.astype(np.float32, copy=False), {"nan_voxels": nan_vox, "constant_voxels": const}
 
@@ -86,6 +90,128 @@ def _coverage(img, mask_img, mask: np.ndarray) -> float:
     vox = inv[:3, :3] @ xyz + inv[:3, 3:4]
     shape = np.asarray(img.shape[:3], dtype=np.float64)[:, None]
     return float(np.all((vox >= -0.5) & (vox <= shape - 0.5), axis=0).mean())
+
+
+_GZ_IN = 1 << 20
+"""Compressed bytes read from a ``.nii.gz`` at a time."""
+_BATCH = 16 << 20
+"""Decompressed bytes (whole volumes) gathered at the mask's voxels at a time."""
+
+
+def _inflate_module():
+    """zlib, or ISA-L's drop-in inflate (``isal``, ~1.6x faster) when it is installed: the
+    bytes are the same, only the time differs."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib, (zlib.error,)
+    return isal_zlib, (zlib.error, isal_zlib.error)
+
+
+class _Inflater:
+    """The decompressed bytes of a gzip file (one member or several), read in order into
+    buffers, never the whole file at once. An inflater may hold output back (ISA-L takes its
+    input whole): it is asked again, with no input, before the data are said to end."""
+
+    def __init__(self, f, z):
+        self.f, self.z, self.d, self.tail, self.done = f, z, z.decompressobj(31), b"", False
+
+    def _step(self, max_length: int) -> bytes:
+        if not self.tail and not self.done:
+            self.tail = self.f.read(_GZ_IN)
+            self.done = not self.tail
+        got = self.d.decompress(self.tail, max_length)
+        self.tail = self.d.unconsumed_tail
+        return got
+
+    def readinto(self, buf: memoryview) -> int:
+        pos, n = 0, len(buf)
+        while pos < n:
+            if self.d.eof:  # another member may follow
+                rest = self.d.unused_data or (b"" if self.done else self.f.read(_GZ_IN))
+                if not rest:
+                    break
+                self.d, self.tail = self.z.decompressobj(31), rest
+            got = self._step(n - pos)
+            if not got and self.done and not self.tail:
+                break  # no input left and nothing held back
+            buf[pos:pos + len(got)] = got
+            pos += len(got)
+        return pos
+
+    def finish(self) -> None:
+        """Read the member to its end, so its trailer (CRC and length) is checked."""
+        while not self.d.eof:
+            if not self._step(_BATCH) and self.done and not self.tail and not self.d.eof:
+                raise EOFError("the compressed data end before the gzip trailer")
+
+
+def _read_exact(src, buf: memoryview, what: str) -> None:
+    got = src.readinto(buf)
+    if got != len(buf):
+        raise EOFError(f"{got} of the {len(buf)} bytes of {what}")
+
+
+def _mask_columns(img, mask: np.ndarray) -> np.ndarray | None:
+    """Where the mask's voxels (in their C order, as ``data[mask]``) lie in each volume of the
+    file, or None when the file is not a single-file NIfTI that :func:`_read_masked` can read
+    (then nibabel reads it)."""
+    from nibabel.arrayproxy import ArrayProxy
+
+    proxy = img.dataobj
+    name = getattr(proxy, "file_like", None)
+    if not (isinstance(proxy, ArrayProxy) and isinstance(name, str) and proxy.order == "F"
+            and len(proxy.shape) == 4 and tuple(proxy.shape[:3]) == mask.shape
+            and (name.endswith(".nii") or name.endswith(".nii.gz"))):
+        return None
+    i, j, k = np.nonzero(mask)
+    nx, ny, _ = mask.shape
+    return (i + nx * (j + ny * k)).astype(np.intp)
+
+
+def _read_masked(img, cols: np.ndarray, start_tr: int, n_trs: int) -> np.ndarray:
+    """The window's volumes of a single-file NIfTI at voxels ``cols``: ``T x V`` float32, the
+    numbers of ``np.asarray(img.dataobj[..., window], np.float32)[mask].T``.
+
+    Volumes are read a batch at a time (a ``.nii.gz`` decompressed as a stream) and only the
+    mask's voxels kept; the file's scaling (nibabel's own rule, element by element) is applied
+    to those alone, a batch at a time. Never the whole 4-D image in memory, nor a float64 copy."""
+    from nibabel.volumeutils import apply_read_scaling
+
+    proxy = img.dataobj
+    name, dt = proxy.file_like, proxy.dtype
+    n_vox = int(np.prod(proxy.shape[:3]))
+    vol = n_vox * dt.itemsize
+    per = min(max(1, _BATCH // vol), n_trs)
+    # as ArrayProxy._get_scaled: the scale factors cast to the slope's type where they fit
+    slope, inter = np.asanyarray(proxy.slope), np.asanyarray(proxy.inter)
+    if np.can_cast(inter, slope.dtype):
+        inter = inter.astype(slope.dtype)
+    x = np.empty((n_trs, cols.size), dtype=np.float32)
+    # the file's unscaled values at the mask, unless they are x's own (float32, no scaling)
+    same = dt == x.dtype and (slope, inter) == (1, 0)
+    raw = None if same else np.empty((per, cols.size), dtype=dt)
+    buf = np.empty(per * vol, np.uint8)
+    z, _ = _inflate_module()
+    with open(name, "rb") as f:
+        src = _Inflater(f, z) if name.endswith(".gz") else f
+        skip = proxy.offset + start_tr * vol
+        while skip:
+            m = min(skip, buf.size)
+            _read_exact(src, memoryview(buf)[:m], "the header and the volumes before the window")
+            skip -= m
+        for t in range(0, n_trs, per):
+            m = min(per, n_trs - t)
+            _read_exact(src, memoryview(buf)[:m * vol], f"volumes {start_tr + t}-{start_tr + t + m - 1}")
+            vols = buf[:m * vol].view(dt).reshape(m, n_vox)
+            if raw is None:
+                np.take(vols, cols, axis=1, out=x[t:t + m], mode="clip")
+            else:
+                np.take(vols, cols, axis=1, out=raw[:m], mode="clip")
+                x[t:t + m] = apply_read_scaling(raw[:m], slope, inter)  # cast as np.asarray
+        if isinstance(src, _Inflater) and start_tr + n_trs == proxy.shape[3]:
+            src.finish()
+    return x
 
 
 def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int = 0,
@@ -172,20 +298,25 @@ def load_bold(path: str | Path, mask_img, *, tr_s: float = TR_S, start_tr: int =
             raise InputError(path, f"its field of view covers {share:.0%} of the mask's voxels",
                              field="affine (space)",
                              expected="a scan in the mask's space (MNI152, 'space-' in its name)")
+    cols = _mask_columns(img, mask) if same_grid else None
     try:
-        data = np.asarray(img.dataobj[..., start_tr:start_tr + n_trs], dtype=np.float32)
-    except (OSError, EOFError, ValueError, zlib.error) as e:
+        if cols is not None:  # the mask's voxels, read volume by volume
+            x = _read_masked(img, cols, start_tr, n_trs)
+        else:
+            data = np.asarray(img.dataobj[..., start_tr:start_tr + n_trs], dtype=np.float32)
+    except (OSError, EOFError, ValueError, *_inflate_module()[1]) as e:
         raise InputError(path, f"truncated or corrupt data ({type(e).__name__}: {e})",
                          expected="a complete file; download it again") from None
-    if not same_grid:
-        from nilearn.image import resample_img
+    if cols is None:
+        if not same_grid:
+            from nilearn.image import resample_img
 
-        img4 = nib.Nifti1Image(data, img.affine)
-        data = np.asarray(resample_img(img4, target_affine=mimg.affine, target_shape=mask.shape,
-                                       interpolation="continuous", force_resample=True,
-                                       copy_header=True).dataobj, dtype=np.float32)
-    x = np.ascontiguousarray(data[mask].T)  # same order as nilearn.masking.apply_mask
-    del data
+            img4 = nib.Nifti1Image(data, img.affine)
+            data = np.asarray(resample_img(img4, target_affine=mimg.affine, target_shape=mask.shape,
+                                           interpolation="continuous", force_resample=True,
+                                           copy_header=True).dataobj, dtype=np.float32)
+        x = np.ascontiguousarray(data[mask].T)  # same order as nilearn.masking.apply_mask
+        del data
     x, qc = _standardize(x, path, detrend=detrend, zscore=zscore)
     if return_info:
         return x, {"path": str(path), "tr_header": tr, "n_volumes": n_vol, "start_tr": start_tr,
@@ -320,11 +451,96 @@ def dataset_paths(root: str | Path, story: str, subjects: str | Iterable, *, kin
     return out
 
 
+def dataset_scans(root: str | Path, story: str, subjects: str | Iterable, mask_img=None, *,
+                  kind: str = "clean", tr_s: float = TR_S, start_tr: int = 0,
+                  n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
+                  resample: bool = False, include_excluded: bool = False,
+                  manifest=None, columns=None) -> tuple[dict[str, list[Path]], dict]:
+    """What :func:`load_dataset` reads, checked before anything is read: ``(scans, options)``,
+    each subject's files (``{subject: [path, ...]}``, in order) and the keywords of
+    :func:`load_scan` for every one of them. Same parameters and errors as :func:`load_dataset`.
+
+    For a caller that loads the subjects itself, e.g. one block per subject into the rows of
+    a memory map: ``load_scan(scans[sub], out=bold, row=i, **options)``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "data set folder not found")
+    paths = dataset_paths(root, story, subjects, kind=kind, include_excluded=include_excluded,
+                          manifest=manifest)
+    if not paths:
+        raise InputError(root, f"no usable scan of {story!r} for subjects {subjects!r}",
+                         expected="at least one subject whose scan is not excluded")
+    for sub, ps in paths.items():
+        for p in ps:
+            if not p.is_file():
+                raise InputError(p, f"sub-{sub}'s scan not found",
+                                 expected=f"the file; fetch it with llmbrain_utils.fetch.fetch("
+                                          f"{story!r}, {sub!r}, dest={str(root)!r})")
+    surface = str(next(iter(paths.values()))[0]).endswith(".func.gii")
+    spec = _dataset_info(root, story, manifest)["manifest"]["kinds"][kind]
+    kw = {"tr_s": tr_s, "start_tr": start_tr, "n_trs": n_trs, "detrend": detrend,
+          "zscore": zscore, "space": spec.get("space")}
+    if not surface:
+        _load_mask(mask_img)  # checked here, before any scan is read
+        if columns is not None:
+            raise ParameterError("columns", f"given with kind {kind!r}, a volume",
+                                 expected="a surface kind (fsaverage6, ...) or columns=None")
+        return paths, {**kw, "mask_img": mask_img, "resample": resample}
+    if columns is not None:
+        columns = np.asarray(columns)
+        n_file = spec.get("vertices_per_hemi")
+        if (columns.ndim != 1 or not np.issubdtype(columns.dtype, np.integer) or columns.size == 0
+                or (n_file is not None and (columns.min() < 0 or columns.max() >= 2 * n_file))):
+            raise ParameterError("columns", f"{columns.size} vertex indices (shape {columns.shape}, "
+                                 f"{columns.dtype}) for kind {kind!r} ({n_file} vertices per "
+                                 "hemisphere)", expected=f"integers in 0..{2 * (n_file or 0) - 1}: "
+                                 "surface.mesh_columns(mesh, n_file) of the kind's own mesh or a "
+                                 "coarser one that it nests (fsaverage5 in fsaverage6)")
+    return paths, {**kw, "n_vertices": spec.get("vertices_per_hemi"), "columns": columns}
+
+
+def load_scan(paths: Sequence[str | Path], *, out: np.ndarray | None = None, row: int = 0,
+              first: str | None = None, **options) -> np.ndarray:
+    """One subject's scan as :func:`load_dataset` reads it: ``T x V`` float32.
+
+    ``paths``: its files (one volume, or the L and R surface files); ``options``: the
+    keywords that :func:`dataset_scans` gives (:func:`load_bold`'s, or :func:`load_gifti`'s
+    for surface files). ``out`` (``S x T x V`` float32, e.g. a memory map opened ``r+``): the
+    scan is written into ``out[row]``, and an error naming its file is raised when its
+    ``T x V`` is not the rows' (``first``: the subject whose scan set it, for the message).
+    """
+    paths = [Path(p) for p in paths]
+    if str(paths[0]).endswith(".func.gii"):
+        x = load_gifti(paths, **options)
+    else:
+        x = load_bold(paths[0], options.pop("mask_img", None), **options)
+    if out is not None:
+        _put_row(out, row, x, paths[0], first)
+    return x
+
+
+def check_row(shape: tuple, x: np.ndarray, path: Path, first: str | None) -> None:
+    """Raise an error naming ``path`` when its scan ``x`` (T x V) does not fit a row of an
+    ``S x T x V`` array of ``shape`` (``first``: the subject whose scan set it)."""
+    if x.shape != tuple(shape[1:]):
+        has = f"sub-{first} has" if first is not None else "the output array's rows are"
+        raise InputError(path, f"{x.shape[0]} TRs x {x.shape[1]} voxels; {has} "
+                         f"{shape[1]} x {shape[2]}", field="volumes",
+                         expected="the same number of TRs (give n_trs)")
+
+
+def _put_row(out: np.ndarray, row: int, x: np.ndarray, path: Path, first: str | None) -> None:
+    check_row(out.shape, x, path, first)
+    out[row] = x
+
+
 def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_img=None, *,
                  kind: str = "clean", tr_s: float = TR_S, start_tr: int = 0,
                  n_trs: int | None = None, detrend: bool = False, zscore: bool = True,
                  resample: bool = False, include_excluded: bool = False,
-                 manifest=None, columns=None) -> tuple[np.ndarray, list[str]]:
+                 manifest=None, columns=None, out: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, list[str]]:
     """Load a story's scans of several subjects from a data set in the Narratives layout.
 
     Every subject's file is checked to exist before any is read (the error names the first
@@ -356,6 +572,10 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
         right file's (``0 .. 2n - 1``); :func:`llmbrain_utils.surface.mesh_columns` gives a
         mesh's cortex vertices (no medial wall) in the column order of that module's maps,
         also of a coarser mesh that the files nest (fsaverage5 in fsaverage6). None: every vertex.
+    out : array, optional
+        ``S x T x V`` float32 to write into (e.g. ``np.lib.format.open_memmap``), one row per
+        subject of :func:`dataset_scans`: then no more than one subject is held in memory,
+        and ``out`` is returned.
 
     Returns
     -------
@@ -364,53 +584,25 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
     subjects : list of str
         The subjects loaded, in order.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(root, "data set folder not found")
-    paths = dataset_paths(root, story, subjects, kind=kind, include_excluded=include_excluded,
-                          manifest=manifest)
-    if not paths:
-        raise InputError(root, f"no usable scan of {story!r} for subjects {subjects!r}",
-                         expected="at least one subject whose scan is not excluded")
-    for sub, ps in paths.items():
-        for p in ps:
-            if not p.is_file():
-                raise InputError(p, f"sub-{sub}'s scan not found",
-                                 expected=f"the file; fetch it with llmbrain_utils.fetch.fetch("
-                                          f"{story!r}, {sub!r}, dest={str(root)!r})")
-    surface = str(next(iter(paths.values()))[0]).endswith(".func.gii")
-    spec = _dataset_info(root, story, manifest)["manifest"]["kinds"][kind]
-    space = spec.get("space")
-    if not surface:
-        mask_img, _ = _load_mask(mask_img)
-    out = None
+    paths, options = dataset_scans(root, story, subjects, mask_img, kind=kind, tr_s=tr_s,
+                                   start_tr=start_tr, n_trs=n_trs, detrend=detrend, zscore=zscore,
+                                   resample=resample, include_excluded=include_excluded,
+                                   manifest=manifest, columns=columns)
+    if options.get("mask_img") is not None:
+        options["mask_img"] = _load_mask(options["mask_img"])[0]  # read once, not per subject
     first = None
-    if columns is not None:
-        if not surface:
-            raise ParameterError("columns", f"given with kind {kind!r}, a volume",
-                                 expected="a surface kind (fsaverage6, ...) or columns=None")
-        columns = np.asarray(columns)
-        n_file = spec.get("vertices_per_hemi")
-        if (columns.ndim != 1 or not np.issubdtype(columns.dtype, np.integer) or columns.size == 0
-                or (n_file is not None and (columns.min() < 0 or columns.max() >= 2 * n_file))):
-            raise ParameterError("columns", f"{columns.size} vertex indices (shape {columns.shape}, "
-                                 f"{columns.dtype}) for kind {kind!r} ({n_file} vertices per "
-                                 "hemisphere)", expected=f"integers in 0..{2 * (n_file or 0) - 1}: "
-                                 "surface.mesh_columns(mesh, n_file) of the kind's own mesh or a "
-                                 "coarser one that it nests (fsaverage5 in fsaverage6)")
+    if out is not None:
+        if (getattr(out, "ndim", None) != 3 or out.dtype != np.float32
+                or out.shape[0] != len(paths)):
+            raise ParameterError("out", f"{type(out).__name__} of shape "
+                                 f"{getattr(out, 'shape', None)} and dtype {getattr(out, 'dtype', None)}",
+                                 expected=f"an S x T x V float32 array with S = {len(paths)} "
+                                          "(the subjects of dataset_scans)")
     for i, (sub, ps) in enumerate(paths.items()):
-        if surface:
-            x = load_gifti(ps, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend, zscore=zscore,
-                           space=space, n_vertices=spec.get("vertices_per_hemi"), columns=columns)
-        else:
-            x = load_bold(ps[0], mask_img, tr_s=tr_s, start_tr=start_tr, n_trs=n_trs, detrend=detrend,
-                          zscore=zscore, resample=resample, space=space)
+        x = load_scan(ps, **options)
         if out is None:
             out = np.empty((len(paths), *x.shape), dtype=np.float32)
-            first = sub
-        elif x.shape != out.shape[1:]:
-            raise InputError(ps[0], f"{x.shape[0]} TRs x {x.shape[1]} voxels; sub-{first} has "
-                             f"{out.shape[1]} x {out.shape[2]}", field="volumes",
-                             expected="the same number of TRs (give n_trs)")
-        out[i] = x
+        _put_row(out, i, x, ps[0], first)
+        first = first or sub
+        del x
     return out, list(paths)
