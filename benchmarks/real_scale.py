@@ -255,24 +255,29 @@ def extrapolate(stages: list[dict], subjects: int, sizes: dict, workers: int = 1
         out["bold_array_gib"] = {
             "measured": round(subjects * b / GIB, 3),
             f"at_{NARRATIVES_SUBJECTS}_subjects": round(NARRATIVES_SUBJECTS * b / GIB, 2),
-            "basis": "S x T x V float32 (bold.npy), which fmri_data holds whole once (as the "
-                     "loader returns it); the later stages read blocks of it from a memory map"}
+            "basis": "S x T x V float32 (bold.npy) on disk: fmri_data writes it a subject at a "
+                     "time and every later block reads its part from a memory map, so no "
+                     "process holds it whole"}
     return out
 
 
 def notes(args, sizes: dict, bound: dict) -> list[str]:
     out = [
-        (f"workers = {args.workers}: the heavy stages' blocks (fmri_data's ISC and its null per "
-         "block of 16,384 voxels; encoding and encoding_tests per subject and voxel block) ran "
+        (f"workers = {args.workers}: the heavy stages' blocks (fmri_data's loader and tSNR per "
+         "subject, its ISC and ISC null per block of 16,384 voxels; encoding and encoding_tests "
+         "per subject and voxel block) ran "
          f"as Dask tasks on a LocalCluster of {args.workers} single-threaded processes "
          "(llmbrain_utils.parallel); the rest of each stage in this process."
          if args.workers > 1 else
          "workers = 1: every stage ran in this one process, its blocks one after another "
          "(llmbrain_utils.parallel in-process)."),
         "not fanned out (one task): the twin's writer (fmri.make_synthetic_dataset, up to "
-        "min(4, cores) threads of this process), the loader of the BOLD (fmri.load_dataset), "
+        "min(4, cores) threads of this process), the first subject's scan (it sizes bold.npy), "
         "the group test of held-out r on the subjects' average BOLD (encoding_tests) and the "
         "mapping's null (fbn_mapping).",
+        "peak_anon_gib: anonymous memory (RSS less the shared and file-backed pages, psutil's "
+        "rss - shared): what a process holds of its own, without the pages of bold.npy it has "
+        "mapped, which the kernel can drop.",
         f"threads: BLAS / OpenMP / torch limited to {args.threads} per process (OMP_NUM_THREADS "
         "etc. set to 1 before numpy and torch are imported; --threads raises the limit through "
         "threadpoolctl).",
@@ -293,11 +298,11 @@ def notes(args, sizes: dict, bound: dict) -> list[str]:
         "costs S(S-1)/2 subject pairs per surrogate, so it grows faster than linearly, and the "
         "group test in encoding_tests works on the subjects' average BOLD, nearly constant in "
         "S: the linear rule is a first-order estimate.",
-        "memory (read from the stages): fmri_data holds the S x T x V float32 BOLD that the "
-        "loader returns until bold.npy is written; from there every block reads its part of "
+        "memory (read from the stages): fmri_data writes bold.npy one subject at a time (a "
+        "block per subject writes its row), and from there every block reads its part of "
         "bold.npy through a memory map (isc_loo in blocks of 256 voxels, the blocks of "
-        "16,384), so the later stages hold one subject's block, not the BOLD. The store also "
-        "keeps the twin's NIfTI files (clean and preproc, every subject) besides bold.npy.",
+        "16,384), so no process holds the S x T x V BOLD. The store also keeps the twin's "
+        "NIfTI files (clean and preproc, every subject) besides bold.npy.",
     ]
     if sizes.get("subjects") and sizes.get("trs") and sizes.get("voxels"):
         b = 4 * sizes["subjects"] * sizes["trs"] * sizes["voxels"]
@@ -306,8 +311,9 @@ def notes(args, sizes: dict, bound: dict) -> list[str]:
 
 
 def preflight(cfg: dict, n_trs: int) -> dict:
-    """Before the fMRI stage: the BOLD array's size from the brain mask and the story's TRs
-    (fmri_data holds it whole once, as the loader returns it), and the memory available now."""
+    """Before the fMRI stage: the BOLD array's size from the brain mask and the story's TRs,
+    the disk it needs (bold.npy; no process holds it whole: fmri_data writes it a subject at a
+    time), and the memory available now."""
     import numpy as np
     import psutil
 
@@ -315,7 +321,7 @@ def preflight(cfg: dict, n_trs: int) -> dict:
 
     V = int(np.asarray(fmri.brain_mask(cfg["resolution_mm"]).dataobj).sum())
     b = 4 * cfg["n_subjects"] * n_trs * V
-    need = b + GIB  # the array, and a GiB for the loader's volumes and the blocks
+    need = GIB + 8 * n_trs * V * 4  # a subject's scan and the blocks' arrays, with room
     avail = psutil.virtual_memory().available
     return {"voxels": V, "bold_gib": round(b / GIB, 3),
             "fmri_data_peak_estimate_gib": round(need / GIB, 2),

@@ -133,7 +133,7 @@ _SECTIONS: dict[str, dict[str, tuple]] = {  # section -> name -> (default, types
     "encoding": {
         "n_folds": (5, int, _c(lambda v: v >= 2, "an integer >= 2"), "contiguous cross-validation folds"),
         "trim": (5, int, _c(lambda v: v >= 0, "an integer >= 0"), "TRs dropped around each test fold (autocorrelation)"),
-        "perm_stop": (None, (int, type(None)), _c(lambda v: v is None or v >= 1, "None or an integer >= 1"),
+        "perm_stop": (None, (int, type(None)), _c(lambda v: v is None or v >= 1, "an integer >= 1"),
                       "the per-subject permutation test: stop a voxel's surrogates once this many "
                       "null R2 reach its own (Besag & Clifford 1991; p = h / draws, valid; every "
                       "voxel with p below (h+1)/(n_perm+1) keeps the fixed test's p); 10 costs ~6 % "
