@@ -239,7 +239,7 @@ def extrapolate(stages: list[dict], subjects: int, sizes: dict, workers: int = 1
                   "stages fan out per subject and block of 16,384 voxels: 345 x 5 blocks at "
                   "70,000 voxels, more than the cores), this machine's per-core speed, no I/O, "
                   "scheduling or gather cost, and the parts that are one task (the twin, the "
-                  "loader, the group test) counted as if they spread too: a lower bound on the "
+                  "first subject's scan, the group test) counted as if they spread too: a lower bound on the "
                   "wall time, not a measurement"),
         "target_subjects": NARRATIVES_SUBJECTS, "measured_subjects": subjects,
         "scale_factor": round(factor, 3),
@@ -392,6 +392,23 @@ def block_timings(fmri_art, dic_art, cfg: dict, n_subjects: int, stop: int | Non
     return out
 
 
+def fixed_test_chain(chain_s: float | None, blocks: dict | None, subjects: int | None,
+                     stop: int | None) -> dict | None:
+    """With the sequential test (``--perm-stop``): the chain's wall time had the per-subject
+    tests drawn all ``n_perm`` surrogates, from this run's own block timings (the fixed test's
+    extra seconds on the workers for ``blocks["subjects"]`` subjects, scaled to all)."""
+    if not (chain_s and blocks and subjects and stop):
+        return None
+    where = "workers_s" if "workers_s" in blocks["permutation_fixed"] else "in_process_s"
+    extra = (blocks["permutation_fixed"][where] - blocks["permutation_sequential"][where]) \
+        * subjects / blocks["subjects"]
+    return {"wall_s": round(chain_s + extra, 1), "extra_s": round(extra, 1),
+            "basis": f"the chain's wall seconds plus the fixed test's extra time over the "
+                     f"sequential one, measured on {blocks['subjects']} subjects' blocks "
+                     f"({where[:-2].replace('_', ' ')}) and scaled linearly to {subjects}: an "
+                     "estimate, not a run"}
+
+
 def run(args) -> dict:
     from llmbrain_utils import stages as st
 
@@ -430,7 +447,7 @@ def run(args) -> dict:
                 check = preflight(cfg, sizes["trs"])
                 if not check["fits"]:
                     print(f"[real_scale] warning: fmri_data may need ~{check['fmri_data_peak_estimate_gib']} "
-                          f"GiB (BOLD {check['bold_gib']} GiB + the loader's volumes), "
+                          f"GiB (a subject's scan and the blocks' arrays), "
                           f"{check['available_gib']} GiB available", file=sys.stderr, flush=True)
             before = artifact_dirs(runs_dir)
             rss0 = peaks.start_stage()
@@ -495,6 +512,8 @@ def run(args) -> dict:
         "peak_anon_gib": round(peaks.anon_peak / GIB, 3),
         "peak_anon_total_gib": round(peaks.anon_total_peak / GIB, 3),
         "chain_wall_s": round(chain_s, 3) if chain else None,
+        "chain_fixed_test_estimate": fixed_test_chain(chain_s if chain else None, blocks,
+                                                      sizes.get("subjects"), args.perm_stop),
         "chain": {"stages": [r["stage"] for r in chain], "twin_write_s": round(sum(twin_s), 3),
                   "basis": "from BOLD to couplings: the wall seconds of the stages that read the "
                            "BOLD (fmri_data's ISC and its null, encoding, encoding_tests, "

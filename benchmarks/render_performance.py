@@ -165,7 +165,9 @@ From the BOLD to the couplings (the stages that read the BOLD, less the twin's w
 {{ rs.peak_rss_gib | num(2) }} GiB against the target of 8 GiB. A worker's RSS counts the pages of `bold.npy` it has
 mapped (file pages the kernel can drop), not only its own allocations{% if rs.peak_anon_gib is defined %}; its anonymous memory (RSS less
 file-backed and shared pages) peaked at {{ rs.peak_anon_gib | num(2) }} GiB{% endif %}.{% if rs.parameters.asked.perm_stop %} The per-subject permutation tests ran
-sequentially (`perm_stop` = {{ rs.parameters.asked.perm_stop }}: up to {{ rs.parameters.asked.n_perm | int_ }} surrogates per voxel, see below).{% endif %}
+sequentially (`perm_stop` = {{ rs.parameters.asked.perm_stop }}: up to {{ rs.parameters.asked.n_perm | int_ }} surrogates per voxel, see below).{% endif %}{% if rs.chain_fixed_test_estimate %}
+With the fixed test (every voxel all {{ rs.parameters.asked.n_perm | int_ }} surrogates) the chain would take about
+**{{ (rs.chain_fixed_test_estimate.wall_s / 60) | num(1) }} min** ({{ rs.chain_fixed_test_estimate.basis }}), over the target.{% endif %}
 Extrapolated to Narratives' {{ rs.extrapolation.target_subjects }} subjects ({{ rs.extrapolation.basis }}):
 one core {{ rs.extrapolation.one_process.wall_h | num(1) }} h, 16 cores {{ rs.extrapolation["16_cores"].wall_h | num(2) }} h,
 a cluster of 10 x 16 cores {{ rs.extrapolation.cluster_10x16_cores.wall_h | num(2) }} h.
