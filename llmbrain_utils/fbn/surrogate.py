@@ -14,7 +14,7 @@ from ..errors import ParameterError
 from ..stats import bh_reject
 from .atlases import NetworkAtlas
 from .images import _mask
-from .overlaps import _check_maps, _corr
+from .overlaps import _check_maps, _corr, _corr_reference
 from .tail import GPD_MIN_EXCEED
 from .thresholds import parse_threshold, threshold_maps
 
@@ -61,7 +61,26 @@ def _pooled_acf(rows: np.ndarray, bm: np.ndarray, grid: tuple, pairs: np.ndarray
 
 def _synthesise(amp: np.ndarray, bm: np.ndarray, grid: tuple, m: int,
                 rng: np.random.Generator) -> np.ndarray:
-    """``m`` Gaussian fields with amplitude spectrum ``amp``, on the box mask's voxels (m, V)."""
+    """``m`` Gaussian fields with amplitude spectrum ``amp``, on the box mask's voxels (m, V).
+
+    The steps of ``np.fft.rfftn`` / ``irfftn`` over axes (1, 2, 3), one axis at a time and in
+    place, with the inverse's second and third transforms run only on the lines that reach the
+    box (the grid's first half along each axis): the same numbers as the full transforms
+    (:func:`_synthesise_reference`), in about two thirds of the time."""
+    nx, ny, _ = bm.shape
+    a = np.fft.rfft(rng.standard_normal((m, *grid)), axis=3)  # rfftn: last axis first
+    np.fft.fft(a, axis=2, out=a)
+    np.fft.fft(a, axis=1, out=a)
+    a *= amp
+    np.fft.ifft(a, axis=1, out=a)  # irfftn: first axis first
+    a = np.fft.ifft(a[:, :nx], axis=2)
+    f = np.fft.irfft(a[:, :, :ny], grid[2], axis=3)
+    return f[:, :, :, :bm.shape[2]][:, bm]
+
+
+def _synthesise_reference(amp: np.ndarray, bm: np.ndarray, grid: tuple, m: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """:func:`_synthesise` with the full n-d transforms (the tests' reference)."""
     white = np.fft.rfftn(rng.standard_normal((m, *grid)), axes=(1, 2, 3))
     f = np.fft.irfftn(white * amp[None], s=grid, axes=(1, 2, 3))
     return f[:, :bm.shape[0], :bm.shape[1], :bm.shape[2]][:, bm]
@@ -171,9 +190,37 @@ class SurrogateNull:
         ``rows``: (2, m, n), active then deactive."""
         x = self.fields[rows] * scale
         x += mu
+        if statistic != "dice":
+            r = np.nan_to_num(_corr(x.astype(np.float64), self.atlas.masks, overwrite=True))
+            return np.stack([r, -r])
+        m, v = x.shape
+        rule, value = parse_threshold(threshold)
+        both = np.empty((2 * m, v), dtype=bool)  # the parts, active rows first
+        if rule == "top":  # threshold_maps' parts, computed without its copies
+            a = np.abs(x)
+            kk = v - max(1, int(math.ceil(value * v)))
+            a.partition(kk, axis=1)  # in place: the value at kk is np.partition's
+            cut = np.maximum(a[:, kk:kk + 1], np.float32(np.nextafter(np.float32(0), np.float32(1))))
+            del a
+            np.greater_equal(x, cut, out=both[:m])
+            np.less_equal(x, -cut, out=both[m:])
+        else:
+            both[:m], both[m:] = threshold_maps(x, threshold)
+        del x
+        sizes = np.count_nonzero(both, axis=1).astype(np.float64)
+        inter = (both.astype(np.float32) @ self.nets32.T).astype(np.float64)
+        den = sizes[:, None] + self.net_sizes[None, :]
+        dice = np.divide(2.0 * inter, den, out=np.zeros_like(inter), where=den > 0)
+        return dice.reshape(2, m, -1)
+
+    def _values_reference(self, mu: np.ndarray, scale: np.ndarray, rows: slice,
+                          threshold: str | float, statistic: str) -> np.ndarray:
+        """:meth:`values` as first written (the tests' reference)."""
+        x = self.fields[rows] * scale
+        x += mu
         if statistic == "dice":
             rule, value = parse_threshold(threshold)
-            if rule == "top":  # threshold_maps' parts, computed without its copies
+            if rule == "top":
                 a = np.abs(x)
                 kk = x.shape[1] - max(1, int(math.ceil(value * x.shape[1])))
                 cut = np.partition(a, kk, axis=1)[:, kk:kk + 1]
@@ -190,7 +237,7 @@ class SurrogateNull:
             den = sizes[:, None] + self.net_sizes[None, :]
             dice = np.divide(2.0 * inter, den, out=np.zeros_like(inter), where=den > 0)
             return dice.reshape(2, m, -1)
-        r = np.nan_to_num(_corr(x.astype(np.float64), self.atlas.masks))
+        r = np.nan_to_num(_corr_reference(x.astype(np.float64), self.atlas.masks))
         return np.stack([r, -r])
 
     def counts(self, maps: np.ndarray, observed: np.ndarray, threshold: str | float,
