@@ -145,6 +145,18 @@ def serving(workers: int | None = None, scheduler: str | None = None) -> Iterato
             cluster.close()
 
 
+class _QuietShutdown:
+    """Drops the nanny's "Worker process still alive after 4.0 seconds, killing" when a cluster
+    closes: the work is done by then and a worker slow to exit (a loaded machine, a large
+    model to free) is killed as intended. Its other warnings pass."""
+
+    def filter(self, record) -> bool:
+        return "still alive after" not in record.getMessage()
+
+
+_QUIET = _QuietShutdown()
+
+
 def local_cluster(n_workers: int | None = None, **kwargs):
     """A LocalCluster of ``n_workers`` processes (default: the CPU count), one thread each,
     single-threaded BLAS, so parallel blocks do not oversubscribe the cores; the workers get
@@ -162,6 +174,9 @@ def local_cluster(n_workers: int | None = None, **kwargs):
     kw = dict(n_workers=n, threads_per_worker=1, processes=True, env=env, dashboard_address=None,
               silence_logs=logging.WARNING)
     kw.update(kwargs)
+    nanny = logging.getLogger("distributed.nanny")
+    if _QUIET not in nanny.filters:
+        nanny.addFilter(_QUIET)
     return LocalCluster(**kw)
 
 

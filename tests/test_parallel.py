@@ -192,3 +192,15 @@ def test_the_package_errors_travel_back_from_a_worker_whole():
                 StageError("fmri", "02_fmri.ipynb", "InputError", "bad")):
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err) and back.__dict__ == err.__dict__
+
+
+def test_a_slow_worker_killed_at_shutdown_prints_nothing(cluster):
+    """The nanny's warning when a worker outlives the close (a loaded machine) would print a
+    109-character line into the cross-model chapter; it is dropped, other warnings are not."""
+    import logging
+
+    nanny = logging.getLogger("distributed.nanny")
+    assert parallel._QUIET in nanny.filters
+    make = lambda msg: logging.LogRecord("distributed.nanny", logging.WARNING, __file__, 1, msg, (), None)  # noqa: E731
+    assert not nanny.filter(make("Worker process still alive after 4.0 seconds, killing"))
+    assert nanny.filter(make("Worker exceeded 95% memory budget. Restarting..."))
