@@ -34,7 +34,7 @@ def run_at(commit: str, workdir: Path) -> dict:
         (workdir / "shared").symlink_to(shared)   # the atlas mirror at ../shared/atlases
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONHASHSEED="0",
-               LLMBRAIN_RUNS=str(clone / "runs"))
+               LLMBRAIN_RUNS=str(clone / "runs"), PYTHONPATH=str(clone))  # every process: the clone's package
     t0 = time.perf_counter()
     proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "llmbrain_utils", "run",
                            "--params", "params/default.yaml"], cwd=clone, env=env,
