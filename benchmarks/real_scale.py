@@ -337,6 +337,7 @@ def block_timings(fmri_art, dic_art, cfg: dict, n_subjects: int, stop: int | Non
     import numpy as np
 
     from llmbrain_utils import parallel, stages as st
+    from llmbrain_utils.encoding import fdr
 
     path = str(fmri_art.file("bold.npy"))
     shape = np.load(path, mmap_mode="r").shape
@@ -378,7 +379,6 @@ def block_timings(fmri_art, dic_art, cfg: dict, n_subjects: int, stop: int | Non
     dr = np.concatenate([b[2] for b in results["permutation_sequential", "in_process"]])
     low = pf < (1 + h) / (1 + cfg["n_perm"])
     per_subject = np.split(np.arange(pf.size), S)
-    from llmbrain_utils.encoding import fdr
     fdr_same = [bool(np.array_equal(fdr(pf[i], cfg["alpha"])[0], fdr(ps[i], cfg["alpha"])[0]))
                 for i in per_subject]
     out["sequential_vs_fixed"] = {

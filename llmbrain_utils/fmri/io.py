@@ -460,8 +460,8 @@ def dataset_scans(root: str | Path, story: str, subjects: str | Iterable, mask_i
     each subject's files (``{subject: [path, ...]}``, in order) and the keywords of
     :func:`load_scan` for every one of them. Same parameters and errors as :func:`load_dataset`.
 
-    For a caller that loads the subjects itself, e.g. one block per subject into the rows of
-    a memory map: ``load_scan(scans[sub], out=bold, row=i, **options)``.
+    For a caller that loads the subjects itself, e.g. one block per subject:
+    ``load_scan(scans[sub], **options)``, then :func:`check_row` before writing its row.
     """
     root = Path(root)
     if not root.is_dir():
@@ -500,24 +500,17 @@ def dataset_scans(root: str | Path, story: str, subjects: str | Iterable, mask_i
     return paths, {**kw, "n_vertices": spec.get("vertices_per_hemi"), "columns": columns}
 
 
-def load_scan(paths: Sequence[str | Path], *, out: np.ndarray | None = None, row: int = 0,
-              first: str | None = None, **options) -> np.ndarray:
+def load_scan(paths: Sequence[str | Path], **options) -> np.ndarray:
     """One subject's scan as :func:`load_dataset` reads it: ``T x V`` float32.
 
     ``paths``: its files (one volume, or the L and R surface files); ``options``: the
     keywords that :func:`dataset_scans` gives (:func:`load_bold`'s, or :func:`load_gifti`'s
-    for surface files). ``out`` (``S x T x V`` float32, e.g. a memory map opened ``r+``): the
-    scan is written into ``out[row]``, and an error naming its file is raised when its
-    ``T x V`` is not the rows' (``first``: the subject whose scan set it, for the message).
+    for surface files).
     """
     paths = [Path(p) for p in paths]
     if str(paths[0]).endswith(".func.gii"):
-        x = load_gifti(paths, **options)
-    else:
-        x = load_bold(paths[0], options.pop("mask_img", None), **options)
-    if out is not None:
-        _put_row(out, row, x, paths[0], first)
-    return x
+        return load_gifti(paths, **options)
+    return load_bold(paths[0], options.pop("mask_img", None), **options)
 
 
 def check_row(shape: tuple, x: np.ndarray, path: Path, first: str | None) -> None:
@@ -528,11 +521,6 @@ def check_row(shape: tuple, x: np.ndarray, path: Path, first: str | None) -> Non
         raise InputError(path, f"{x.shape[0]} TRs x {x.shape[1]} voxels; {has} "
                          f"{shape[1]} x {shape[2]}", field="volumes",
                          expected="the same number of TRs (give n_trs)")
-
-
-def _put_row(out: np.ndarray, row: int, x: np.ndarray, path: Path, first: str | None) -> None:
-    check_row(out.shape, x, path, first)
-    out[row] = x
 
 
 def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_img=None, *,
@@ -602,7 +590,8 @@ def load_dataset(root: str | Path, story: str, subjects: str | Iterable, mask_im
         x = load_scan(ps, **options)
         if out is None:
             out = np.empty((len(paths), *x.shape), dtype=np.float32)
-        _put_row(out, i, x, ps[0], first)
+        check_row(out.shape, x, Path(ps[0]), first)
+        out[i] = x
         first = first or sub
         del x
     return out, list(paths)
