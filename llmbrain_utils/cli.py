@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
                    "are those of an in-process run")
     r.add_argument("--scheduler", metavar="ADDR", help="fan them out to a running Dask "
                    "scheduler, e.g. tcp://host:8786 (default: $LLMBRAIN_SCHEDULER, else in-process)")
+    r.add_argument("--no-prefetch", action="store_true", help="do not build the later chapters' "
+                   "largest artifacts ahead in a second process (default: on with two or more "
+                   "CPUs and no scheduler; $LLMBRAIN_PREFETCH=0 also turns it off; the numbers "
+                   "are the same either way)")
     b = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")
     b.add_argument("--run", metavar="NAME", help="build the book of the run NAME (its notebooks) "
                    "into RUNS/books/NAME/_build/html instead of the published book")
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = execute(args.params, only=args.only, force=args.force,
                                  refresh_notebooks=args.refresh_notebooks, runs_dir=args.runs_dir,
                                  executed_dir=args.executed_dir, name=args.name,
-                                 svg=args.svg)
+                                 svg=args.svg, prefetch=False if args.no_prefetch else None)
             for rec in result.records:
                 print(f"{rec['stage']:12s} {rec['status']:10s} {rec['seconds']:8.1f} s")
             for line in result.summary():

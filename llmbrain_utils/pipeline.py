@@ -145,13 +145,14 @@ def _executed_digest(path: Path) -> str | None:
 def run(params_file: str | os.PathLike | None = None, *, only: list[str] | None = None,
         force: bool = False, refresh_notebooks: bool = False, runs_dir: str | None = None,
         executed_dir: str | os.PathLike | None = None, name: str | None = None,
-        svg: bool = False) -> list[dict]:
+        svg: bool = False, prefetch: bool | None = None) -> list[dict]:
     """Execute the stages' notebooks; return one record per stage (name, status, seconds).
 
     :func:`execute` with its records only (the run folder's paths and headline figures are in
     what :func:`execute` returns)."""
     return execute(params_file, only=only, force=force, refresh_notebooks=refresh_notebooks,
-                   runs_dir=runs_dir, executed_dir=executed_dir, name=name, svg=svg).records
+                   runs_dir=runs_dir, executed_dir=executed_dir, name=name, svg=svg,
+                   prefetch=prefetch).records
 
 
 @dataclass
@@ -173,7 +174,7 @@ def _is_default_params(params_file) -> bool:
 def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | None = None,
             force: bool = False, refresh_notebooks: bool = False, runs_dir: str | None = None,
             executed_dir: str | os.PathLike | None = None, name: str | None = None,
-            svg: bool = False) -> RunResult:
+            svg: bool = False, prefetch: bool | None = None) -> RunResult:
     """Execute the stages' notebooks into a run folder of their own (:mod:`.runfolder`).
 
     The run's folder is ``<store>/books/NAME/`` (``name``: default ``STEM-HASH`` of the
@@ -184,8 +185,12 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
     replaces that run); with the same parameters, notebooks whose digest is unchanged are not
     re-executed. At the end every figure, the headline tables and ``manifest.json`` are
     written into the run folder. ``svg``: the notebooks' figures are drawn as SVG besides PNG
-    (matplotlib's inline backend), so every figure has a vector file too."""
+    (matplotlib's inline backend), so every figure has a vector file too. ``prefetch``: build
+    the later chapters' largest artifacts ahead in a second process (:mod:`.prefetch`; default:
+    where two or more CPUs and no Dask scheduler; the numbers are the same either way)."""
     import papermill as pm
+
+    from . import prefetch as ahead
 
     params = load_params(params_file)
     if runs_dir is not None:
@@ -218,15 +223,28 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
     manifest = runfolder.start(rf, previous, only=only, force=force)
     out_dir = rf.notebooks
     records = []
+
+    def digest_of(stage: str, p: dict) -> str:
+        digest = _digest(NOTEBOOKS / STAGES[stage], p)
+        if svg:  # other outputs: a notebook executed without SVG is not reused
+            digest = hashlib.sha256(f"{digest}:svg".encode()).hexdigest()[:16]
+        return digest
+
+    def unchanged(stage: str, digest: str) -> bool:
+        dst = out_dir / STAGES[stage]
+        return not force and dst.is_file() and _executed_digest(dst) == digest
+
+    pending = [s for s, p in plan if not unchanged(s, digest_of(s, p))]
+    building_ahead = ahead.Ahead(params, pending if ahead.wanted(prefetch) else [],
+                                 rf.folder / "prefetch.log")
     t_run = time.perf_counter()
     try:
+        building_ahead.__enter__()
         for stage, p in plan:
             src = NOTEBOOKS / STAGES[stage]
             dst = out_dir / STAGES[stage]
-            digest = _digest(src, p)
-            if svg:  # other outputs: a notebook executed without SVG is not reused
-                digest = hashlib.sha256(f"{digest}:svg".encode()).hexdigest()[:16]
-            if not force and dst.is_file() and _executed_digest(dst) == digest:
+            digest = digest_of(stage, p)
+            if unchanged(stage, digest):
                 records.append({"stage": stage, "status": "unchanged", "seconds": 0.0})
                 log.info("%s: unchanged, not re-executed", stage)
                 manifest["stages"].setdefault(stage, {}).update(
@@ -281,12 +299,14 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
             if refresh_notebooks:
                 _refresh(dst, src)
     except BaseException as e:
+        building_ahead.__exit__(None, None, None)
         manifest["status"] = "failed"
         manifest["error"] = " ".join(str(e).split())[:500]
         manifest["invocations"][-1].update(status="failed", records=records,
                                            seconds=round(time.perf_counter() - t_run, 1))
         runfolder.write_manifest(rf.folder, manifest)
         raise
+    building_ahead.__exit__(None, None, None)
     manifest["invocations"][-1]["records"] = records
     manifest.pop("error", None)
     done = [out_dir / STAGES[s] for s in STAGES if (out_dir / STAGES[s]).is_file()]

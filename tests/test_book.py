@@ -23,6 +23,27 @@ def built_book():
     return index.parent
 
 
+def test_the_chapters_read_what_was_built_ahead(built_book):
+    """The default run's second process (llmbrain_utils.prefetch) built only artifacts that a
+    chapter then read (the same keys: the chapters' own parameters), and none failed."""
+    import json
+    from pathlib import Path
+
+    from llmbrain_utils import config, prefetch
+
+    folder = Path(config.validate({}).runs_dir) / "books" / "default"
+    log = folder / "prefetch.log"
+    if not log.is_file():
+        pytest.skip("nothing was built ahead: every chapter it serves was unchanged, or one CPU")
+    recs = prefetch.read_log(log)
+    assert recs, log.read_text()[-2000:]
+    assert all(r["status"] == "done" for r in recs), [r for r in recs if r["status"] != "done"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    read = {(a["stage"], a["key"]) for st in manifest["stages"].values()
+            for a in st.get("artifacts") or []}
+    assert {(r["stage"], r["key"]) for r in recs} <= read
+
+
 def test_every_chapter_page_exists_with_its_figures(built_book):
     for stem, n_min in MIN_FIGURES.items():
         page = built_book / "book" / "executed" / f"{stem}.html"

@@ -56,6 +56,43 @@ def test_synthesis_matches_the_full_transforms(grid):
         assert np.array_equal(new, ref)
 
 
+def test_synthesis_with_kept_arrays_matches(grid):
+    """The kept working arrays (reused across chunks, resized when a chunk's size changes)
+    leave every field as the full transforms give it, and surrogate_fields' chunks too."""
+    _, mask, _ = grid
+    z = _maps(mask, grid[2], 4)
+    amp, box, g = surrogate._acf_spectrum(z, mask, None, np.random.default_rng([0, 1]))
+    bm = mask[box]
+    work: dict = {}
+    rng, rng_ref = np.random.default_rng(5), np.random.default_rng(5)
+    for m in (7, 7, 3, 7):
+        new = surrogate._synthesise(amp, bm, g, m, rng, work)
+        assert np.array_equal(new, surrogate._synthesise_reference(amp, bm, g, m, rng_ref))
+    fields = fbn.surrogate_fields(z, grid[2].mask_img, 17, seed=2, chunk=7)
+    rng = np.random.default_rng(2)
+    amp, box, g = surrogate._acf_spectrum(z, mask, None, np.random.default_rng([2, 1]))
+    for start in range(0, 17, 7):
+        f = surrogate._synthesise_reference(amp, bm, g, min(7, 17 - start), rng)
+        f -= f.mean(1, keepdims=True)
+        f /= np.maximum(f.std(1, keepdims=True), 1e-12)
+        assert np.array_equal(fields[start:start + 7], f.astype(np.float32))
+
+
+def test_fields_are_kept_for_the_same_inputs(grid):
+    _, mask, atlas = grid
+    z = _maps(mask, atlas, 3)
+    a = fbn.surrogate_fields(z, atlas.mask_img, 11, seed=4)
+    assert not a.flags.writeable
+    assert fbn.surrogate_fields(z.copy(), atlas.mask_img, 11, seed=4) is a
+    b = fbn.surrogate_fields(z, atlas.mask_img, 11, seed=5)  # any input differs: drawn anew
+    z2 = z.copy()
+    z2[0, 0] += 1e-12
+    c = fbn.surrogate_fields(z2, atlas.mask_img, 11, seed=4)
+    assert b is not a and c is not a and not np.array_equal(b, a)
+    d = fbn.surrogate_fields(z, atlas.mask_img, 11, seed=4)  # the one kept now is c's
+    assert d is not a and np.array_equal(d, a)
+
+
 def test_corr_matches_the_reference(grid):
     _, mask, atlas = grid
     x = _maps(mask, atlas, 5)
@@ -63,6 +100,9 @@ def test_corr_matches_the_reference(grid):
     assert np.array_equal(overlaps._corr(x, atlas.masks), ref, equal_nan=True)
     y = x.copy()
     assert np.array_equal(overlaps._corr(y, atlas.masks, overwrite=True), ref, equal_nan=True)
+    y, sq = x.copy(), np.empty_like(x)
+    assert np.array_equal(overlaps._corr(y, atlas.masks, overwrite=True, square=sq), ref,
+                          equal_nan=True)
 
 
 @pytest.mark.parametrize("threshold", ["top10%", "top30%", "top2%", 1.5])
@@ -86,7 +126,9 @@ def test_null_values_match_the_reference(grid, threshold):
 
 
 def _reference_paths(monkeypatch):
-    monkeypatch.setattr(surrogate, "_synthesise", surrogate._synthesise_reference)
+    monkeypatch.setattr(surrogate, "_synthesise",
+                        lambda amp, bm, grid, m, rng, work=None:
+                        surrogate._synthesise_reference(amp, bm, grid, m, rng))
     monkeypatch.setattr(surrogate.SurrogateNull, "values", surrogate.SurrogateNull._values_reference)
     monkeypatch.setattr(surrogate, "_corr", overlaps._corr_reference)
     monkeypatch.setattr(fbn.coupling, "_corr", overlaps._corr_reference)

@@ -29,9 +29,11 @@ def _dice(parts: np.ndarray, nets: np.ndarray, part_sizes: np.ndarray | None = N
     return np.divide(2.0 * inter, den, out=np.zeros_like(inter), where=den > 0)
 
 
-def _corr(maps: np.ndarray, nets: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+def _corr(maps: np.ndarray, nets: np.ndarray, *, overwrite: bool = False,
+          square: np.ndarray | None = None) -> np.ndarray:
     """Pearson correlation of every map (k, V) with every network indicator (n, V): (k, n).
-    ``overwrite``: ``maps`` (float64) may be centred in place."""
+    ``overwrite``: ``maps`` (float64) may be centred in place. ``square``: a float64 array of
+    the maps' shape that receives their squares (a working array; default a new one)."""
     if overwrite:
         x = maps
         x -= maps.mean(1, keepdims=True)
@@ -39,7 +41,8 @@ def _corr(maps: np.ndarray, nets: np.ndarray, *, overwrite: bool = False) -> np.
         x = maps - maps.mean(1, keepdims=True)
     y = nets.astype(np.float64) - nets.mean(1, keepdims=True)
     # np.linalg.norm(., axis=1) of real rows, without its conjugate's copy
-    nx, ny = np.sqrt(np.add.reduce(x * x, axis=1)), np.sqrt(np.add.reduce(y * y, axis=1))
+    nx = np.sqrt(np.add.reduce(np.multiply(x, x, out=square), axis=1))
+    ny = np.sqrt(np.add.reduce(y * y, axis=1))
     den = nx[:, None] * ny[None, :]
     r = x @ y.T
     return np.divide(r, den, out=np.full_like(r, np.nan), where=den > 0)

@@ -60,22 +60,41 @@ def _pooled_acf(rows: np.ndarray, bm: np.ndarray, grid: tuple, pairs: np.ndarray
 
 
 def _synthesise(amp: np.ndarray, bm: np.ndarray, grid: tuple, m: int,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, work: dict | None = None) -> np.ndarray:
     """``m`` Gaussian fields with amplitude spectrum ``amp``, on the box mask's voxels (m, V).
 
     The steps of ``np.fft.rfftn`` / ``irfftn`` over axes (1, 2, 3), one axis at a time and in
     place, with the inverse's second and third transforms run only on the lines that reach the
     box (the grid's first half along each axis): the same numbers as the full transforms
-    (:func:`_synthesise_reference`), in about two thirds of the time."""
+    (:func:`_synthesise_reference`), in about two thirds of the time. ``work``: a dict in which
+    the white noise and the transforms' arrays are kept and reused by the next call of the
+    same size (no new pages to fault in per chunk; the numbers are the same)."""
     nx, ny, _ = bm.shape
-    a = np.fft.rfft(rng.standard_normal((m, *grid)), axis=3)  # rfftn: last axis first
+    half = grid[2] // 2 + 1
+    w = _buffer(work, "white", (m, *grid), np.float64)
+    rng.standard_normal(out=w)  # the same draws as rng.standard_normal((m, *grid))
+    a = _buffer(work, "spectrum", (m, grid[0], grid[1], half), np.complex128)
+    np.fft.rfft(w, axis=3, out=a)  # rfftn: last axis first
     np.fft.fft(a, axis=2, out=a)
     np.fft.fft(a, axis=1, out=a)
     a *= amp
     np.fft.ifft(a, axis=1, out=a)  # irfftn: first axis first
-    a = np.fft.ifft(a[:, :nx], axis=2)
-    f = np.fft.irfft(a[:, :, :ny], grid[2], axis=3)
+    b = _buffer(work, "lines", (m, nx, grid[1], half), np.complex128)
+    np.fft.ifft(a[:, :nx], axis=2, out=b)
+    f = _buffer(work, "field", (m, nx, ny, grid[2]), np.float64)
+    np.fft.irfft(b[:, :, :ny], grid[2], axis=3, out=f)
     return f[:, :, :, :bm.shape[2]][:, bm]
+
+
+def _buffer(work: dict | None, name: str, shape: tuple, dtype) -> np.ndarray:
+    """An array of ``shape`` kept in ``work`` under ``name`` (a new one when ``work`` is None,
+    or the kept one's size differs): its contents are undefined."""
+    if work is None:
+        return np.empty(shape, dtype=dtype)
+    buf = work.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = work[name] = np.empty(shape, dtype=dtype)
+    return buf
 
 
 def _synthesise_reference(amp: np.ndarray, bm: np.ndarray, grid: tuple, m: int,
@@ -129,26 +148,57 @@ def _acf_spectrum(z: np.ndarray, mask: np.ndarray, design: np.ndarray | None,
     return amplitude(acf), box, grid
 
 
+#: the fields of the last (maps, mask, n_perm, seed, grey matter) drawn in this process
+#: (:func:`surrogate_fields`): a chapter tests the same maps' fields again (thresholds, nulls)
+_FIELDS: dict[str, np.ndarray] = {}
+_FIELDS_KEPT = 1
+
+
 def surrogate_fields(z: np.ndarray, mask_img: Any, n_perm: int, *, seed: int = 0,
                      gm: np.ndarray | None = None, chunk: int = 50) -> np.ndarray:
     """``n_perm`` stationary Gaussian fields on the mask (n_perm, V; float32, each standardised)
     with the pooled spatial autocorrelation of the rows of ``z`` (see the package's Nulls).
     ``gm``: the grey matter the rows of ``z`` were detrended on (:func:`tissue_model`), so that
-    the estimate's bias is measured on fields detrended the same way (default: centred only)."""
+    the estimate's bias is measured on fields detrended the same way (default: centred only).
+
+    The fields depend on nothing else: the last set drawn in this process is kept (keyed by the
+    bytes of every input) and returned again, read-only, when asked for with the same inputs
+    (a chapter maps the same maps on a second atlas, at other thresholds, with other nulls)."""
+    import hashlib
+
     check_int("n_perm", n_perm, 1)
     check_int("seed", seed, 0)
-    _, mask = _mask(mask_img)
+    img, mask = _mask(mask_img)
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
     if z.shape[1] != int(mask.sum()):
         raise ParameterError("z", f"{z.shape[1]} voxels", expected=f"{int(mask.sum())}, the mask's")
+    h = hashlib.sha256(repr((z.shape, mask.shape, int(n_perm), int(seed), int(chunk),
+                             gm is None)).encode())
+    for part in (z, mask, np.asarray(img.affine, dtype=np.float64),
+                 np.zeros(0) if gm is None else np.asarray(gm, dtype=np.float64)):
+        h.update(np.ascontiguousarray(part).tobytes())
+    key = h.hexdigest()
+    if key in _FIELDS:
+        return _FIELDS[key]
+    out = _draw_fields(z, mask, n_perm, seed, gm, chunk)
+    out.flags.writeable = False
+    _FIELDS[key] = out
+    while len(_FIELDS) > _FIELDS_KEPT:
+        _FIELDS.pop(next(iter(_FIELDS)))
+    return out
+
+
+def _draw_fields(z: np.ndarray, mask: np.ndarray, n_perm: int, seed: int,
+                 gm: np.ndarray | None, chunk: int) -> np.ndarray:
     design = None if gm is None else np.column_stack([np.ones(z.shape[1]), np.asarray(gm, float)])
     rng = np.random.default_rng(seed)
     amp, box, grid = _acf_spectrum(z, mask, design, np.random.default_rng([seed, 1]))
     bm = mask[box]
     out = np.empty((n_perm, int(bm.sum())), dtype=np.float32)
+    work: dict = {}
     for start in range(0, n_perm, chunk):
         m = min(chunk, n_perm - start)
-        f = _synthesise(amp, bm, grid, m, rng)
+        f = _synthesise(amp, bm, grid, m, rng, work)
         f -= f.mean(1, keepdims=True)
         f /= np.maximum(f.std(1, keepdims=True), 1e-12)
         out[start:start + m] = f
@@ -183,32 +233,46 @@ class SurrogateNull:
         self.fields = surrogate_fields(self._tissue[2], atlas.mask_img, n_perm, seed=seed, gm=self.gm)
         self.nets32 = atlas.masks.astype(np.float32)
         self.net_sizes = self.nets32.sum(1, dtype=np.float64)
+        self._nets_and_ones = np.vstack([self.nets32, np.ones((1, self.nets32.shape[1]), np.float32)])
 
     def values(self, mu: np.ndarray, scale: np.ndarray, rows: slice, threshold: str | float,
                statistic: str) -> np.ndarray:
         """The null statistic of one map's surrogates ``mu + scale * field`` for the fields
-        ``rows``: (2, m, n), active then deactive."""
-        x = self.fields[rows] * scale
+        ``rows``: (2, m, n), active then deactive. The working arrays are kept on the object
+        and reused by the next call (the numbers are those of :meth:`_values_reference`)."""
+        fields = self.fields[rows]
+        m, v = fields.shape
+        work = self.__dict__.setdefault("_work", {})
+        x = _buffer(work, "x", (m, v), np.float32)
+        np.multiply(fields, scale, out=x)
         x += mu
         if statistic != "dice":
-            r = np.nan_to_num(_corr(x.astype(np.float64), self.atlas.masks, overwrite=True))
+            x64 = _buffer(work, "x64", (m, v), np.float64)
+            np.copyto(x64, x)
+            r = np.nan_to_num(_corr(x64, self.atlas.masks, overwrite=True,
+                                    square=_buffer(work, "square", (m, v), np.float64)))
             return np.stack([r, -r])
-        m, v = x.shape
         rule, value = parse_threshold(threshold)
-        both = np.empty((2 * m, v), dtype=bool)  # the parts, active rows first
+        # the parts, active rows first, as 0/1 float32 (the product's operand; no bool copy)
+        both = _buffer(work, "parts", (2 * m, v), np.float32)
         if rule == "top":  # threshold_maps' parts, computed without its copies
-            a = np.abs(x)
+            a = _buffer(work, "abs", (m, v), np.float32)
+            np.abs(x, out=a)
             kk = v - max(1, int(math.ceil(value * v)))
             a.partition(kk, axis=1)  # in place: the value at kk is np.partition's
             cut = np.maximum(a[:, kk:kk + 1], np.float32(np.nextafter(np.float32(0), np.float32(1))))
-            del a
-            np.greater_equal(x, cut, out=both[:m])
-            np.less_equal(x, -cut, out=both[m:])
+            np.greater_equal(x, cut, out=both[:m], casting="unsafe")
+            np.less_equal(x, -cut, out=both[m:], casting="unsafe")
         else:
-            both[:m], both[m:] = threshold_maps(x, threshold)
-        del x
-        sizes = np.count_nonzero(both, axis=1).astype(np.float64)
-        inter = (both.astype(np.float32) @ self.nets32.T).astype(np.float64)
+            pos, neg = threshold_maps(x, threshold)
+            np.copyto(both[:m], pos)
+            np.copyto(both[m:], neg)
+            del pos, neg
+        # one product gives the intersections and, against a row of ones, the parts' sizes:
+        # sums of 0/1 below 2^24, exact in float32 whatever the order
+        prod = both @ self._nets_and_ones.T
+        sizes = prod[:, -1].astype(np.float64)
+        inter = prod[:, :-1].astype(np.float64)
         den = sizes[:, None] + self.net_sizes[None, :]
         dice = np.divide(2.0 * inter, den, out=np.zeros_like(inter), where=den > 0)
         return dice.reshape(2, m, -1)
