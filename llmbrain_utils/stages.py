@@ -1099,12 +1099,11 @@ def fbn_recovery(cfg: Mapping, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, 
     found it on each twin at the default SNR and number of subjects), ``couplings.tsv`` (every
     table), ``truth.tsv``.
     """
-    import shutil
-    import tempfile
-
     import numpy as np
 
     from . import fbn, fmri
+    from .errors import InputError
+    from .fmri.synthetic import synthetic_clean_series
 
     cfg = config.validate(cfg)
     design = fbn.recovery_design(
@@ -1142,21 +1141,25 @@ def fbn_recovery(cfg: Mapping, snrs=(0.2, 0.3, 0.36, 0.6), n_planted: int = 12, 
             twin_kw, twin_info = fmri.twin_options(cfg.twin, atlas.label_img, mask,
                                                    cfg.resolution_mm, cfg.seed)
 
+            words = read_words(stim)
+
             def twin(timecourses, plant, *, seed, snr, n_subjects):
-                tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".recovery-"))
-                try:
-                    root = fmri.make_synthetic_dataset(
-                        tmp / "ds", task=cfg.story, words=read_words(stim),
-                        n_trs=stim.info["n_trs"], mask_img=mask, atlas_img=atlas.label_img,
-                        network_names=atlas.network_names, n_subjects=n_subjects, plant=plant,
-                        timecourses=timecourses, snr=snr, seed=seed, tr_s=cfg.tr_s,
-                        preproc=False, **twin_kw)
-                    bold, _ = fmri.load_dataset(root, cfg.story,
-                                                [f"{i:03d}" for i in range(1, n_subjects + 1)],
-                                                mask, n_trs=stim.info["n_trs"], tr_s=cfg.tr_s)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                return bold
+                # in memory, bit for bit what load_dataset reads of the twin that
+                # make_synthetic_dataset writes under the story's name (no NIfTI written or
+                # read): its subjects less those the loader leaves out (the exclusions of a
+                # Narratives story; none of the project's own), z-scored per voxel by
+                # load_dataset's own function
+                subjects = list(fmri.dataset_paths(
+                    out, cfg.story, [f"{i:03d}" for i in range(1, n_subjects + 1)]))
+                if not subjects:
+                    raise InputError(cfg.story, f"every one of the recovery twin's "
+                                     f"{n_subjects} subjects is excluded by the story's authors",
+                                     expected="more subjects (n_subjects)")
+                return synthetic_clean_series(
+                    words=words, n_trs=stim.info["n_trs"], mask_img=mask,
+                    atlas_img=atlas.label_img, network_names=atlas.network_names,
+                    n_subjects=n_subjects, plant=plant, timecourses=timecourses, snr=snr,
+                    seed=seed, tr_s=cfg.tr_s, subjects=subjects, zscore=True, **twin_kw)
 
         res = fbn.mapping_recovery(
             np.load(dic.file("D.npy")), atlas, twin, **design, threshold=cfg.threshold,

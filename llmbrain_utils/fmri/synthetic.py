@@ -1,5 +1,6 @@
 """The synthetic twin: a Narratives-shaped data set with planted couplings between story
-features and networks (:func:`make_synthetic_dataset`, :func:`read_truth`), its EPI baseline
+features and networks (:func:`make_synthetic_dataset`, :func:`read_truth`; its scans in memory:
+:func:`synthetic_clean_series`), its EPI baseline
 (:func:`epi_baseline`) and its kinds (:func:`twin_options`, :data:`REALISTIC_TWIN`)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +251,188 @@ def _drift_basis(T: int, tr_s: float) -> tuple[int, np.ndarray]:
     return k_drift, dct
 
 
+@dataclass
+class _TwinModel:
+    """A synthetic twin checked and built up to its subjects' series (:func:`_twin_model`):
+    everything that :func:`make_synthetic_dataset` writes and records, and each subject's clean
+    series (:meth:`subject`), which that function writes and :func:`synthetic_clean_series`
+    keeps in memory."""
+
+    snr: float
+    mimg: object
+    mask: np.ndarray
+    atlas: np.ndarray
+    planting: np.ndarray | None
+    names: list
+    entries: list
+    labels_in_mask: np.ndarray
+    plant_in_mask: np.ndarray
+    src_names: list
+    sources: np.ndarray  # T x m
+    live: list
+    dead_plants: list
+    n_ends: int
+    ends_inferred: bool
+    children: list  # SeedSequence(seed).spawn(n_subjects + 1): 0 the profiles, s + 1 subject s
+    vox: np.ndarray
+    n_vox: int
+    profiles: dict
+    weights: np.ndarray
+    signal: np.ndarray  # T x V
+    amp: np.ndarray | None
+    amp_noise: np.ndarray | None
+    jit_src: list | None
+    jit_dice: list
+    live_nets: list
+    T: int
+    k_drift: int
+    dct: np.ndarray
+    ar_phi: float
+    smooth_fwhm_vox: float
+    drift_amp: float
+
+    def subject_signal(self, s: int) -> np.ndarray:
+        """Subject s's planted signal (T x V), on its deformed networks under jitter."""
+        if self.jit_src is None:
+            return self.signal
+        sv = self.jit_src[s]
+        return self.sources @ np.where(sv >= 0, self.weights[:, np.maximum(sv, 0)], 0.0)
+
+    def subject(self, s: int) -> tuple[np.ndarray, float, float, float, float]:
+        """Subject s's (0-based) clean series, ``T x V`` float32 in the mask's C order, and its
+        gain ``a``, noise level ``b``, AR coefficient ``phi`` and scanner gain ``c``, all drawn
+        from its own generator (``children[s + 1]``): the same numbers in any order of subjects
+        and from any thread."""
+        from scipy.ndimage import gaussian_filter
+        from scipy.signal import lfilter
+
+        T, mask, n_vox, ar_phi, drift_amp = self.T, self.mask, self.n_vox, self.ar_phi, self.drift_amp
+        sigma_s = self.smooth_fwhm_vox / 2.3548
+        rng = np.random.default_rng(self.children[s + 1])
+        a = float(rng.uniform(0.75, 1.25))
+        b = float(rng.uniform(0.85, 1.15))
+        phi = float(np.clip(rng.uniform(ar_phi - 0.1, ar_phi + 0.1), 0.0, 0.9))
+        e = rng.standard_normal((T, *mask.shape), dtype=np.float32)
+        if sigma_s > 0:
+            e = gaussian_filter(e, sigma=(0, sigma_s, sigma_s, sigma_s), mode="nearest")
+        e = e[:, mask]
+        e = (e - e.mean(axis=0)) / e.std(axis=0)
+        # stationary AR(1): x_0 = e_0, x_t = phi x_{t-1} + sqrt(1 - phi^2) e_t
+        noise = np.empty((T, n_vox))
+        noise[0] = e[0]
+        noise[1:] = lfilter([np.sqrt(1 - phi ** 2)], [1.0, -phi], e[1:], axis=0, zi=phi * e[:1])[0]
+        del e
+        noise = (noise - noise.mean(axis=0)) / noise.std(axis=0)
+        if drift_amp > 0:
+            coef = rng.standard_normal((self.k_drift, n_vox)) / np.sqrt(self.k_drift)
+            noise = (noise + drift_amp * (self.dct @ coef)) / np.sqrt(1 + drift_amp ** 2)
+        if self.amp is None:
+            x = a * self.snr * self.subject_signal(s) + b * noise
+        else:
+            x = a * self.snr * self.subject_signal(s) * self.amp + b * noise * self.amp_noise
+        x = x.astype(np.float32)
+        del noise
+        # drawn after every draw above, so the clean series do not depend on it
+        c = float(rng.uniform(0.9, 1.1))  # the subject's scanner gain (intensity units)
+        return x, a, b, phi, c
+
+
+def _twin_model(*, words: pd.DataFrame, n_trs: int, mask_img, atlas_img,
+                network_names: Sequence[str], n_subjects: int, plant, timecourses, snr, seed: int,
+                tr_s: float, start_offset_s: float, smooth_fwhm_vox: float, ar_phi: float,
+                drift_amp: float, profile_fwhm_vox: float, hrf_model: str,
+                sentence_pause_s: float | None, tissue: bool, planting_img,
+                jitter_mm: float) -> _TwinModel:
+    """The arguments of :func:`make_synthetic_dataset` (less ``out_dir``, ``task``, ``preproc``
+    and ``overwrite``) checked, in its order, and the twin built up to its subjects' series:
+    sources, spatial profiles (``children[0]``), grey-matter amplitude, every subject's
+    jitter, drift basis."""
+    snr = _check_numbers(n_trs, n_subjects, seed, snr, tr_s, ar_phi, smooth_fwhm_vox, drift_amp,
+                         profile_fwhm_vox, start_offset_s, tissue, jitter_mm, sentence_pause_s)
+    mimg, mask = _load_mask(mask_img)
+    atlas = _label_grid(atlas_img, "atlas_img", mimg, mask)
+    planting = None if planting_img is None else _label_grid(planting_img, "planting_img", mimg, mask)
+    if isinstance(network_names, str) or not isinstance(network_names, Iterable):
+        raise ParameterError("network_names", f"{network_names!r}", expected="a list of names")
+    names = [str(n) for n in network_names]
+    if len(set(names)) != len(names) or not names:
+        raise ParameterError("network_names", "empty or duplicate names", expected="unique names")
+    if atlas.max() > len(names):
+        raise InputError("atlas_img", f"label {atlas.max()} but {len(names)} network names",
+                         expected="labels 1..len(network_names)")
+    if planting is not None and planting.max() > len(names):
+        raise InputError("planting_img", f"label {planting.max()} but {len(names)} network names",
+                         expected="labels 1..len(network_names), numbered as atlas_img")
+    tc = _check_timecourses(timecourses, n_trs)
+    entries = _validate_plant(DEFAULT_PLANT if plant is None else plant, names, FEATURES,
+                              0 if tc is None else tc.shape[1])
+    labels_in_mask = atlas[mask]
+    # the networks that carry the signals: planting_img's when given, else the read-out atlas's
+    plant_in_mask = labels_in_mask if planting is None else planting[mask]
+    for e in entries:
+        if not (plant_in_mask == names.index(e["network"]) + 1).any():
+            if planting is not None:
+                raise ParameterError("plant", f"network {e['network']!r} has no voxel of "
+                                     "planting_img inside the mask",
+                                     expected="networks present in planting_img within the mask")
+            raise ParameterError("plant", f"network {e['network']!r} has no voxel inside the mask",
+                                 expected="networks present in atlas_img within the mask")
+    features = stimulus_features(words, int(n_trs), tr_s, start_offset_s=start_offset_s, hrf_model=hrf_model,
+                                 sentence_pause_s=sentence_pause_s)
+
+    # ---- sources and spatial weights
+    def source(name: str) -> np.ndarray:
+        if name.startswith("timecourse:"):
+            v = tc[:, int(name.split(":")[1])]
+            return (v - v.mean()) / v.std()
+        return features[name].to_numpy()
+
+    src_names = list(dict.fromkeys(e["source"] for e in entries))
+    sources = np.column_stack([source(n) for n in src_names])  # T x m
+    live, dead_plants = check_plants(entries, dict(zip(src_names, sources.T)), n_trs, words,
+                                     sentence_pause_s)
+    n_ends, ends_inferred = sentence_ends(words, sentence_pause_s)
+    children = np.random.SeedSequence(int(seed)).spawn(int(n_subjects) + 1)
+    rng0 = np.random.default_rng(children[0])
+    vox = np.argwhere(mask)  # C order, as data[mask]
+    n_vox = len(vox)
+    profiles = _spatial_profiles(sorted({e["network"] for e in entries}), names, mask, plant_in_mask,
+                                 rng0, profile_fwhm_vox)
+    weights = np.zeros((len(src_names), n_vox))
+    for e in entries:
+        weights[src_names.index(e["source"])] += e["sign"] * e["weight"] * profiles[e["network"]]
+    signal = sources @ weights  # T x V, peak amplitude 1 * weight
+
+    zooms_mm = np.sqrt((np.asarray(mimg.affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
+    # tissue: signal and noise scaled by grey matter (as epi_baseline reads p_GM)
+    amp = amp_noise = None
+    if tissue:
+        aff6 = tuple(map(tuple, np.round(np.asarray(mimg.affine, dtype=float), 6)))
+        gm_v = _gm_on_grid(tuple(int(n) for n in mask.shape), aff6)[mask]
+        amp, amp_noise = 0.25 + 0.75 * gm_v, 0.5 + 0.5 * gm_v
+    # jitter: each subject's planting networks deformed (own generators: the noise draws of
+    # children[...] are those of the twin without jitter); jit_src[s][v] = the mask voxel whose
+    # label and profile voxel v takes (-1: a position outside the mask, no signal)
+    jit_src: list[np.ndarray] | None = None
+    jit_dice: list[float] = []
+    live_nets = sorted({e["network"] for e, ok in zip(entries, live) if ok})
+    if jitter_mm > 0:
+        jit_src, jit_dice = _subject_jitter(mask, plant_in_mask, names, live_nets, jitter_mm, zooms_mm,
+                                            seed, n_subjects)
+
+    # drift basis: cosines with period >= 128 s (as SPM's high-pass cut-off)
+    T = int(n_trs)
+    k_drift, dct = _drift_basis(T, tr_s)
+    return _TwinModel(
+        snr=snr, mimg=mimg, mask=mask, atlas=atlas, planting=planting, names=names, entries=entries,
+        labels_in_mask=labels_in_mask, plant_in_mask=plant_in_mask, src_names=src_names,
+        sources=sources, live=live, dead_plants=dead_plants, n_ends=n_ends,
+        ends_inferred=ends_inferred, children=children, vox=vox, n_vox=n_vox, profiles=profiles,
+        weights=weights, signal=signal, amp=amp, amp_noise=amp_noise, jit_src=jit_src,
+        jit_dice=jit_dice, live_nets=live_nets, T=T, k_drift=k_drift, dct=dct, ar_phi=ar_phi,
+        smooth_fwhm_vox=smooth_fwhm_vox, drift_amp=drift_amp)
+
+
 def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFrame, n_trs: int,
                            mask_img, atlas_img, network_names: Sequence[str], n_subjects: int = 8,
                            plant: Sequence[dict] | None = None, timecourses=None,
@@ -312,6 +496,9 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
             (the same series on a realistic baseline, for tSNR: :func:`epi_baseline`)
         truth.json (planted couplings, gains, noise, grid, seed), truth_sources.tsv (T x sources)
 
+    The ``clean`` scans' series without any file, as :func:`load_dataset` would read them:
+    :func:`synthetic_clean_series` (the same code draws them).
+
     Parameters
     ----------
     out_dir : str or Path
@@ -362,8 +549,6 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         ``out_dir``.
     """
     import nibabel as nib
-    from scipy.ndimage import gaussian_filter
-    from scipy.signal import lfilter
 
     from .. import __version__, fetch
 
@@ -372,89 +557,20 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
     task = _bids_label("task", task)
     if out_dir.exists() and not overwrite:
         raise InputError(out_dir, "already exists", expected="a new folder, or overwrite=True")
-    snr = _check_numbers(n_trs, n_subjects, seed, snr, tr_s, ar_phi, smooth_fwhm_vox, drift_amp,
-                         profile_fwhm_vox, start_offset_s, tissue, jitter_mm, sentence_pause_s)
-    mimg, mask = _load_mask(mask_img)
-    atlas = _label_grid(atlas_img, "atlas_img", mimg, mask)
-    planting = None if planting_img is None else _label_grid(planting_img, "planting_img", mimg, mask)
-    if isinstance(network_names, str) or not isinstance(network_names, Iterable):
-        raise ParameterError("network_names", f"{network_names!r}", expected="a list of names")
-    names = [str(n) for n in network_names]
-    if len(set(names)) != len(names) or not names:
-        raise ParameterError("network_names", "empty or duplicate names", expected="unique names")
-    if atlas.max() > len(names):
-        raise InputError("atlas_img", f"label {atlas.max()} but {len(names)} network names",
-                         expected="labels 1..len(network_names)")
-    if planting is not None and planting.max() > len(names):
-        raise InputError("planting_img", f"label {planting.max()} but {len(names)} network names",
-                         expected="labels 1..len(network_names), numbered as atlas_img")
-    tc = _check_timecourses(timecourses, n_trs)
-    entries = _validate_plant(DEFAULT_PLANT if plant is None else plant, names, FEATURES,
-                              0 if tc is None else tc.shape[1])
-    labels_in_mask = atlas[mask]
-    # the networks that carry the signals: planting_img's when given, else the read-out atlas's
-    plant_in_mask = labels_in_mask if planting is None else planting[mask]
-    for e in entries:
-        if not (plant_in_mask == names.index(e["network"]) + 1).any():
-            if planting is not None:
-                raise ParameterError("plant", f"network {e['network']!r} has no voxel of "
-                                     "planting_img inside the mask",
-                                     expected="networks present in planting_img within the mask")
-            raise ParameterError("plant", f"network {e['network']!r} has no voxel inside the mask",
-                                 expected="networks present in atlas_img within the mask")
-    features = stimulus_features(words, int(n_trs), tr_s, start_offset_s=start_offset_s, hrf_model=hrf_model,
-                                 sentence_pause_s=sentence_pause_s)
+    tm = _twin_model(words=words, n_trs=n_trs, mask_img=mask_img, atlas_img=atlas_img,
+                     network_names=network_names, n_subjects=n_subjects, plant=plant,
+                     timecourses=timecourses, snr=snr, seed=seed, tr_s=tr_s,
+                     start_offset_s=start_offset_s, smooth_fwhm_vox=smooth_fwhm_vox, ar_phi=ar_phi,
+                     drift_amp=drift_amp, profile_fwhm_vox=profile_fwhm_vox, hrf_model=hrf_model,
+                     sentence_pause_s=sentence_pause_s, tissue=tissue, planting_img=planting_img,
+                     jitter_mm=jitter_mm)
     kinds = fetch.load_manifest()["kinds"]
-
-    # ---- sources and spatial weights
-    def source(name: str) -> np.ndarray:
-        if name.startswith("timecourse:"):
-            v = tc[:, int(name.split(":")[1])]
-            return (v - v.mean()) / v.std()
-        return features[name].to_numpy()
-
-    src_names = list(dict.fromkeys(e["source"] for e in entries))
-    sources = np.column_stack([source(n) for n in src_names])  # T x m
-    live, dead_plants = check_plants(entries, dict(zip(src_names, sources.T)), n_trs, words,
-                                     sentence_pause_s)
-    n_ends, ends_inferred = sentence_ends(words, sentence_pause_s)
-    children = np.random.SeedSequence(int(seed)).spawn(int(n_subjects) + 1)
-    rng0 = np.random.default_rng(children[0])
-    vox = np.argwhere(mask)  # C order, as data[mask]
-    n_vox = len(vox)
-    profiles = _spatial_profiles(sorted({e["network"] for e in entries}), names, mask, plant_in_mask,
-                                 rng0, profile_fwhm_vox)
-    weights = np.zeros((len(src_names), n_vox))
-    for e in entries:
-        weights[src_names.index(e["source"])] += e["sign"] * e["weight"] * profiles[e["network"]]
-    signal = sources @ weights  # T x V, peak amplitude 1 * weight
-
-    zooms_mm = np.sqrt((np.asarray(mimg.affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
-    # tissue: signal and noise scaled by grey matter (as epi_baseline reads p_GM)
-    amp = amp_noise = None
-    if tissue:
-        aff6 = tuple(map(tuple, np.round(np.asarray(mimg.affine, dtype=float), 6)))
-        gm_v = _gm_on_grid(tuple(int(n) for n in mask.shape), aff6)[mask]
-        amp, amp_noise = 0.25 + 0.75 * gm_v, 0.5 + 0.5 * gm_v
-    # jitter: each subject's planting networks deformed (own generators: the noise draws of
-    # children[...] are those of the twin without jitter); jit_src[s][v] = the mask voxel whose
-    # label and profile voxel v takes (-1: a position outside the mask, no signal)
-    jit_src: list[np.ndarray] | None = None
-    jit_dice: list[float] = []
-    live_nets = sorted({e["network"] for e, ok in zip(entries, live) if ok})
-    if jitter_mm > 0:
-        jit_src, jit_dice = _subject_jitter(mask, plant_in_mask, names, live_nets, jitter_mm, zooms_mm,
-                                            seed, n_subjects)
-
-    def subject_signal(s: int) -> np.ndarray:
-        if jit_src is None:
-            return signal
-        sv = jit_src[s]
-        return sources @ np.where(sv >= 0, weights[:, np.maximum(sv, 0)], 0.0)
-
-    # drift basis: cosines with period >= 128 s (as SPM's high-pass cut-off)
-    T = int(n_trs)
-    k_drift, dct = _drift_basis(T, tr_s)
+    # what the files and truth.json record (the subjects' series: tm.subject)
+    snr, mimg, mask, atlas, planting, names = tm.snr, tm.mimg, tm.mask, tm.atlas, tm.planting, tm.names
+    entries, live, dead_plants, live_nets = tm.entries, tm.live, tm.dead_plants, tm.live_nets
+    labels_in_mask, plant_in_mask, vox, n_vox = tm.labels_in_mask, tm.plant_in_mask, tm.vox, tm.n_vox
+    src_names, sources, profiles, amp, jit_dice = tm.src_names, tm.sources, tm.profiles, tm.amp, tm.jit_dice
+    n_ends, ends_inferred, T, k_drift = tm.n_ends, tm.ends_inferred, tm.T, tm.k_drift
 
     # ---- write into a temporary sibling, then rename into place
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -465,38 +581,12 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
     try:
         tmp.mkdir()
         zooms = tuple(float(z) for z in np.abs(np.diag(mimg.affine))[:3])
-        sigma_s = smooth_fwhm_vox / 2.3548
         w_on = float(pd.to_numeric(words["onset"], errors="coerce").min()) + start_offset_s
         w_off = float(pd.to_numeric(words["offset"], errors="coerce").max()) + start_offset_s
 
         def one_subject(s: int) -> tuple[float, float, float, float]:
             sub = subjects[s]
-            rng = np.random.default_rng(children[s + 1])
-            a = float(rng.uniform(0.75, 1.25))
-            b = float(rng.uniform(0.85, 1.15))
-            phi = float(np.clip(rng.uniform(ar_phi - 0.1, ar_phi + 0.1), 0.0, 0.9))
-            e = rng.standard_normal((T, *mask.shape), dtype=np.float32)
-            if sigma_s > 0:
-                e = gaussian_filter(e, sigma=(0, sigma_s, sigma_s, sigma_s), mode="nearest")
-            e = e[:, mask]
-            e = (e - e.mean(axis=0)) / e.std(axis=0)
-            # stationary AR(1): x_0 = e_0, x_t = phi x_{t-1} + sqrt(1 - phi^2) e_t
-            noise = np.empty((T, n_vox))
-            noise[0] = e[0]
-            noise[1:] = lfilter([np.sqrt(1 - phi ** 2)], [1.0, -phi], e[1:], axis=0, zi=phi * e[:1])[0]
-            del e
-            noise = (noise - noise.mean(axis=0)) / noise.std(axis=0)
-            if drift_amp > 0:
-                coef = rng.standard_normal((k_drift, n_vox)) / np.sqrt(k_drift)
-                noise = (noise + drift_amp * (dct @ coef)) / np.sqrt(1 + drift_amp ** 2)
-            if amp is None:
-                x = a * snr * subject_signal(s) + b * noise
-            else:
-                x = a * snr * subject_signal(s) * amp + b * noise * amp_noise
-            x = x.astype(np.float32)
-            del noise
-            # drawn after every draw above, so the clean series do not depend on it
-            c = float(rng.uniform(0.9, 1.1))  # the subject's scanner gain (intensity units)
+            x, a, b, phi, c = tm.subject(s)
 
             def write(kind: str, values: np.ndarray, dtype=np.float32) -> None:
                 vol = np.zeros((*mask.shape, T), dtype=np.float32)
@@ -639,6 +729,77 @@ def make_synthetic_dataset(out_dir: str | Path, *, task: str, words: pd.DataFram
         raise
     log.info("synthetic data set %s: %d subjects x %d TRs x %d voxels", out_dir, n_subjects, T, n_vox)
     return out_dir
+
+
+def synthetic_clean_series(*, words: pd.DataFrame, n_trs: int, mask_img, atlas_img,
+                           network_names: Sequence[str], n_subjects: int = 8,
+                           plant: Sequence[dict] | None = None, timecourses=None,
+                           snr: float | None = None, seed: int = 0, tr_s: float = TR_S,
+                           start_offset_s: float = 0.0, smooth_fwhm_vox: float = 2.0,
+                           ar_phi: float = 0.4, drift_amp: float = 0.3,
+                           profile_fwhm_vox: float = 3.0, hrf_model: str = "spm",
+                           sentence_pause_s: float | None = 0.5, tissue: bool = False,
+                           planting_img=None, jitter_mm: float = 0.0, subjects=None,
+                           detrend: bool = False, zscore: bool = False) -> np.ndarray:
+    """The subjects' scans of a synthetic twin in memory: no file written, none read.
+
+    The twin is the one :func:`make_synthetic_dataset` writes with the same arguments (the
+    same code draws the same numbers: its ``clean`` volumes hold exactly these float32 series),
+    and each subject's series goes through the loader's own standardisation
+    (:func:`~llmbrain_utils.fmri.io._standardize`, as :func:`load_bold` after reading a scan):
+    the array is, bit for bit, ``load_dataset(root, task, subjects, mask_img, n_trs=n_trs,
+    tr_s=tr_s, detrend=detrend, zscore=zscore)[0]`` of that written twin (``root``), for
+    subjects that the loader does not leave out (a task named after a Narratives story
+    carries its authors' exclusions: pick the subjects with :func:`dataset_paths`). For a
+    caller that would only write a twin to read it back (recovery sweeps): no gzip, no files.
+
+    Parameters
+    ----------
+    words, n_trs, mask_img, atlas_img, network_names, n_subjects, plant, timecourses, snr, \
+seed, tr_s, start_offset_s, smooth_fwhm_vox, ar_phi, drift_amp, profile_fwhm_vox, hrf_model, \
+sentence_pause_s, tissue, planting_img, jitter_mm
+        As in :func:`make_synthetic_dataset` (same checks and errors).
+    subjects : str, int or iterable, optional
+        The subjects to return, in this order (labels ``"001"``, ``"001-003"``, ``[1, 3]``...,
+        as :func:`llmbrain_utils.fetch.parse_subjects`; each in ``1..n_subjects``); default
+        all ``n_subjects``. Each subject has its own generator: a subject's series does not
+        depend on which others are made.
+    detrend, zscore : bool
+        As in :func:`load_bold` (default neither: the clean series as written).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``S x T x V`` float32 (the mask's voxels in C order, as ``data[mask]``).
+    """
+    from .. import fetch
+    from .io import _standardize
+
+    tm = _twin_model(words=words, n_trs=n_trs, mask_img=mask_img, atlas_img=atlas_img,
+                     network_names=network_names, n_subjects=n_subjects, plant=plant,
+                     timecourses=timecourses, snr=snr, seed=seed, tr_s=tr_s,
+                     start_offset_s=start_offset_s, smooth_fwhm_vox=smooth_fwhm_vox, ar_phi=ar_phi,
+                     drift_amp=drift_amp, profile_fwhm_vox=profile_fwhm_vox, hrf_model=hrf_model,
+                     sentence_pause_s=sentence_pause_s, tissue=tissue, planting_img=planting_img,
+                     jitter_mm=jitter_mm)
+    labels = [f"{i:03d}" for i in range(1, int(n_subjects) + 1)] if subjects is None \
+        else fetch.parse_subjects(subjects)
+    if not labels or any(int(sub) not in range(1, int(n_subjects) + 1) for sub in labels):
+        raise ParameterError("subjects", f"{subjects!r}",
+                             expected=f"subjects of the twin, in 1..{int(n_subjects)}")
+    out = np.empty((len(labels), tm.T, tm.n_vox), dtype=np.float32)
+
+    def one_subject(i: int) -> None:
+        x = tm.subject(int(labels[i]) - 1)[0]
+        out[i] = _standardize(x, f"synthetic twin (seed {seed}), sub-{labels[i]}",
+                              detrend=detrend, zscore=zscore)[0]
+
+    # as make_synthetic_dataset: subjects are independent (own seed), numpy and scipy release
+    # the GIL
+    n_workers = max(1, min(len(labels), os.cpu_count() or 1, 4))
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        list(pool.map(one_subject, range(len(labels))))
+    return out
 
 
 def read_truth(root: str | Path) -> dict:
