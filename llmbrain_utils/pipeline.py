@@ -106,6 +106,22 @@ def stage_parameters(stage: str, params: dict) -> dict:
     return merged
 
 
+def notebook_namespace(stage: str, params: dict) -> dict:
+    """The variables a stage's notebook has after its parameters cell and papermill's injected
+    one: the cell's defaults (literals), updated with the run's parameters of that stage."""
+    import nbformat
+
+    nb = nbformat.read(str(NOTEBOOKS / STAGES[stage]), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(STAGES[stage], f"{len(cells)} parameters cells", expected="one")
+    ns: dict = {}
+    exec(compile(cells[0].source, STAGES[stage], "exec"), ns)
+    ns.pop("__builtins__", None)
+    ns.update(stage_parameters(stage, params))
+    return ns
+
+
 def _check_models(plan) -> None:
     """Every model a run names must have its weights at hand before any notebook runs."""
     from . import models
@@ -235,7 +251,8 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
         return not force and dst.is_file() and _executed_digest(dst) == digest
 
     pending = [s for s, p in plan if not unchanged(s, digest_of(s, p))]
-    building_ahead = ahead.Ahead(params, pending if ahead.wanted(prefetch) else [],
+    served = [s for s in pending if s in ahead.SERVED] if ahead.wanted(prefetch) else []
+    building_ahead = ahead.Ahead({s: notebook_namespace(s, params) for s in served},
                                  rf.folder / "prefetch.log")
     t_run = time.perf_counter()
     try:

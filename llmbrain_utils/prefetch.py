@@ -15,7 +15,8 @@ between makes, in this order (:func:`work_items`):
 
 Every number is the same with it or without it. The artifacts are those the chapters would
 build: the same stage functions with the same parameters (each notebook's parameters cell and
-the run's parameter set, as papermill gives them), so the same keys and inputs; the store
+the run's parameter set, as papermill gives them: the runner passes them), so the same keys and
+inputs; the store
 builds a key once (a chapter that asks for an artifact being built here waits on the store's
 lock, then reads it). What this process cannot build (a failing input, a missing model) it
 leaves to the chapter, which then raises the error itself. It stops when the run ends (its
@@ -57,36 +58,20 @@ class Item:
     args: tuple
 
 
-def notebook_namespace(stage: str, params: dict) -> dict:
-    """The variables a stage's notebook has after its parameters cell and papermill's injected
-    one: the cell's defaults, updated with the run's parameters of that stage."""
-    import nbformat
-
-    from . import pipeline
-
-    nb = nbformat.read(str(pipeline.NOTEBOOKS / pipeline.STAGES[stage]), as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise RuntimeError(f"{pipeline.STAGES[stage]}: {len(cells)} parameters cells, expected 1")
-    ns: dict[str, Any] = {}
-    exec(compile(cells[0].source, pipeline.STAGES[stage], "exec"), ns)  # literals only
-    ns.update(pipeline.stage_parameters(stage, params))
-    return ns
-
-
-def work_items(params: dict, chapters: list[str]) -> list[Item]:
-    """What to build ahead for the chapters ``chapters`` (of :data:`SERVED`), in order (see
-    the module's docstring)."""
+def work_items(namespaces: dict[str, dict]) -> list[Item]:
+    """What to build ahead, in order (see the module's docstring), for the chapters of
+    :data:`SERVED` in ``namespaces``: each chapter's notebook variables after its parameters
+    cell and papermill's injected one (:func:`llmbrain_utils.pipeline.notebook_namespace`)."""
     from . import config, stages, sweep
     from .chapters import cross_model
 
     items: list[Item] = []
-    if "fbn" in chapters:
-        cfg = config.collect(notebook_namespace("fbn", params))
+    if "fbn" in namespaces:
+        cfg = config.collect(namespaces["fbn"])
         if cfg.fmri_source == "synthetic":
             items.append(Item("fbn_recovery", stages.fbn_recovery, (cfg,)))
-    if "cross_model" in chapters:
-        ns = notebook_namespace("cross_model", params)
+    if "cross_model" in namespaces:
+        ns = namespaces["cross_model"]
         base, variants = config.collect(ns), ns.get("variants") or []
         if not variants:
             return items
@@ -137,13 +122,13 @@ def run_items(items: list[Item]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m llmbrain_utils.prefetch JOB.json``: the job written by :class:`Ahead`
-    (``{"params": ..., "chapters": [...]}``)."""
+    (``{"namespaces": {chapter: its notebook's variables}}``)."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stdout)
     job = json.loads(Path(argv[0]).read_text())
     t0 = time.perf_counter()
     try:
-        items = work_items(job["params"], job["chapters"])
+        items = work_items(job["namespaces"])
     except Exception as e:  # the run itself reports bad parameters
         log.warning("[prefetch] nothing to do: %s: %s", type(e).__name__, e)
         return 0
@@ -177,25 +162,25 @@ def wanted(explicit: bool | None) -> bool:
 
 
 class Ahead:
-    """The process that builds ahead for a run (``with Ahead(params, chapters, log_path):``):
-    started on entry when ``chapters`` holds a chapter of :data:`SERVED`, stopped (killed if
-    still building) on exit."""
+    """The process that builds ahead for a run (``with Ahead(namespaces, log_path):``): started
+    on entry when ``namespaces`` (chapter -> its notebook's variables, see :func:`work_items`)
+    holds a chapter of :data:`SERVED`, stopped (killed if still building) on exit."""
 
-    def __init__(self, params: dict, chapters: list[str], log_path: str | os.PathLike) -> None:
-        self.params, self.log_path = params, Path(log_path)
-        self.chapters = [c for c in chapters if c in SERVED]
+    def __init__(self, namespaces: dict[str, dict], log_path: str | os.PathLike) -> None:
+        self.log_path = Path(log_path)
+        self.namespaces = {c: ns for c, ns in namespaces.items() if c in SERVED}
         self.proc: subprocess.Popen | None = None
         self._job: Path | None = None
 
     def __enter__(self) -> "Ahead":
         self.log_path.unlink(missing_ok=True)  # an older run's log says nothing of this one
-        if not self.chapters:
+        if not self.namespaces:
             return self
         from . import parallel
 
         fd, job = tempfile.mkstemp(prefix="llmbrain-prefetch-", suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump({"params": self.params, "chapters": self.chapters}, f)
+            json.dump({"namespaces": self.namespaces}, f)
         self._job = Path(job)
         env = dict(os.environ)
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})

@@ -16,7 +16,7 @@ LAYERS = {
     "parameters": ("config",),
     "stages": ("stages", "sweep", "headlines"),
     "chapters": ("chapters",),
-    "application": ("runfolder", "pipeline", "notebooks", "cli", "__main__", "__init__"),
+    "application": ("runfolder", "prefetch", "pipeline", "notebooks", "cli", "__main__", "__init__"),
 }
 LEVEL = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
 

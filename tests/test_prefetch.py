@@ -19,24 +19,25 @@ def params():
 
 
 def test_namespace_is_the_notebooks_parameters(params):
-    ns = prefetch.notebook_namespace("cross_model", params)
+    ns = pipeline.notebook_namespace("cross_model", params)
     declared = pipeline.declared_parameters(pipeline.NOTEBOOKS / pipeline.STAGES["cross_model"])
     assert set(declared) <= set(ns)
     given = pipeline.stage_parameters("cross_model", params)
     assert given and all(ns[k] == v for k, v in given.items())
     # a parameter of the run set wins over the cell's default, as papermill's injected cell does
     mine = {**params, "fbn": {**params.get("fbn", {}), "fbn_perm": 123}}
-    assert config.collect(prefetch.notebook_namespace("fbn", mine)).fbn_perm == 123
+    assert config.collect(pipeline.notebook_namespace("fbn", mine)).fbn_perm == 123
 
 
 def test_work_items_order_and_coverage(params):
-    items = prefetch.work_items(params, ["fbn", "cross_model"])
+    spaces = {c: pipeline.notebook_namespace(c, params) for c in ("fbn", "cross_model")}
+    items = prefetch.work_items(spaces)
     labels = [i.label for i in items]
     assert labels[0] == "fbn_recovery"
     ext = [i for i in items if i.fn.__name__ == "extraction"]
     causal = [i.args[0].context == "causal" for i in ext]
     assert any(causal) and causal == sorted(causal, reverse=True)  # the per-word reads first
-    ns = prefetch.notebook_namespace("cross_model", params)
+    ns = pipeline.notebook_namespace("cross_model", params)
     names = [v["name"] for v in ns["variants"]]
     assert [l.removeprefix("dictionary_chance ") for l in labels
             if l.startswith("dictionary_chance ")] == names
@@ -51,8 +52,8 @@ def test_work_items_order_and_coverage(params):
     assert len(chain) == len(nodes)
     for n in nodes:
         assert sum(i.fn is sweep._stage_function(n.stage) and i.args == (n.cfg,) for i in chain) == 1
-    assert prefetch.work_items(params, ["fbn"])[0].label == "fbn_recovery"
-    assert prefetch.work_items(params, []) == []
+    assert [i.label for i in prefetch.work_items({"fbn": spaces["fbn"]})] == ["fbn_recovery"]
+    assert prefetch.work_items({}) == []
 
 
 def test_wanted(monkeypatch):
@@ -86,8 +87,8 @@ def test_a_failing_item_is_logged_and_the_next_goes_on():
 def test_bad_parameters_leave_the_process_idle(tmp_path):
     log = tmp_path / "prefetch.log"
     log.write_text("an older run's log\n")
-    params = {"common": {"k": -3}}  # the run refuses it itself, with the error the user sees
-    with prefetch.Ahead(params, ["fbn"], log) as ahead:
+    spaces = {"fbn": {"k": -3}}  # the run refuses it itself, with the error the user sees
+    with prefetch.Ahead(spaces, log) as ahead:
         assert ahead.proc.wait(timeout=120) == 0
     assert "nothing to do" in log.read_text() and "older" not in log.read_text()
     assert prefetch.read_log(log) == []
@@ -95,11 +96,11 @@ def test_bad_parameters_leave_the_process_idle(tmp_path):
 
 def test_the_run_ending_stops_it(tmp_path):
     log = tmp_path / "prefetch.log"
-    ahead = prefetch.Ahead({}, ["cross_model"], log)
+    ahead = prefetch.Ahead({"cross_model": {}}, log)
     ahead.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     ahead.__exit__(None, None, None)
     assert ahead.proc.returncode is not None
     assert "stopped" in log.read_text()
-    nothing = prefetch.Ahead({}, ["stimulus", "encoding"], tmp_path / "none.log")
+    nothing = prefetch.Ahead({"stimulus": {}, "encoding": {}}, tmp_path / "none.log")
     with nothing:
         assert nothing.proc is None  # no chapter it serves
