@@ -54,6 +54,8 @@ def main(argv=None) -> dict:
     ap.add_argument("after")
     ap.add_argument("--workdir", default="/tmp/llmbrain-default-run-ab")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "default_run_ab.json"))
+    ap.add_argument("--note", action="append", default=[],
+                    help="a line kept in the JSON's notes (what each commit is; repeatable)")
     a = ap.parse_args(argv)
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,8 @@ def main(argv=None) -> dict:
            "cores": os.cpu_count(), "runs": runs, "ratio": round(runs[0]["wall_s"] / runs[1]["wall_s"], 3),
            "basis": "wall seconds of `python -m llmbrain_utils run --params params/default.yaml` from an "
                     "empty store in a fresh clone of each commit, one after the other (one sitting), "
-                    "single-threaded BLAS, the model cache warm; ratio = before / after"}
+                    "single-threaded BLAS, the model cache warm; ratio = before / after",
+           "notes": a.note}
     print(json.dumps(res, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1) + "\n")

@@ -195,7 +195,16 @@ The run's notes (`benchmarks/real_scale.json`):
 {% endfor %}{% endif %}
 ## The default run, end to end
 
-{% if e2e and e2e.stages %}Build time of each stage of the default run (`params/default.yaml`), read from its artifact's
+{% if dr %}**From nothing** (`benchmarks/default_run_ab.py`): the default run (`python -m llmbrain_utils run
+--params params/default.yaml`) in a fresh clone of each commit with an empty store, one after the
+other on this machine ({{ dr.created }}, {{ dr.cores }} cores): before, `{{ dr.runs[0].commit[:7] }}`,
+{{ dr.runs[0].wall_s | num(1) }} s; after, `{{ dr.runs[1].commit[:7] }}`, {{ dr.runs[1].wall_s | num(1) }} s:
+**{{ dr.ratio | num(2) }}x** faster. Basis: {{ dr.basis }}.{% if dr.notes %}
+
+{% for n in dr.notes %}- {{ n }}
+{% endfor %}{% endif %}
+
+{% endif %}{% if e2e and e2e.stages %}Build time of each stage of the default run (`params/default.yaml`), read from its artifact's
 sidecar (`timing.build_s`) in the store `{{ e2e_store }}`. The notebooks do more than these six
 artifacts (the dictionary sweep, the layer baseline, the recovery analysis, the cross-model
 variants), so a full `make book` takes longer.
@@ -284,6 +293,7 @@ PAPER_SCALE = HERE / "paper_scale_cpu.json"
 RIDGE = HERE / "ridge_cv.json"
 KERNELS = HERE / "kernels.json"
 REAL_SCALE = HERE / "real_scale.json"
+DEFAULT_RUN = HERE / "default_run_ab.json"
 
 
 def _paper_scale_summary(ps: dict) -> tuple[str, str]:
@@ -335,9 +345,11 @@ def _kernel_rows(kernels: dict) -> list[dict]:
 
 
 def render(report: dict, paper_scale: dict | None = None, ridge: dict | None = None,
-           kernels: dict | None = None, real_scale: dict | None = None) -> str:
+           kernels: dict | None = None, real_scale: dict | None = None,
+           default_run: dict | None = None) -> str:
     """The page's markdown for a report (and the CPU paper-scale summary, the ridge kernel's
-    benchmark and the other kernels' benchmark (benchmarks/kernels.json), when given)."""
+    benchmark, the other kernels' benchmark (benchmarks/kernels.json), the real-size run and
+    the default run from nothing at two commits (benchmarks/default_run_ab.json), when given)."""
     import jinja2
 
     for section, names in REQUIRED.items():
@@ -395,6 +407,7 @@ def render(report: dict, paper_scale: dict | None = None, ridge: dict | None = N
     text = env.from_string(TEMPLATE).render(
         ps=paper_scale, ps_story=ps_story, ps_summary=ps_summary, ridge=ridge,
         kernels=kernels, kernel_rows=_kernel_rows(kernels) if kernels else [], rs=real_scale,
+        dr=default_run,
         r=report, m=report["machine"], p=peak, v={"torch_line": torch_line},
         gemm=list(peak["gemm"].values()), peak32=peak32, peak64=peak64, bw=bw,
         ext_method=ext_method, dict_method=dict_method, dict_summary=dict_summary,
@@ -433,13 +446,17 @@ def main(argv=None) -> int:
     ap.add_argument("--real-scale", type=Path, default=REAL_SCALE,
                     help="one story at the real size (default benchmarks/real_scale.json; left "
                     "out when missing)")
+    ap.add_argument("--default-run", type=Path, default=DEFAULT_RUN,
+                    help="the default run from nothing at two commits (default "
+                    "benchmarks/default_run_ab.json; left out when missing)")
     a = ap.parse_args(argv)
     try:
         ps = json.loads(a.paper_scale.read_text()) if a.paper_scale.exists() else None
         ridge = json.loads(a.ridge.read_text()) if a.ridge.exists() else None
         kernels = json.loads(a.kernels.read_text()) if a.kernels.exists() else None
         rs = json.loads(a.real_scale.read_text()) if a.real_scale.exists() else None
-        text = render(json.loads(a.report.read_text()), ps, ridge, kernels, rs)
+        dr = json.loads(a.default_run.read_text()) if a.default_run.exists() else None
+        text = render(json.loads(a.report.read_text()), ps, ridge, kernels, rs, dr)
     except (OSError, ValueError) as e:
         print(f"error: {a.report}: {e}", file=sys.stderr)
         return 2

@@ -363,13 +363,17 @@ def atom_figure(model: Mapping[str, Any], atom: int, *, name: str = "", tr_s: fl
 
 
 def _png(fig, dpi: float) -> bytes:
-    """Save a figure as a PNG with an adaptive 256-colour palette (about a third of the size)."""
+    """Save a figure as a PNG with an adaptive 256-colour palette (about a third of the size).
+    The figure is rendered once at ``dpi`` on a white ground and its pixels quantised directly
+    (the bytes of saving a PNG, reading it back and quantising that, without the round trip)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    buf.seek(0)
-    with Image.open(buf) as im:
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    fig.set_dpi(dpi)
+    fig.set_facecolor("white")
+    canvas.draw()
+    with Image.fromarray(np.asarray(canvas.buffer_rgba()), "RGBA") as im:
         pal = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     out = io.BytesIO()
     pal.save(out, format="PNG", optimize=True)
@@ -394,16 +398,20 @@ def atom_pngs(model: Mapping[str, Any], *, name: str = "", tr_s: float = 1.5,
     list of bytes
         PNG files, one per atom, in atom order.
     """
-    _check_options(tr_s, t_threshold, dpi, figsize, max_networks)
-    checked = _check_model(name or "model", model)
+    import matplotlib as mpl
     from tqdm import tqdm  # the text bar, off without a terminal (no stray widgets in a notebook)
 
-    renderer = _AtomFigure(checked, name=name, tr_s=tr_s, t_threshold=t_threshold,
-                           figsize=figsize, max_networks=max_networks)
+    from .plotting import HOUSE_RC
+
+    _check_options(tr_s, t_threshold, dpi, figsize, max_networks)
+    checked = _check_model(name or "model", model)
     k = checked["D"].shape[1]
-    out = [_png(renderer.draw(atom), dpi)
-           for atom in tqdm(range(k), desc=f"explorer figures {name}".strip(), leave=False,
-                                   disable=None)]
+    with mpl.rc_context(HOUSE_RC):  # the book's style, whichever process draws them
+        renderer = _AtomFigure(checked, name=name, tr_s=tr_s, t_threshold=t_threshold,
+                               figsize=figsize, max_networks=max_networks)
+        out = [_png(renderer.draw(atom), dpi)
+               for atom in tqdm(range(k), desc=f"explorer figures {name}".strip(), leave=False,
+                                disable=None)]
     logger.info("explorer: %d figures for %s, %.0f KB on average", k, name or "model",
                 sum(map(len, out)) / max(k, 1) / 1024)
     return out

@@ -23,6 +23,18 @@ PAGE_WIDTH_IN = 7.3
 MIN_FONT_PT = 9.0
 
 
+#: the book's house style (:func:`style`), also applied where figures are drawn into artifacts
+#: (:func:`llmbrain_utils.explorer.atom_pngs`), so they look the same whichever process draws them
+HOUSE_RC = {
+    "figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (7.2, 3.6),
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
+    "legend.title_fontsize": 9, "figure.titlesize": 11,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": False,
+    "image.cmap": "viridis", "figure.max_open_warning": 0,
+}
+
+
 def style() -> None:
     """The book's house style for matplotlib: page-sized figures (7.2 in at 100 dpi), text of
     9-11 pt, quiet axes; inline figures in a kernel (also when MPLBACKEND=Agg is set for the
@@ -38,14 +50,7 @@ def style() -> None:
             shell = None
     except ImportError:  # pragma: no cover - IPython comes with the kernel
         pass
-    mpl.rcParams.update({
-        "figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (7.2, 3.6),
-        "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
-        "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
-        "legend.title_fontsize": 9, "figure.titlesize": 11,
-        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": False,
-        "image.cmap": "viridis", "figure.max_open_warning": 0,
-    })
+    mpl.rcParams.update(HOUSE_RC)
     if shell is not None:
         from matplotlib.figure import Figure
 

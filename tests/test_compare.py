@@ -60,6 +60,11 @@ def test_network_consistency_null_is_the_loops_bit_for_bit():
                          (r.choice(40, row.n_atoms, replace=False) for _ in range(500))])
         assert row.null_mean == float(null.mean())
         assert row.p == float((1 + (null >= row.consistency).sum()) / 501)
+    again = compare.network_consistency(D, table, n_null=500, seed=4)  # kept: the same, a copy
+    assert again.equals(got) and again is not got
+    fewer = table.assign(coupled=table.atom != 0)
+    assert not compare.network_consistency(D, fewer, n_null=500, seed=4).equals(got)
+    assert not compare.network_consistency(D, table, n_null=500, seed=5).equals(got)
 
 
 def test_couplings_per_network_and_layers():
