@@ -195,11 +195,11 @@ The run's notes (`benchmarks/real_scale.json`):
 {% endfor %}{% endif %}
 ## The default run, end to end
 
-{% if dr %}**From nothing** (`benchmarks/default_run_ab.py`): the default run (`python -m llmbrain_utils run
---params params/default.yaml`) in a fresh clone of each commit with an empty store, one after the
-other on this machine ({{ dr.created }}, {{ dr.cores }} cores): before, `{{ dr.runs[0].commit[:7] }}`,
-{{ dr.runs[0].wall_s | num(1) }} s; after, `{{ dr.runs[1].commit[:7] }}`, {{ dr.runs[1].wall_s | num(1) }} s:
-**{{ dr.ratio | num(2) }}x** faster. Basis: {{ dr.basis }}.{% if dr.notes %}
+{% if dr %}**From nothing** (`benchmarks/default_run_ab.py`): the default run in a fresh clone of
+each commit with an empty store, one after the other on this machine ({{ dr.created }},
+{{ dr.cores }} cores): before, `{{ dr.runs[0].commit[:7] }}`, {{ dr.runs[0].wall_s | num(1) }} s;
+after, `{{ dr.runs[1].commit[:7] }}`, {{ dr.runs[1].wall_s | num(1) }} s: **{{ dr.ratio | num(2) }}x**
+faster. Basis: {{ dr.basis }}.{% if dr.notes %}
 
 {% for n in dr.notes %}- {{ n }}
 {% endfor %}{% endif %}

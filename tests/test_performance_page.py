@@ -13,6 +13,7 @@ PAPER_SCALE = REPO / "benchmarks" / "paper_scale_cpu.json"
 RIDGE = REPO / "benchmarks" / "ridge_cv.json"
 KERNELS = REPO / "benchmarks" / "kernels.json"
 REAL_SCALE = REPO / "benchmarks" / "real_scale.json"
+DEFAULT_RUN = REPO / "benchmarks" / "default_run_ab.json"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def _optional(path: Path):
 
 
 def test_committed_page_is_the_rendered_report(renderer, report, paper_scale, ridge):
-    rendered = renderer.render(report, paper_scale, ridge, _optional(KERNELS), _optional(REAL_SCALE))
+    rendered = renderer.render(report, paper_scale, ridge, _optional(KERNELS), _optional(REAL_SCALE),
+                               _optional(DEFAULT_RUN))
     assert rendered == PAGE.read_text(), (
         "book/performance.md differs from the rendering of benchmarks/report.json: run "
         "`.venv/bin/python benchmarks/render_performance.py benchmarks/report.json`")
