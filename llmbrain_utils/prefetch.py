@@ -178,9 +178,14 @@ class Ahead:
             return self
         from . import parallel
 
+        try:  # building ahead is optional: what it cannot pass on, the run does without it
+            text = json.dumps({"namespaces": self.namespaces})
+        except (TypeError, ValueError) as e:
+            log.warning("not building ahead: the parameters do not pass as JSON (%s)", e)
+            return self
         fd, job = tempfile.mkstemp(prefix="llmbrain-prefetch-", suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump({"namespaces": self.namespaces}, f)
+            f.write(text)
         self._job = Path(job)
         env = dict(os.environ)
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})

@@ -94,6 +94,14 @@ def test_bad_parameters_leave_the_process_idle(tmp_path):
     assert prefetch.read_log(log) == []
 
 
+def test_parameters_it_cannot_pass_on_leave_it_off(tmp_path):
+    import datetime
+
+    ahead = prefetch.Ahead({"fbn": {"story": datetime.date(2024, 1, 1)}}, tmp_path / "p.log")
+    with ahead:
+        assert ahead.proc is None  # the run goes on without it
+
+
 def test_the_run_ending_stops_it(tmp_path):
     log = tmp_path / "prefetch.log"
     ahead = prefetch.Ahead({"cross_model": {}}, log)
