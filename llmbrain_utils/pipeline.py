@@ -250,80 +250,79 @@ def execute(params_file: str | os.PathLike | None = None, *, only: list[str] | N
         dst = out_dir / STAGES[stage]
         return not force and dst.is_file() and _executed_digest(dst) == digest
 
-    pending = [s for s, p in plan if not unchanged(s, digest_of(s, p))]
+    digests = {s: digest_of(s, p) for s, p in plan}
+    pending = [s for s, _ in plan if not unchanged(s, digests[s])]
     served = [s for s in pending if s in ahead.SERVED] if ahead.wanted(prefetch) else []
     building_ahead = ahead.Ahead({s: notebook_namespace(s, params) for s in served},
                                  rf.folder / "prefetch.log")
     t_run = time.perf_counter()
-    try:
-        building_ahead.__enter__()
-        for stage, p in plan:
-            src = NOTEBOOKS / STAGES[stage]
-            dst = out_dir / STAGES[stage]
-            digest = digest_of(stage, p)
-            if unchanged(stage, digest):
-                records.append({"stage": stage, "status": "unchanged", "seconds": 0.0})
-                log.info("%s: unchanged, not re-executed", stage)
-                manifest["stages"].setdefault(stage, {}).update(
-                    {"notebook": str(dst), "digest": digest, "parameters": p, "status": "unchanged"})
-                if refresh_notebooks:  # a regenerated notebook (same cells, no outputs) gets them back
-                    _refresh(dst, src)
-                continue
-            tmp = dst.with_name(f".tmp-{dst.name}")
-            trace = dst.with_name(f".artifacts-{dst.stem}.jsonl")
-            trace.unlink(missing_ok=True)
-            t0, since = time.perf_counter(), time.time() - 1.0
-            print(f"[llmbrain] {stage}: executing {src.name}", flush=True)
-            try:
-                with _kernel_stderr(trace, svg=svg, headlines=rf.headlines) as km_class:
-                    nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
-                                             kernel_name="python3", progress_bar=_cell_progress(stage),
-                                             request_save_on_cell_execute=False,
-                                             kernel_manager_class=km_class)
-            except Exception as e:
-                # keep the failed copy for reading, never under the executed name
-                failed = dst.with_name(f"FAILED-{dst.name}")
-                if tmp.exists():
-                    os.replace(tmp, failed)
-                manifest["stages"][stage] = {"notebook": str(failed), "parameters": p,
-                                             "status": "failed", "error": " ".join(str(
-                                                 getattr(e, "evalue", e)).split())[:500],
-                                             "seconds": round(time.perf_counter() - t0, 1),
-                                             "artifacts": runfolder.read_trace(trace)}
+    with building_ahead:  # stopped when the chapters are done, or one failed
+        try:
+            for stage, p in plan:
+                src = NOTEBOOKS / STAGES[stage]
+                dst = out_dir / STAGES[stage]
+                digest = digests[stage]
+                if unchanged(stage, digest):
+                    records.append({"stage": stage, "status": "unchanged", "seconds": 0.0})
+                    log.info("%s: unchanged, not re-executed", stage)
+                    manifest["stages"].setdefault(stage, {}).update(
+                        {"notebook": str(dst), "digest": digest, "parameters": p, "status": "unchanged"})
+                    if refresh_notebooks:  # a regenerated notebook (same cells, no outputs) gets them back
+                        _refresh(dst, src)
+                    continue
+                tmp = dst.with_name(f".tmp-{dst.name}")
+                trace = dst.with_name(f".artifacts-{dst.stem}.jsonl")
                 trace.unlink(missing_ok=True)
-                if getattr(e, "ename", None) in _OWN_ERRORS:  # the stage refused an input: one line
-                    raise StageError(stage, src.name, e.ename, e.evalue, failed) from None
-                raise
-            _one_parameters_block(nb)
-            nb.metadata["llmbrain"] = {"digest": digest, "parameters": p,
-                                       "figure_formats": ["png", "svg"] if svg else ["png"]}
-            import nbformat
+                t0, since = time.perf_counter(), time.time() - 1.0
+                print(f"[llmbrain] {stage}: executing {src.name}", flush=True)
+                try:
+                    with _kernel_stderr(trace, svg=svg, headlines=rf.headlines) as km_class:
+                        nb = pm.execute_notebook(str(src), str(tmp), parameters=p, cwd=str(REPO),
+                                                 kernel_name="python3", progress_bar=_cell_progress(stage),
+                                                 request_save_on_cell_execute=False,
+                                                 kernel_manager_class=km_class)
+                except Exception as e:
+                    # keep the failed copy for reading, never under the executed name
+                    failed = dst.with_name(f"FAILED-{dst.name}")
+                    if tmp.exists():
+                        os.replace(tmp, failed)
+                    manifest["stages"][stage] = {"notebook": str(failed), "parameters": p,
+                                                 "status": "failed", "error": " ".join(str(
+                                                     getattr(e, "evalue", e)).split())[:500],
+                                                 "seconds": round(time.perf_counter() - t0, 1),
+                                                 "artifacts": runfolder.read_trace(trace)}
+                    trace.unlink(missing_ok=True)
+                    if getattr(e, "ename", None) in _OWN_ERRORS:  # the stage refused an input: one line
+                        raise StageError(stage, src.name, e.ename, e.evalue, failed) from None
+                    raise
+                _one_parameters_block(nb)
+                nb.metadata["llmbrain"] = {"digest": digest, "parameters": p,
+                                           "figure_formats": ["png", "svg"] if svg else ["png"]}
+                import nbformat
 
-            nbformat.write(nb, str(tmp))
-            os.replace(tmp, dst)
-            failed = dst.with_name(f"FAILED-{dst.name}")
-            failed.unlink(missing_ok=True)
-            secs = time.perf_counter() - t0
-            print(f"[llmbrain] {stage}: done in {secs:.1f} s", flush=True)
-            records.append({"stage": stage, "status": "executed", "seconds": round(secs, 1)})
-            left = runfolder.snapshot_stage(rf, STAGES[stage], since)
-            manifest["stages"][stage] = {
-                "notebook": str(dst), "digest": digest, "parameters": p, "status": "executed",
-                "seconds": round(secs, 1), "executed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "artifacts": runfolder.read_trace(trace) + left["sweep_artifacts"],
-                "headlines": left["headlines"], "sweep_tables": left["sweeps"]}
-            trace.unlink(missing_ok=True)
-            if refresh_notebooks:
-                _refresh(dst, src)
-    except BaseException as e:
-        building_ahead.__exit__(None, None, None)
-        manifest["status"] = "failed"
-        manifest["error"] = " ".join(str(e).split())[:500]
-        manifest["invocations"][-1].update(status="failed", records=records,
-                                           seconds=round(time.perf_counter() - t_run, 1))
-        runfolder.write_manifest(rf.folder, manifest)
-        raise
-    building_ahead.__exit__(None, None, None)
+                nbformat.write(nb, str(tmp))
+                os.replace(tmp, dst)
+                failed = dst.with_name(f"FAILED-{dst.name}")
+                failed.unlink(missing_ok=True)
+                secs = time.perf_counter() - t0
+                print(f"[llmbrain] {stage}: done in {secs:.1f} s", flush=True)
+                records.append({"stage": stage, "status": "executed", "seconds": round(secs, 1)})
+                left = runfolder.snapshot_stage(rf, STAGES[stage], since)
+                manifest["stages"][stage] = {
+                    "notebook": str(dst), "digest": digest, "parameters": p, "status": "executed",
+                    "seconds": round(secs, 1), "executed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "artifacts": runfolder.read_trace(trace) + left["sweep_artifacts"],
+                    "headlines": left["headlines"], "sweep_tables": left["sweeps"]}
+                trace.unlink(missing_ok=True)
+                if refresh_notebooks:
+                    _refresh(dst, src)
+        except BaseException as e:
+            manifest["status"] = "failed"
+            manifest["error"] = " ".join(str(e).split())[:500]
+            manifest["invocations"][-1].update(status="failed", records=records,
+                                               seconds=round(time.perf_counter() - t_run, 1))
+            runfolder.write_manifest(rf.folder, manifest)
+            raise
     manifest["invocations"][-1]["records"] = records
     manifest.pop("error", None)
     done = [out_dir / STAGES[s] for s in STAGES if (out_dir / STAGES[s]).is_file()]
