@@ -94,6 +94,31 @@ def test_fit_ols_chunks_stack_device_and_extremes(small):
     np.testing.assert_allclose(E.fit_ols(X, Y.astype(np.float32)).beta, full.beta, atol=1e-5)
 
 
+def test_fit_ols_cpu_block_is_the_generic_block_bit_for_bit():
+    """The CPU path (temporaries in one reused buffer) does _ols_block's operations in the same
+    order: the same numbers bit for bit, for blocks of any width through the same buffer."""
+    from llmbrain_utils.encoding import ols
+    from llmbrain_utils.encoding._common import _design
+    rng = np.random.default_rng(3)
+    T, k = 90, 5
+    X = _atoms(T, k, rng)
+    for intercept in (True, False):
+        Xd = np.ascontiguousarray(_design(X, intercept))
+        Q, R = np.linalg.qr(Xd)
+        Q = np.ascontiguousarray(Q)
+        Rinv = np.ascontiguousarray(np.linalg.inv(R))
+        diag = (Rinv ** 2).sum(1)
+        dof = T - Xd.shape[1]
+        work = np.empty((2, T * 64))
+        for w in (64, 1, 7, 33):                          # one buffer, narrower blocks after
+            y = rng.standard_normal((T, w)).astype(np.float32) + 0.3
+            ref = ols._ols_block(Xd, Rinv, Q, diag, np.ascontiguousarray(y, dtype=np.float64),
+                                 intercept, dof)
+            got = ols._ols_block_cpu(Xd, Rinv, Q, diag, y, intercept, dof, work)
+            for a, b in zip(ref, got):
+                assert np.array_equal(a, b), (intercept, w)
+
+
 def test_fit_lasso_matches_sklearn(small):
     from sklearn.linear_model import Lasso
     X, Y = small
