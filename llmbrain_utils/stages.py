@@ -263,6 +263,18 @@ def _isc_block(task: tuple) -> tuple:
     return fmri.isc_loo(x)[0], fmri.isc_null(x, n_perm=n_perm, method="circular", seed=seed)
 
 
+def _group_block(task: tuple):
+    """The group test's values (:func:`encoding.group_null_block`: held-out r of the subjects'
+    average BOLD, observed and on every surrogate) of one block of voxels of ``bold.npy``."""
+    import numpy as np
+
+    from . import encoding as enc
+
+    D, path, sl, alphas, kw = task
+    y = np.load(path, mmap_mode="r")[:, :, sl]
+    return enc.group_null_block(D, y, alphas, statistic="average_bold", **kw)
+
+
 def _encode_block(task: tuple) -> dict:
     """The encoding of one subject's block of voxels: OLS maps, ridge CV scores and penalties."""
     import numpy as np
@@ -669,6 +681,7 @@ def encoding_tests(cfg: Mapping) -> Artifact:
     import numpy as np
 
     from . import encoding as enc
+    from . import parallel
 
     cfg = config.validate(cfg)
     enc_art, dic, data = encoding(cfg), dictionary(cfg), fmri_data(cfg)
@@ -697,9 +710,14 @@ def encoding_tests(cfg: Mapping) -> Artifact:
         # brain and, as its own family, over the ISC mask
         folds = enc.contiguous_folds(bold.shape[1], cfg.n_folds, cfg.trim)
         g_alphas = np.exp(np.log(np.load(enc_art.file("cv_alphas.npy")).astype(np.float64)).mean(0))
-        gt = enc.group_cv_test(D, bold, statistic="average_bold", alphas=g_alphas, null="phase",
-                               n_perm=cfg.group_perm, seed=cfg.seed, folds=folds,
-                               trim=cfg.trim, progress=_progress())
+        # enc.group_cv_test in blocks of voxels (each reads its block of every subject)
+        kw = dict(null="phase", n_perm=cfg.group_perm, seed=cfg.seed, folds=folds)
+        V = bold.shape[2]
+        vals = parallel.map_blocks(_group_block, [(D, path, sl, g_alphas[:, sl], kw)
+                                                  for sl in _voxel_blocks(V)],
+                                   label="group test", unit="block", progress=_progress())
+        gt = enc.group_test_result(np.concatenate(vals, axis=-1), g_alphas[None], np.arange(V), V,
+                                   statistic="average_bold", null="phase", tail="pooled")
         p_isc = gt.pvalues(isc_keep) if isc_keep.any() else np.full(gt.p.shape, np.nan)
         gsig, gsig_isc = enc.fdr(gt.p, cfg.alpha)[0], enc.fdr(p_isc, cfg.alpha)[0]
         np.save(out / "group_avg_r.npy", gt.observed.astype(np.float32))

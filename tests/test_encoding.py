@@ -771,6 +771,33 @@ def test_group_cv_test_finds_planted_voxels():
     assert np.isfinite(sub[:50]).all() and np.isnan(sub[50:]).all()
 
 
+def test_group_test_in_blocks_of_voxels_is_the_test_bit_for_bit():
+    """group_null_block over blocks whose widths are multiples of the kernel's chunk, side by
+    side, then group_test_result: group_cv_test's numbers bit for bit (the stage's fan-out)."""
+    rng = np.random.default_rng(5)
+    X, Y, _ = _twin(rng, T=120, k=5, S=3, V=700, n_planted=60, snr=0.3)
+    Y = Y.astype(np.float32)
+    folds = E.contiguous_folds(120, 4, 3)
+    kw = dict(null="phase", n_perm=12, seed=4, folds=folds, chunk_voxels=64)
+    for statistic in ("average_bold", "mean_r"):
+        S_ = 1 if statistic == "average_bold" else 3
+        alphas = 10.0 ** rng.uniform(-1, 3, size=(S_, len(folds), 700))
+        ref = E.group_cv_test(X, Y, statistic=statistic, alphas=alphas[0] if S_ == 1 else alphas,
+                              **kw)
+        vals = np.concatenate([E.group_null_block(X, Y[:, :, v0:v0 + 192],
+                                                  alphas[..., v0:v0 + 192][0] if S_ == 1
+                                                  else alphas[..., v0:v0 + 192],
+                                                  statistic=statistic, **kw)
+                               for v0 in range(0, 700, 192)], axis=-1)
+        got = E.group_test_result(vals, alphas, np.arange(700), 700, statistic=statistic,
+                                  null="phase", tail="pooled")
+        for f in ("observed", "p", "z", "null_mean", "null_sd", "values", "subject_r", "alphas"):
+            assert np.array_equal(getattr(ref, f), getattr(got, f), equal_nan=True), (statistic, f)
+        assert got.n_null == ref.n_null == 12
+    with pytest.raises(ParameterError, match="'Y'.*1 subject"):
+        E.group_null_block(X, Y[0], alphas[0])
+
+
 def test_recovery_rates_counts():
     reject = np.array([1, 1, 0, 0, 1, 0], bool)
     planted = np.array([1, 1, 1, 0, 0, 0], bool)

@@ -19,7 +19,8 @@ re-exported here (``encoding.fit_ols``):
   Benjamini-Hochberg FDR (:func:`llmbrain_utils.stats.fdr`).
 * :func:`ridge_null_r`, :func:`group_cv_test`, :func:`recovery_rates` - a group test of held-out
   r with one null for all subjects (phase-randomised surrogates of the BOLD by default; the
-  subjects' average BOLD or their mean r), and its rates against a planted truth.
+  subjects' average BOLD or their mean r), and its rates against a planted truth;
+  :func:`group_null_block` and :func:`group_test_result`, the same test in blocks of voxels.
   (``encoding.group_test``)
 * :func:`noise_ceiling`, :func:`normalise_by_ceiling` - the noise ceiling of a single subject's
   prediction (from the leave-one-subject-out ISC) and normalisation by it
@@ -45,8 +46,8 @@ from ..stats import fdr  # encoding.fdr: the encoding's FDR
 from .ceiling import noise_ceiling, normalise_by_ceiling
 from .cv import (DEFAULT_ALPHAS, ContiguousKFold, CVResult, _inner_splits, contiguous_folds,
                  cv_scores)
-from .group_test import (GroupTest, _group_p, _shift_list, group_cv_test, recovery_rates,
-                         ridge_null_r)
+from .group_test import (GroupTest, _group_p, _shift_list, group_cv_test, group_null_block,
+                         group_test_result, recovery_rates, ridge_null_r)
 from .maps import GroupMaps, group_maps
 from .ols import LassoResult, OLSResult, fit_lasso, fit_ols
 from .permutation import _phase_rotations, n_circular_shifts, permutation_pvalues
@@ -58,7 +59,7 @@ __all__ = [
     "fit_ols", "fit_lasso", "contiguous_folds", "cv_scores", "permutation_pvalues", "fdr",
     "noise_ceiling", "normalise_by_ceiling", "group_maps", "score_regressors", "layerwise_baseline",
     "encode_subjects", "DEFAULT_ALPHAS", "GroupTest", "ridge_null_r", "group_cv_test",
-    "recovery_rates", "n_circular_shifts", "ContiguousKFold",
+    "group_null_block", "group_test_result", "recovery_rates", "n_circular_shifts", "ContiguousKFold",
 ]
 
 # private names the tests use as ``encoding.NAME`` (re-exported, not part of __all__)

@@ -375,14 +375,7 @@ def group_cv_test(X: Any, Y: Any, *, statistic: str = "average_bold", alphas: An
     m = _check_mask(mask, V)
     folds = contiguous_folds(T, n_folds, trim) if folds is None else _check_folds(folds, T)
     cols = np.flatnonzero(m)
-    if statistic == "average_bold":
-        avg = np.zeros((T, cols.size))
-        for y in subjects:
-            avg += np.asarray(y[:, cols], dtype=np.float64)
-        sd = avg.std(0)
-        data = [(avg - avg.mean(0)) / np.where(sd > 0, sd, 1.0)]
-    else:
-        data = [np.asarray(y[:, cols], dtype=np.float64) for y in subjects]
+    data = _group_data(subjects, statistic, cols)
     if alphas is None:
         A = cv_scores(X, np.stack(data), folds=folds, trim=trim, alphas=ridge_alphas,
                       inner_folds=inner_folds, device=device).best_alphas
@@ -391,17 +384,62 @@ def group_cv_test(X: Any, Y: Any, *, statistic: str = "average_bold", alphas: An
     vals = ridge_null_r(X, data, A, null=null, n_perm=n_perm, seed=seed, min_shift=min_shift,
                         folds=folds, batch=batch, chunk_voxels=chunk_voxels, device=device,
                         progress=progress)
+    return group_test_result(vals, A, cols, V, statistic=statistic, null=null, tail=tail)
+
+
+def _group_data(subjects: list, statistic: str, cols: Any = slice(None)) -> list[np.ndarray]:
+    """The arrays the group statistic refits (float64, T x len(cols) each) from the columns
+    ``cols`` of every subject (read one subject at a time): the subjects' average BOLD z-scored
+    per voxel (``"average_bold"``), or every subject's BOLD (``"mean_r"``). Every operation is
+    per voxel, so a block of voxels gives those voxels' columns bit for bit."""
+    if statistic == "average_bold":
+        avg = None
+        for y in subjects:
+            if avg is None:
+                avg = np.zeros((y.shape[0], np.arange(y.shape[1])[cols].size))
+            avg += np.asarray(y[:, cols], dtype=np.float64)
+        sd = avg.std(0)
+        return [(avg - avg.mean(0)) / np.where(sd > 0, sd, 1.0)]
+    return [np.asarray(y[:, cols], dtype=np.float64) for y in subjects]
+
+
+def group_null_block(X: Any, Y: Any, alphas: Any, *, statistic: str = "average_bold",
+                     **kw) -> np.ndarray:
+    """:func:`ridge_null_r` of the group statistic's data (:func:`group_cv_test`'s) for one
+    block of voxels of every subject's BOLD ``Y`` (S x T x w) with fixed penalties ``alphas``
+    (``(n_folds, w)`` for ``"average_bold"``, ``(S, n_folds, w)`` for ``"mean_r"``):
+    ``(1 + n_surrogates, S', w)``. The surrogates depend on ``seed`` only, and every
+    operation is per voxel, so blocks whose widths are multiples of ``chunk_voxels``
+    (:func:`ridge_null_r`'s, 2,048) give, side by side, the values of one pass over all voxels
+    bit for bit; :func:`group_test_result` turns them into the test (the mapping stage's
+    fan-out, ``stages.encoding_tests``)."""
+    X = _check_X(X)
+    subjects, stacked = _as_subjects(Y, X.shape[0])
+    statistic = check_choice("statistic", statistic, _GROUP_STATISTICS)
+    if not stacked or len(subjects) < 2:
+        raise ParameterError("Y", f"has {len(subjects)} subject(s)",
+                             expected="a stack of at least 2 subjects")
+    return ridge_null_r(X, _group_data(subjects, statistic), alphas, **kw)
+
+
+def group_test_result(vals: np.ndarray, alphas: np.ndarray, cols: Any, n_voxels: int, *,
+                      statistic: str, null: str, tail: str) -> GroupTest:
+    """The :class:`GroupTest` of :func:`ridge_null_r`'s values ``vals`` (1 + n_null, S', len
+    (cols)) for the tested voxels ``cols`` of ``n_voxels`` (the others NaN), with the penalties
+    ``alphas`` (S', n_folds, len(cols)) they were refitted with."""
+    tail = check_choice("tail", tail, _GROUP_TAILS)
+    cols = np.asarray(cols)
     g = vals.mean(1)                                              # (1 + n_null, Vm)
     p, z = _group_p(g, tail)
 
     def full(a):
-        o = np.full(a.shape[:-1] + (V,), np.nan)
+        o = np.full(a.shape[:-1] + (n_voxels,), np.nan)
         o[..., cols] = a
         return o
 
     return GroupTest(observed=full(g[0]), p=full(p), z=full(z), null_mean=full(g[1:].mean(0)),
                      null_sd=full(g[1:].std(0, ddof=1)), values=full(g), subject_r=full(vals[0]),
-                     alphas=full(np.asarray(A, float)), n_null=int(g.shape[0] - 1),
+                     alphas=full(np.asarray(alphas, float)), n_null=int(g.shape[0] - 1),
                      statistic=statistic, null=null, tail=tail)
 
 
