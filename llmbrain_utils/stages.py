@@ -275,6 +275,24 @@ def _group_block(task: tuple):
     return enc.group_null_block(D, y, alphas, statistic="average_bold", **kw)
 
 
+ATOM_BLOCK = 8
+"""Atoms per block of the mapping's surrogate null (:func:`parallel.map_blocks`); each atom's
+surrogates are its own arithmetic, so any partition gives the same counts."""
+
+
+def _surrogate_block(task: tuple):
+    """The surrogate null's counts (and values) of one block of atoms
+    (:func:`fbn.surrogate_counts_block`); the worker loads the atlas and draws the fields
+    itself (once per process: the fields are kept)."""
+    import numpy as np
+
+    from . import fbn
+
+    atlas_name, data, group_file, atoms, kw = task
+    return fbn.surrogate_counts_block(np.load(group_file), load_atlas_on(atlas_name, data), atoms,
+                                      **kw)
+
+
 def _encode_block(task: tuple) -> dict:
     """The encoding of one subject's block of voxels: OLS maps, ridge CV scores and penalties."""
     import numpy as np
@@ -861,10 +879,28 @@ def fbn_mapping(cfg: Mapping) -> Artifact:
         atlas = load_atlas_on(cfg.atlas, data)
         perms = (atlas.spin_permutations(cfg.fbn_perm, cfg.seed) if cfg.fbn_null == "spin"
                  else None)
-        table = fbn.couple_atoms(np.load(enc_art.file("group_t.npy")), atlas,
-                                 threshold=cfg.threshold, n_perm=cfg.fbn_perm,
-                                 alpha=cfg.alpha, seed=cfg.seed, null=cfg.fbn_null,
-                                 tail=cfg.fbn_tail, perms=perms)
+        group = np.load(enc_art.file("group_t.npy"))
+        kw = dict(threshold=cfg.threshold, n_perm=cfg.fbn_perm, seed=cfg.seed, tail=cfg.fbn_tail)
+        null_counts = None
+        if cfg.fbn_null == "surrogate":  # the null in Dask blocks of atoms
+            from . import parallel
+
+            k, n = group.shape[0], atlas.n_networks
+            blocks = parallel.blocks_of(k, ATOM_BLOCK)
+            parts = parallel.map_blocks(
+                _surrogate_block, [(cfg.atlas, data, enc_art.file("group_t.npy"),
+                                    np.arange(k)[b], kw) for b in blocks],
+                label="surrogate null", unit="block", progress=_progress())
+            counts = np.zeros((2, k, n))
+            values = np.zeros((2, k, cfg.fbn_perm, n), np.float32) if cfg.fbn_tail == "gpd" else None
+            for b, (c, v) in zip(blocks, parts):
+                counts[:, b] = c
+                if values is not None:
+                    values[:, b] = v
+            null_counts = (counts.reshape(2 * k, n),
+                           None if values is None else values.reshape(2 * k, cfg.fbn_perm, n))
+        table = fbn.couple_atoms(group, atlas, alpha=cfg.alpha, null=cfg.fbn_null, perms=perms,
+                                 null_counts=null_counts, **kw)
         table.to_csv(out / "couplings.tsv", sep="\t", index=False)
         c = table[table.coupled]
         return {"n_couplings": int(len(c)), "n_atoms_coupled": int(c.atom.nunique()),

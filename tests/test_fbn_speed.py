@@ -154,3 +154,36 @@ def test_couplings_match_the_reference(grid, monkeypatch):
         assert np.array_equal(new[s].attrs["p_count"], ref[s].attrs["p_count"])
     for x, y in zip(screened, screened_ref):
         assert np.array_equal(x, y)
+
+
+def test_the_surrogate_null_in_blocks_of_atoms_is_couple_atoms_bit_for_bit(grid):
+    """surrogate_counts_block over blocks of atoms, put side by side and passed as
+    null_counts: couple_atoms' table bit for bit (the mapping stage's fan-out), for both
+    statistics, with and without the tail fit; a bad null_counts is named."""
+    from llmbrain_utils.errors import ParameterError
+
+    _, mask, atlas = grid
+    maps = _maps(mask, atlas, 7, seed=2)
+    n = atlas.n_networks
+    for statistic in ("dice", "r"):
+        for tail in ("none", "gpd"):
+            kw = dict(threshold="top10%", n_perm=120, seed=1, statistic=statistic, tail=tail)
+            ref = fbn.couple_atoms(maps, atlas, null="surrogate", alpha=0.1, **kw)
+            counts = np.zeros((2, 7, n))
+            values = np.zeros((2, 7, 120, n), np.float32)
+            for b in (slice(0, 3), slice(3, 6), slice(6, 7)):
+                c, v = fbn.surrogate_counts_block(maps, atlas, np.arange(7)[b], **kw)
+                counts[:, b] = c
+                if tail == "gpd":
+                    values[:, b] = v
+                else:
+                    assert v is None
+            got = fbn.couple_atoms(maps, atlas, null="surrogate", alpha=0.1, null_counts=(
+                counts.reshape(14, n), values.reshape(14, 120, n) if tail == "gpd" else None),
+                **kw)
+            assert got.equals(ref), (statistic, tail)
+            assert np.array_equal(got.attrs["p_count"], ref.attrs["p_count"])
+    with pytest.raises(ParameterError, match="null_counts"):
+        fbn.couple_atoms(maps, atlas, null="spin", n_perm=120, null_counts=(counts, None))
+    with pytest.raises(ParameterError, match="atoms"):
+        fbn.surrogate_counts_block(maps, atlas, [7])

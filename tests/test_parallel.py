@@ -19,7 +19,8 @@ from llmbrain_utils.errors import InputError
 TINY = dict(n_subjects=3, resolution_mm=12, k=8, n_perm=20, fbn_perm=100, dict_iter=30, group_perm=10)
 FILES = {"fmri": ("isc.npy", "isc_p.npy"),
          "encoding": ("beta.npy", "t.npy", "r2.npy", "cv_r.npy", "cv_alphas.npy", "group_t.npy"),
-         "encoding_tests": ("p_r2.npy", "p_group_avg.npy", "group_avg_r.npy")}
+         "encoding_tests": ("p_r2.npy", "p_group_avg.npy", "group_avg_r.npy"),
+         "fbn": ("couplings.tsv",)}
 
 
 def _square(x):
@@ -31,8 +32,15 @@ def _square(x):
 def _arrays(runs: Path) -> dict:
     cfg = {**TINY, "runs_dir": str(runs)}
     arts = {"fmri": stages.fmri_data(cfg), "encoding": stages.encoding(cfg),
-            "encoding_tests": stages.encoding_tests(cfg)}
-    return {f"{s}/{f}": np.load(arts[s].file(f)) for s, fs in FILES.items() for f in fs}
+            "encoding_tests": stages.encoding_tests(cfg), "fbn": stages.fbn_mapping(cfg)}
+    return {f"{s}/{f}": _read(arts[s].file(f)) for s, fs in FILES.items() for f in fs}
+
+
+def _read(path: Path) -> np.ndarray:
+    if path.suffix == ".tsv":  # the mapping's table: its numbers (the surrogate null's p, q)
+        import pandas as pd
+        return pd.read_csv(path, sep="\t")[["dice", "r", "p", "q"]].to_numpy(float)
+    return np.load(path)
 
 
 def _same(a: dict, b: dict) -> None:
@@ -76,16 +84,19 @@ def test_a_bad_scheduler_variable_is_named(monkeypatch):
 def test_the_voxel_partition_leaves_every_number_as_one_pass(monkeypatch, tmp_path, reference):
     """Blocks of 100 voxels (the tiny twin has ~1,000) give the numbers of one block: bit for bit
     but the held-out r, which the float32 ridge kernel's products round differently with the
-    block's width (measured: at most 3.8e-7, in 4 % of the voxels; the same penalties)."""
+    block's width (measured: at most 3.8e-7, in 4 % of the voxels; the same penalties). The
+    mapping's surrogate null in blocks of 3 of the 8 atoms: its counts bit for bit."""
     monkeypatch.setattr(stages, "VOXEL_BLOCK", 100)
+    monkeypatch.setattr(stages, "ATOM_BLOCK", 3)
     got = _arrays(tmp_path / "runs")
     np.testing.assert_allclose(got.pop("encoding/cv_r.npy"), reference["encoding/cv_r.npy"],
                                rtol=0, atol=1e-6)
     _same(got, {k: v for k, v in reference.items() if k != "encoding/cv_r.npy"})
 
 
-def test_a_cluster_gives_the_in_process_numbers(cluster, tmp_path, reference):
+def test_a_cluster_gives_the_in_process_numbers(cluster, tmp_path, reference, monkeypatch):
     _, client = cluster
+    monkeypatch.setattr(stages, "ATOM_BLOCK", 3)  # the 8 atoms' null in 3 blocks
     with parallel.using(client):
         assert parallel.current() is client
         assert parallel.map_blocks(_square, range(6)) == [0, 1, 4, 9, 16, 25]

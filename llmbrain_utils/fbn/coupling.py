@@ -71,7 +71,8 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
                  threshold: str | float = DEFAULT_THRESHOLD, n_perm: int = DEFAULT_N_PERM,
                  alpha: float = 0.05, seed: int = 0, null: str = "spin",
                  perms: np.ndarray | None = None, statistic: str = DEFAULT_STATISTIC,
-                 tail: str = "none", surrogates: SurrogateNull | None = None) -> pd.DataFrame:
+                 tail: str = "none", surrogates: SurrogateNull | None = None,
+                 null_counts: tuple | None = None) -> pd.DataFrame:
     """Couple atoms to networks: Dice, correlation, permutation p, BH q, decision.
 
     Parameters
@@ -122,6 +123,11 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
     surrogates : SurrogateNull, optional
         With ``null="surrogate"``: prepared surrogate fields (reused across statistics and
         thresholds of the same maps); drawn from ``group_maps`` when None.
+    null_counts : (counts, values), optional
+        With ``null="surrogate"``: the null's counts (2k, n) and, with ``tail="gpd"``, its
+        values (2k, n_perm, n; else None), counted elsewhere with these settings
+        (:func:`surrogate_counts_block` over blocks of atoms, put together: the mapping stage's
+        fan-out); None counts them here.
     """
     import pandas as pd
 
@@ -172,15 +178,16 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
         log.info("n_perm=%d: with %d tests, BH at alpha=%g declares couplings only when at "
                  "least %d reach the smallest p; raise n_perm to detect fewer",
                  n_perm, 2 * k * n, alpha, need)
-    pos, neg = threshold_maps(maps, threshold)
-    parts = np.concatenate([pos, neg])
-    dice = _dice(parts, atlas.masks)
-    corr = _corr(maps, atlas.masks)
-    # the tested statistic, (2k, n): active rows first
-    observed = dice if statistic == "dice" else np.nan_to_num(np.concatenate([corr, -corr]))
+    if null_counts is not None:
+        _check_null_counts(null_counts, null, tail, (2 * k, n_perm, n))
+    parts, dice, corr, observed = _observed(maps, atlas, threshold, statistic)
     rng = np.random.default_rng(seed)
     keep = [] if tail == "gpd" else None
-    if null == "spin":
+    if null_counts is not None:
+        counts = null_counts[0]
+        if keep is not None:
+            keep.append(null_counts[1])
+    elif null == "spin":
         if perms is None:
             perms = atlas.spin_permutations(n_perm, seed)
         if statistic == "dice":
@@ -212,6 +219,58 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
                         # the plain permutation p (before any tail fit), in the table's row order
                         "p_count": p_count.reshape(2, k, n).transpose(1, 2, 0).ravel()})
     return table[TABLE_COLUMNS]
+
+
+def _observed(maps: np.ndarray, atlas: NetworkAtlas, threshold: str | float,
+              statistic: str) -> tuple:
+    """The maps' parts (2k, V), Dice and r with every network, and the tested statistic (2k,
+    n; active rows first)."""
+    pos, neg = threshold_maps(maps, threshold)
+    parts = np.concatenate([pos, neg])
+    dice = _dice(parts, atlas.masks)
+    corr = _corr(maps, atlas.masks)
+    return parts, dice, corr, (dice if statistic == "dice"
+                               else np.nan_to_num(np.concatenate([corr, -corr])))
+
+
+def _check_null_counts(null_counts: Any, null: str, tail: str, shape: tuple) -> None:
+    two_k, n_perm, n = shape
+    ok = (null == "surrogate" and isinstance(null_counts, tuple) and len(null_counts) == 2
+          and np.shape(null_counts[0]) == (two_k, n)
+          and (null_counts[1] is None if tail != "gpd"
+               else np.shape(null_counts[1]) == (two_k, n_perm, n)))
+    if not ok:
+        raise ParameterError("null_counts", f"not the surrogate null's (counts, values) of "
+                             f"{two_k // 2} maps, {n} networks (null {null!r}, tail {tail!r})",
+                             expected=f"with null='surrogate': counts ({two_k}, {n}) and "
+                             f"values ({two_k}, {n_perm}, {n}) for tail 'gpd', else None")
+
+
+def surrogate_counts_block(group_maps: np.ndarray, atlas: NetworkAtlas, atoms: Any, *,
+                           threshold: str | float = DEFAULT_THRESHOLD,
+                           n_perm: int = DEFAULT_N_PERM, seed: int = 0,
+                           statistic: str = DEFAULT_STATISTIC,
+                           tail: str = "none") -> tuple[np.ndarray, np.ndarray | None]:
+    """The surrogate null's counts of the maps ``atoms`` of ``group_maps`` (k, V), as
+    :func:`couple_atoms` counts them: ``(counts (2, a, n), values (2, a, n_perm, n) or
+    None)``, active rows first, the values with ``tail="gpd"`` only. The fields are drawn from
+    all the maps (kept per process: a worker draws them once), each map's surrogates are its own
+    arithmetic, so blocks of atoms put side by side are ``couple_atoms``' counts bit for bit
+    (pass them as its ``null_counts``)."""
+    maps = _check_maps(group_maps, atlas)
+    atoms = np.asarray(atoms, dtype=np.intp)
+    k = maps.shape[0]
+    if atoms.ndim != 1 or atoms.size == 0 or atoms.min() < 0 or atoms.max() >= k:
+        raise ParameterError("atoms", f"{atoms.tolist()!r}", expected=f"indices of maps in [0, {k})")
+    null = SurrogateNull(atlas, maps, n_perm, seed)
+    observed = _observed(maps, atlas, threshold, statistic)[3]
+    keep = [] if tail == "gpd" else None
+    counts, _ = null.counts(maps, observed, threshold, statistic, keep=keep, atoms=atoms)
+
+    def rows(a: np.ndarray) -> np.ndarray:  # (2k, ...) -> the block's (2, a, ...)
+        return a.reshape((2, k) + a.shape[1:])[:, atoms]
+
+    return rows(counts), (rows(keep[0]) if keep is not None else None)
 
 
 def threshold_sensitivity(group_maps: np.ndarray | None, atlas: NetworkAtlas,

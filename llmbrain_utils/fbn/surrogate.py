@@ -307,7 +307,8 @@ class SurrogateNull:
     def counts(self, maps: np.ndarray, observed: np.ndarray, threshold: str | float,
                statistic: str, *, keep: list | None = None,
                alpha: float | None = None, tail: str = "none", n_screen: int = 200,
-               growth: int = 5, chunk: int = 500) -> tuple[np.ndarray, np.ndarray]:
+               growth: int = 5, chunk: int = 500,
+               atoms: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """How often each map's surrogates reach ``observed`` (2k, n; active rows first).
 
         ``alpha=None``: every test meets all fields (the mapping stage's exact counts).
@@ -318,7 +319,10 @@ class SurrogateNull:
         than ``GPD_MIN_EXCEED`` values reach has the bound 0, since its tail p can be smaller),
         so the decisions are those of all fields; a stopped test's count is scaled to
         ``n_perm``. ``keep``: a list that receives the null values (2k, n_perm, n) float32 (complete for
-        every test counted in full). Returns ``(counts, complete)``."""
+        every test counted in full). ``atoms`` (with ``alpha=None``): count only these maps
+        (the others' rows stay 0): each map's surrogates are its own arithmetic, so blocks of
+        maps give its rows bit for bit (the mapping stage's fan-out). Returns ``(counts,
+        complete)``."""
         maps = np.asarray(maps, dtype=np.float64)
         same = maps.shape == self._maps.shape and np.array_equal(maps, self._maps)
         mu, sd, z = self._tissue if same else tissue_model(maps, self.gm)
@@ -327,7 +331,14 @@ class SurrogateNull:
         counts = np.zeros((2, k, n), dtype=np.int64)
         seen = np.zeros((2, k, n), dtype=np.int64)
 
-        active = np.ones((2, k, n), dtype=bool)
+        if atoms is None:
+            active = np.ones((2, k, n), dtype=bool)
+        elif alpha is not None:
+            raise ParameterError("atoms", "with alpha", expected="atoms only for exact counts "
+                                 "(alpha=None): the stopping rule needs every test")
+        else:
+            active = np.zeros((2, k, n), dtype=bool)
+            active[:, np.asarray(atoms, dtype=np.intp)] = True
         obs = observed.reshape(2, k, n) - 1e-9
         scale = [(sd[a] * z[a].std()).astype(np.float32) for a in range(k)]
         mu32 = mu.astype(np.float32)
