@@ -239,8 +239,9 @@ def extrapolate(stages: list[dict], subjects: int, sizes: dict, workers: int = 1
                   "stages fan out per subject and block of 16,384 voxels: 345 x 5 blocks at "
                   "70,000 voxels, more than the cores), this machine's per-core speed, no I/O, "
                   "scheduling or gather cost, and the parts that are one task (the twin, the "
-                  "first subject's scan, the group test) counted as if they spread too: a lower bound on the "
-                  "wall time, not a measurement"),
+                  "first subject's scan) or few (the mapping's null: one block per 8 atoms) "
+                  "counted as if they spread too: a lower bound on the wall time, not a "
+                  "measurement"),
         "target_subjects": NARRATIVES_SUBJECTS, "measured_subjects": subjects,
         "scale_factor": round(factor, 3),
         "subject_stages": grow, "subject_stages_wall_s": round(grow_s, 3),
@@ -272,9 +273,10 @@ def notes(args, sizes: dict, bound: dict) -> list[str]:
          "workers = 1: every stage ran in this one process, its blocks one after another "
          "(llmbrain_utils.parallel in-process)."),
         "not fanned out (one task): the twin's writer (fmri.make_synthetic_dataset, up to "
-        "min(4, cores) threads of this process), the first subject's scan (it sizes bold.npy), "
-        "the group test of held-out r on the subjects' average BOLD (encoding_tests) and the "
-        "mapping's null (fbn_mapping).",
+        "min(4, cores) threads of this process) and the first subject's scan (it sizes "
+        "bold.npy). The group test of held-out r on the subjects' average BOLD "
+        "(encoding_tests) runs per block of voxels, the mapping's surrogate null (fbn_mapping) "
+        "per block of 8 atoms (each worker draws the surrogate fields once).",
         "peak_anon_gib: anonymous memory (RSS less the shared and file-backed pages, psutil's "
         "rss - shared): what a process holds of its own, without the pages of bold.npy it has "
         "mapped, which the kernel can drop.",
