@@ -293,6 +293,25 @@ def _surrogate_block(task: tuple):
                                       **kw)
 
 
+SPIN_BLOCK = 256
+"""Rotations per block of the mapping's spin null: a multiple of the counts' chunks (64), so
+the blocks' counts and values are those of one pass bit for bit."""
+
+
+def _spin_block(task: tuple):
+    """The spin null's counts (and values) over one block of rotations
+    (:func:`fbn.spin_counts_block`); the rotations come as an array (in-process) or as the path
+    of a ``.npy`` the block reads its rows from."""
+    import numpy as np
+
+    from . import fbn
+
+    source, atlas_name, data, group_file, sl, kw = task
+    perms = np.load(source, mmap_mode="r") if isinstance(source, str) else source
+    return fbn.spin_counts_block(np.load(group_file), load_atlas_on(atlas_name, data), sl,
+                                 perms=perms, **kw)
+
+
 def _encode_block(task: tuple) -> dict:
     """The encoding of one subject's block of voxels: OLS maps, ridge CV scores and penalties."""
     import numpy as np
@@ -868,6 +887,8 @@ FBN_PARAMS = ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha",
 
 def fbn_mapping(cfg: Mapping) -> Artifact:
     """Each atom's group t map against the networks of an atlas: ``couplings.tsv``."""
+    import tempfile
+
     import numpy as np
 
     from . import fbn
@@ -881,24 +902,9 @@ def fbn_mapping(cfg: Mapping) -> Artifact:
                  else None)
         group = np.load(enc_art.file("group_t.npy"))
         kw = dict(threshold=cfg.threshold, n_perm=cfg.fbn_perm, seed=cfg.seed, tail=cfg.fbn_tail)
-        null_counts = None
-        if cfg.fbn_null == "surrogate":  # the null in Dask blocks of atoms
-            from . import parallel
-
-            k, n = group.shape[0], atlas.n_networks
-            blocks = parallel.blocks_of(k, ATOM_BLOCK)
-            parts = parallel.map_blocks(
-                _surrogate_block, [(cfg.atlas, data, enc_art.file("group_t.npy"),
-                                    np.arange(k)[b], kw) for b in blocks],
-                label="surrogate null", unit="block", progress=_progress())
-            counts = np.zeros((2, k, n))
-            values = np.zeros((2, k, cfg.fbn_perm, n), np.float32) if cfg.fbn_tail == "gpd" else None
-            for b, (c, v) in zip(blocks, parts):
-                counts[:, b] = c
-                if values is not None:
-                    values[:, b] = v
-            null_counts = (counts.reshape(2 * k, n),
-                           None if values is None else values.reshape(2 * k, cfg.fbn_perm, n))
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".fbn-") as tmp:
+            null_counts = _mapping_null(cfg, data, atlas, group, enc_art.file("group_t.npy"),
+                                        perms, kw, Path(tmp))
         table = fbn.couple_atoms(group, atlas, alpha=cfg.alpha, null=cfg.fbn_null, perms=perms,
                                  null_counts=null_counts, **kw)
         table.to_csv(out / "couplings.tsv", sep="\t", index=False)
@@ -909,6 +915,43 @@ def fbn_mapping(cfg: Mapping) -> Artifact:
 
     return _store(cfg).get_or_create("fbn", _pick(cfg, FBN_PARAMS), build, inputs=[enc_art, data],
                                      packages=("llmbrain_utils", "numpy", "scipy", "nilearn"))
+
+
+def _mapping_null(cfg, data: Artifact, atlas, group, group_file: Path, perms, kw: dict,
+                  tmp: Path) -> tuple:
+    """The mapping's null counted in Dask blocks (:func:`parallel.map_blocks`): the surrogate
+    null per block of ``ATOM_BLOCK`` atoms (each worker draws the fields once), the spin null
+    per block of ``SPIN_BLOCK`` rotations (the rotations drawn here once; on a cluster the
+    blocks read theirs from a memory-mapped copy in ``tmp``). Returns ``couple_atoms``'
+    ``null_counts``: its counts and values bit for bit, whatever the partition."""
+    import numpy as np
+
+    from . import parallel
+
+    k, n, P = group.shape[0], atlas.n_networks, cfg.fbn_perm
+    gpd = cfg.fbn_tail == "gpd"
+    if cfg.fbn_null == "surrogate":
+        blocks = parallel.blocks_of(k, ATOM_BLOCK)
+        parts = parallel.map_blocks(
+            _surrogate_block, [(cfg.atlas, data, group_file, np.arange(k)[b], kw) for b in blocks],
+            label="surrogate null", unit="block", progress=_progress())
+        counts = np.zeros((2, k, n))
+        values = np.zeros((2, k, P, n), np.float32) if gpd else None
+        for b, (c, v) in zip(blocks, parts):
+            counts[:, b] = c
+            if gpd:
+                values[:, b] = v
+        return counts.reshape(2 * k, n), (values.reshape(2 * k, P, n) if gpd else None)
+    source = perms
+    if parallel.current() is not None:  # the workers read their rotations from a file
+        source = str(tmp / "perms.npy")
+        np.save(source, perms)
+    parts = parallel.map_blocks(
+        _spin_block, [(source, cfg.atlas, data, group_file, sl, kw)
+                      for sl in parallel.blocks_of(P, SPIN_BLOCK)],
+        label="spin null", unit="block", progress=_progress())
+    counts = np.sum([c for c, _ in parts], axis=0)
+    return counts, (np.concatenate([v for _, v in parts], axis=1) if gpd else None)
 
 
 def read_couplings(art: Artifact) -> pd.DataFrame:

@@ -187,3 +187,28 @@ def test_the_surrogate_null_in_blocks_of_atoms_is_couple_atoms_bit_for_bit(grid)
         fbn.couple_atoms(maps, atlas, null="spin", n_perm=120, null_counts=(counts, None))
     with pytest.raises(ParameterError, match="atoms"):
         fbn.surrogate_counts_block(maps, atlas, [7])
+
+
+def test_the_spin_null_in_blocks_of_rotations_is_couple_atoms_bit_for_bit(grid):
+    """spin_counts_block over blocks of rotations starting at multiples of 64, summed and side
+    by side, passed as null_counts: couple_atoms' table bit for bit (the mapping stage's
+    fan-out of the spin null), for both statistics, with and without the tail fit."""
+    from llmbrain_utils.errors import ParameterError
+
+    _, mask, atlas = grid
+    maps = _maps(mask, atlas, 5, seed=4)
+    perms = atlas.spin_permutations(150, 2)
+    for statistic in ("dice", "r"):
+        for tail in ("none", "gpd"):
+            kw = dict(threshold="top10%", n_perm=150, seed=2, statistic=statistic, tail=tail)
+            ref = fbn.couple_atoms(maps, atlas, null="spin", alpha=0.1, perms=perms, **kw)
+            parts = [fbn.spin_counts_block(maps, atlas, sl, perms=perms, **kw)
+                     for sl in (slice(0, 64), slice(64, 128), slice(128, 150))]
+            counts = np.sum([c for c, _ in parts], axis=0)
+            values = np.concatenate([v for _, v in parts], axis=1) if tail == "gpd" else None
+            got = fbn.couple_atoms(maps, atlas, null="spin", alpha=0.1, perms=perms,
+                                   null_counts=(counts, values), **kw)
+            assert got.equals(ref), (statistic, tail)
+            assert np.array_equal(got.attrs["p_count"], ref.attrs["p_count"])
+    with pytest.raises(ParameterError, match="draws"):
+        fbn.spin_counts_block(maps, atlas, slice(150, 160), perms=perms, n_perm=150)

@@ -40,7 +40,8 @@ One concept each; every name the package's users call is re-exported here (``fbn
 * ``fbn.signflip`` - the sign-flip null and :func:`group_t`;
 * ``fbn.tail`` - generalised Pareto tail p values (:func:`gpd_tail_p`);
 * ``fbn.coupling`` - :func:`couple_atoms`, :func:`threshold_sensitivity`,
-  :func:`surrogate_counts_block` (the surrogate null's counts of a block of atoms);
+  :func:`surrogate_counts_block` and :func:`spin_counts_block` (the nulls' counts of a block
+  of atoms or of rotations);
 * ``fbn.evaluate`` - :func:`recovery`, :func:`atlas_agreement`, :func:`mapping_recovery`
   (:func:`recovery_design`, :class:`MappingRecovery`).
 
@@ -128,7 +129,7 @@ from .atlases import (ATLAS_DIR_ENV, DEFAULT_SEITZMAN_RADIUS_MM, DEFAULT_SOFT_TH
                       SEITZMAN, SHARED_MIRROR, NetworkAtlas, _fetch, atlas_manifest, atlas_root,
                       available_atlases, load_atlas, seitzman_atlas, verify_sha256)
 from .coupling import (DEFAULT_STATISTIC, NULLS, STATISTICS, TABLE_COLUMNS, couple_atoms,
-                       surrogate_counts_block, threshold_sensitivity)
+                       spin_counts_block, surrogate_counts_block, threshold_sensitivity)
 from .evaluate import (MappingRecovery, atlas_agreement, mapping_recovery, recovery,
                        recovery_design)
 from .overlaps import _corr, _dice, _rows, map_array, overlap
@@ -151,7 +152,7 @@ __all__ = [
     "gpd_tail_p",
     # coupling
     "NULLS", "STATISTICS", "DEFAULT_STATISTIC", "TABLE_COLUMNS", "couple_atoms",
-    "surrogate_counts_block", "threshold_sensitivity",
+    "surrogate_counts_block", "spin_counts_block", "threshold_sensitivity",
     # evaluation
     "recovery", "atlas_agreement", "recovery_design", "mapping_recovery", "MappingRecovery",
 ]

@@ -124,10 +124,11 @@ def couple_atoms(group_maps: np.ndarray | None, atlas: NetworkAtlas, *,
         With ``null="surrogate"``: prepared surrogate fields (reused across statistics and
         thresholds of the same maps); drawn from ``group_maps`` when None.
     null_counts : (counts, values), optional
-        With ``null="surrogate"``: the null's counts (2k, n) and, with ``tail="gpd"``, its
-        values (2k, n_perm, n; else None), counted elsewhere with these settings
-        (:func:`surrogate_counts_block` over blocks of atoms, put together: the mapping stage's
-        fan-out); None counts them here.
+        With ``null="surrogate"`` or ``"spin"``: the null's counts (2k, n) and, with
+        ``tail="gpd"``, its values (2k, n_perm, n; else None), counted elsewhere with these
+        settings (:func:`surrogate_counts_block` over blocks of atoms, :func:`spin_counts_block`
+        over blocks of rotations, put together: the mapping stage's fan-out); None counts them
+        here.
     """
     import pandas as pd
 
@@ -235,15 +236,15 @@ def _observed(maps: np.ndarray, atlas: NetworkAtlas, threshold: str | float,
 
 def _check_null_counts(null_counts: Any, null: str, tail: str, shape: tuple) -> None:
     two_k, n_perm, n = shape
-    ok = (null == "surrogate" and isinstance(null_counts, tuple) and len(null_counts) == 2
+    ok = (null in ("surrogate", "spin") and isinstance(null_counts, tuple) and len(null_counts) == 2
           and np.shape(null_counts[0]) == (two_k, n)
           and (null_counts[1] is None if tail != "gpd"
                else np.shape(null_counts[1]) == (two_k, n_perm, n)))
     if not ok:
-        raise ParameterError("null_counts", f"not the surrogate null's (counts, values) of "
+        raise ParameterError("null_counts", f"not the null's (counts, values) of "
                              f"{two_k // 2} maps, {n} networks (null {null!r}, tail {tail!r})",
-                             expected=f"with null='surrogate': counts ({two_k}, {n}) and "
-                             f"values ({two_k}, {n_perm}, {n}) for tail 'gpd', else None")
+                             expected=f"with null 'surrogate' or 'spin': counts ({two_k}, {n}) "
+                             f"and values ({two_k}, {n_perm}, {n}) for tail 'gpd', else None")
 
 
 def surrogate_counts_block(group_maps: np.ndarray, atlas: NetworkAtlas, atoms: Any, *,
@@ -271,6 +272,32 @@ def surrogate_counts_block(group_maps: np.ndarray, atlas: NetworkAtlas, atoms: A
         return a.reshape((2, k) + a.shape[1:])[:, atoms]
 
     return rows(counts), (rows(keep[0]) if keep is not None else None)
+
+
+def spin_counts_block(group_maps: np.ndarray, atlas: NetworkAtlas, draws: slice, *,
+                      threshold: str | float = DEFAULT_THRESHOLD, n_perm: int = DEFAULT_N_PERM,
+                      seed: int = 0, statistic: str = DEFAULT_STATISTIC, tail: str = "none",
+                      perms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The spin null's counts over the rotations ``draws`` (a slice of ``range(n_perm)``) of
+    ``group_maps`` (k, V), as :func:`couple_atoms` counts them: ``(counts (2k, n), values (2k,
+    d, n) or None)``, the values with ``tail="gpd"`` only. ``perms``: the atlas's
+    :meth:`~NetworkAtlas.spin_permutations` (computed here when None). The rotations are counted
+    in chunks of 64 from the block's start, so blocks that start at multiples of 64 give, summed
+    and side by side, ``couple_atoms``' counts and values bit for bit (pass them as its
+    ``null_counts``)."""
+    maps = _check_maps(group_maps, atlas)
+    start, stop, step = draws.indices(int(n_perm))
+    if step != 1 or stop <= start:
+        raise ParameterError("draws", f"{draws!r}", expected=f"a slice of range({n_perm})")
+    if perms is None:
+        perms = atlas.spin_permutations(n_perm, seed)
+    parts, _, _, observed = _observed(maps, atlas, threshold, statistic)
+    keep = [] if tail == "gpd" else None
+    if statistic == "dice":
+        counts = _spin_counts(parts, observed, atlas.masks, perms[start:stop], keep)
+    else:
+        counts = _spin_counts_r(maps, observed, atlas.masks, perms[start:stop], keep)
+    return counts, (np.concatenate(keep, axis=1) if keep is not None else None)
 
 
 def threshold_sensitivity(group_maps: np.ndarray | None, atlas: NetworkAtlas,
