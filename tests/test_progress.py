@@ -67,7 +67,7 @@ def test_stages_that_compute_show_their_bars_and_a_cache_hit_shows_none(tmp_path
     cfg = {**TINY, "runs_dir": str(tmp_path / "runs")}
     stages.encoding_tests(cfg)
     err = capfd.readouterr().err
-    for desc in ("extract", "dictionary loadings", "encoding blocks", "permutation tests", "phase null"):
+    for desc in ("extract", "dictionary loadings", "encoding blocks", "permutation tests", "group test"):
         assert desc in err, f"no {desc!r} bar in: {err[-2000:]}"
     stages.encoding_tests(cfg)
     assert "%|" not in capfd.readouterr().err  # everything reused: nothing to show
