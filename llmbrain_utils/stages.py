@@ -887,8 +887,6 @@ FBN_PARAMS = ("atlas", "threshold", "fbn_perm", "fbn_null", "fbn_tail", "alpha",
 
 def fbn_mapping(cfg: Mapping) -> Artifact:
     """Each atom's group t map against the networks of an atlas: ``couplings.tsv``."""
-    import tempfile
-
     import numpy as np
 
     from . import fbn
@@ -902,9 +900,8 @@ def fbn_mapping(cfg: Mapping) -> Artifact:
                  else None)
         group = np.load(enc_art.file("group_t.npy"))
         kw = dict(threshold=cfg.threshold, n_perm=cfg.fbn_perm, seed=cfg.seed, tail=cfg.fbn_tail)
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".fbn-") as tmp:
-            null_counts = _mapping_null(cfg, data, atlas, group, enc_art.file("group_t.npy"),
-                                        perms, kw, Path(tmp))
+        null_counts = _mapping_null(cfg, data, atlas, group, enc_art.file("group_t.npy"), perms,
+                                    kw, out.parent)
         table = fbn.couple_atoms(group, atlas, alpha=cfg.alpha, null=cfg.fbn_null, perms=perms,
                                  null_counts=null_counts, **kw)
         table.to_csv(out / "couplings.tsv", sep="\t", index=False)
@@ -918,12 +915,15 @@ def fbn_mapping(cfg: Mapping) -> Artifact:
 
 
 def _mapping_null(cfg, data: Artifact, atlas, group, group_file: Path, perms, kw: dict,
-                  tmp: Path) -> tuple:
+                  scratch: Path) -> tuple:
     """The mapping's null counted in Dask blocks (:func:`parallel.map_blocks`): the surrogate
     null per block of ``ATOM_BLOCK`` atoms (each worker draws the fields once), the spin null
     per block of ``SPIN_BLOCK`` rotations (the rotations drawn here once; on a cluster the
-    blocks read theirs from a memory-mapped copy in ``tmp``). Returns ``couple_atoms``'
-    ``null_counts``: its counts and values bit for bit, whatever the partition."""
+    blocks read theirs from a memory-mapped copy in a temporary folder under ``scratch``).
+    Returns ``couple_atoms``' ``null_counts``: its counts and values bit for bit, whatever the
+    partition."""
+    import tempfile
+
     import numpy as np
 
     from . import parallel
@@ -942,14 +942,19 @@ def _mapping_null(cfg, data: Artifact, atlas, group, group_file: Path, perms, kw
             if gpd:
                 values[:, b] = v
         return counts.reshape(2 * k, n), (values.reshape(2 * k, P, n) if gpd else None)
-    source = perms
-    if parallel.current() is not None:  # the workers read their rotations from a file
-        source = str(tmp / "perms.npy")
-        np.save(source, perms)
-    parts = parallel.map_blocks(
-        _spin_block, [(source, cfg.atlas, data, group_file, sl, kw)
-                      for sl in parallel.blocks_of(P, SPIN_BLOCK)],
-        label="spin null", unit="block", progress=_progress())
+
+    def spin(source) -> list:
+        return parallel.map_blocks(
+            _spin_block, [(source, cfg.atlas, data, group_file, sl, kw)
+                          for sl in parallel.blocks_of(P, SPIN_BLOCK)],
+            label="spin null", unit="block", progress=_progress())
+
+    if parallel.current() is None:
+        parts = spin(perms)
+    else:  # the workers read their rotations from a file
+        with tempfile.TemporaryDirectory(dir=scratch, prefix=".fbn-") as tmp:
+            np.save(Path(tmp) / "perms.npy", perms)
+            parts = spin(str(Path(tmp) / "perms.npy"))
     counts = np.sum([c for c, _ in parts], axis=0)
     return counts, (np.concatenate([v for _, v in parts], axis=1) if gpd else None)
 

@@ -411,8 +411,8 @@ def group_null_block(X: Any, Y: Any, alphas: Any, *, statistic: str = "average_b
     ``(1 + n_surrogates, S', w)``. The surrogates depend on ``seed`` only, and every
     operation is per voxel, so blocks whose widths are multiples of ``chunk_voxels``
     (:func:`ridge_null_r`'s, 2,048) give, side by side, the values of one pass over all voxels
-    bit for bit; :func:`group_test_result` turns them into the test (the mapping stage's
-    fan-out, ``stages.encoding_tests``)."""
+    bit for bit; :func:`group_test_result` turns them into the test (the fan-out of
+    ``stages.encoding_tests``)."""
     X = _check_X(X)
     subjects, stacked = _as_subjects(Y, X.shape[0])
     statistic = check_choice("statistic", statistic, _GROUP_STATISTICS)
